@@ -1,0 +1,159 @@
+//! The connections a lock can use, and the four steps of the lease protocol
+//! on one Redis node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+use crate::scripts;
+
+/// A connection a [`Lock`](crate::Lock) can send its commands on.
+///
+/// Implemented for every cheaply clonable async `redis` connection, such as
+/// [`redis::aio::ConnectionManager`] (reconnects by itself: the usual choice)
+/// and [`redis::aio::MultiplexedConnection`]. The lock clones the connection
+/// for each command, so clones must share one underlying connection.
+pub trait LockConnection: ConnectionLike + Clone + Send + Sync + 'static {}
+
+impl<C> LockConnection for C where C: ConnectionLike + Clone + Send + Sync + 'static {}
+
+/// One Redis node, behind a type-erased connection so that `Lock` and
+/// `LockGuard` carry no type parameter.
+#[derive(Clone)]
+pub(crate) struct Node(Arc<dyn CloneConnection>);
+
+/// What `SET key token NX GET PX ttl` answered.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SetReply {
+    /// The key was free and now holds our token.
+    Acquired,
+    /// The key holds our token already (set by an earlier send of ours).
+    AlreadyOurs,
+    /// The key holds another owner's token; nothing was changed.
+    HeldByOther,
+}
+
+impl Node {
+    pub(crate) fn new(connection: impl LockConnection) -> Node {
+        Node(Arc::new(connection))
+    }
+
+    /// Acquire: `SET key token NX GET PX ttl`, one round trip. The `GET`
+    /// option makes a key of another type answer `WRONGTYPE` instead of a
+    /// silent nil that would look busy forever, and shows whether the holder
+    /// is ourselves.
+    pub(crate) async fn set_nx(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> RedisResult<SetReply> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(millis(ttl));
+        let previous: Option<String> = cmd.query_async(&mut self.connection()).await?;
+        Ok(match previous {
+            None => SetReply::Acquired,
+            Some(holder) if holder == token => SetReply::AlreadyOurs,
+            Some(_) => SetReply::HeldByOther,
+        })
+    }
+
+    /// Release: compare-and-delete. `true` when our lock was deleted.
+    pub(crate) async fn release(&self, key: &str, token: &str) -> RedisResult<bool> {
+        let deleted: i64 = scripts::RELEASE
+            .key(key)
+            .arg(token)
+            .invoke_async(&mut self.connection())
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    /// Extend: compare-and-`PEXPIRE`. `true` when our lock now lives `ttl`.
+    pub(crate) async fn extend(&self, key: &str, token: &str, ttl: Duration) -> RedisResult<bool> {
+        let extended: i64 = scripts::EXTEND
+            .key(key)
+            .arg(token)
+            .arg(millis(ttl))
+            .invoke_async(&mut self.connection())
+            .await?;
+        Ok(extended == 1)
+    }
+
+    /// Inspect: whether the key holds `token`.
+    pub(crate) async fn holds(&self, key: &str, token: &str) -> RedisResult<bool> {
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(holder.as_deref() == Some(token))
+    }
+
+    /// Sends a token-checked release without waiting for it, when a tokio
+    /// runtime is there to run it; otherwise the key expires by its TTL.
+    /// Safe whatever the key holds now: it only ever deletes our own token.
+    pub(crate) fn release_in_background(&self, key: Arc<str>, token: String) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let node = self.clone();
+            runtime.spawn(async move {
+                // Best effort: on failure the TTL ends the lock.
+                let _ = node.release(&key, &token).await;
+            });
+        }
+    }
+
+    fn connection(&self) -> DynConnection {
+        self.0.clone_connection()
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Node")
+    }
+}
+
+/// TTLs are validated to whole milliseconds within `MAX_TTL` before they get
+/// here, so this never truncates a meaningful amount.
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Object-safe cloning of a connection.
+trait CloneConnection: Send + Sync {
+    fn clone_connection(&self) -> DynConnection;
+}
+
+impl<C: LockConnection> CloneConnection for C {
+    fn clone_connection(&self) -> DynConnection {
+        DynConnection(Box::new(self.clone()))
+    }
+}
+
+/// A boxed connection that `redis` can send commands and scripts on.
+struct DynConnection(Box<dyn ConnectionLike + Send>);
+
+impl ConnectionLike for DynConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}

@@ -1,0 +1,221 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A `Result` whose error is this crate's [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The lock operation an error happened in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Opening the connection to Redis.
+    Connect,
+    /// `SET key token NX GET PX ttl`.
+    Acquire,
+    /// The token-checked compare-and-delete script.
+    Release,
+    /// The token-checked `PEXPIRE` script.
+    Extend,
+    /// `GET key`, to ask Redis who holds the lock.
+    Inspect,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Connect => "connect",
+            Operation::Acquire => "acquire",
+            Operation::Release => "release",
+            Operation::Extend => "extend",
+            Operation::Inspect => "inspect",
+        })
+    }
+}
+
+/// Everything that can go wrong with a lock, one case per variant.
+///
+/// The cases users must tell apart are distinct variants: the lock is held by
+/// someone else ([`Busy`](Error::Busy)), the lock was ours but is not any more
+/// ([`NotHeld`](Error::NotHeld)), Redis could not be asked
+/// ([`Redis`](Error::Redis)), the key is not a lock of this format
+/// ([`WrongType`](Error::WrongType)), and the caller asked for something
+/// impossible ([`InvalidArgument`](Error::InvalidArgument)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another owner held the lock for the whole wait.
+    #[error(
+        "lock {key:?} is busy: another owner held it for the whole wait ({waited:?}, {attempts} attempts)"
+    )]
+    Busy {
+        /// The lock's key.
+        key: String,
+        /// How long `acquire` waited before giving up.
+        waited: Duration,
+        /// How many `SET NX` attempts were made.
+        attempts: u32,
+    },
+
+    /// The lock was not ours any more: it expired, or someone else deleted or
+    /// took it. Nothing was changed on the server.
+    #[error("lock {key:?} is not held any more: it expired or another owner took it")]
+    NotHeld {
+        /// The lock's key.
+        key: String,
+    },
+
+    /// The key holds a value of another type than a string, so it is not a
+    /// lock of this format (for example a Redisson lock, which is a hash).
+    /// Waiting would never help, so this is not reported as busy.
+    #[error(
+        "key {key:?} holds a value of another type than a string lock (a foreign lock format, such as a Redisson hash?)"
+    )]
+    WrongType {
+        /// The lock's key.
+        key: String,
+        /// The server's `WRONGTYPE` reply.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// The server refused a command for lack of permission (ACL), for example
+    /// a user that may not run `EVALSHA`.
+    #[error("permission denied by the server during {operation} of lock {key:?}")]
+    PermissionDenied {
+        /// What the crate was doing.
+        operation: Operation,
+        /// The lock's key.
+        key: String,
+        /// The server's `NOPERM` (or script permission) reply.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// The server does not support a command the crate needs.
+    #[error("the server does not support {needed}")]
+    UnsupportedServer {
+        /// What is needed, in words.
+        needed: &'static str,
+        /// The server's reply.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// Redis could not be reached, timed out, or answered with an error.
+    ///
+    /// For [`Operation::Acquire`] the `SET` may still have reached the server;
+    /// the crate then releases the token it sent in the background, so the
+    /// lock is not left held until its TTL.
+    #[error("redis error during {operation} of lock {key:?}")]
+    Redis {
+        /// What the crate was doing.
+        operation: Operation,
+        /// The lock's key.
+        key: String,
+        /// The error from the `redis` crate.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// An argument is out of its valid range. The message names the field and
+    /// the bound.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument {
+        /// The name of the argument, e.g. `"ttl"`.
+        field: &'static str,
+        /// What is wrong with it, including the bound.
+        reason: String,
+    },
+
+    /// The operating system's random number generator failed, so no token
+    /// could be made.
+    #[error("the OS random number generator failed to make a lock token")]
+    Random(#[source] rand::rngs::SysError),
+}
+
+impl Error {
+    /// Classifies an error from the `redis` crate met during `operation`.
+    pub(crate) fn from_redis(operation: Operation, key: &str, source: redis::RedisError) -> Error {
+        let key = key.to_owned();
+        match source.code() {
+            Some("WRONGTYPE") => Error::WrongType { key, source },
+            Some("NOPERM") => Error::PermissionDenied {
+                operation,
+                key,
+                source,
+            },
+            // A script that calls a command the ACL user may not run fails with
+            // a plain ERR whose text says so.
+            Some("ERR")
+                if source
+                    .detail()
+                    .is_some_and(|d| d.contains("can't run this command")) =>
+            {
+                Error::PermissionDenied {
+                    operation,
+                    key,
+                    source,
+                }
+            }
+            Some("ERR")
+                if operation == Operation::Acquire
+                    && source.detail().is_some_and(|d| d.contains("syntax error")) =>
+            {
+                Error::UnsupportedServer {
+                    needed: "`SET key token NX GET PX ttl` (Redis 7.0 or later)",
+                    source,
+                }
+            }
+            _ => Error::Redis {
+                operation,
+                key,
+                source,
+            },
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
+        Error::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether the error says the lock is held by someone else.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy { .. })
+    }
+
+    /// Whether the error says the lock was ours but is not any more.
+    pub fn is_not_held(&self) -> bool {
+        matches!(self, Error::NotHeld { .. })
+    }
+
+    /// Whether trying again later may succeed: the lock was busy, or Redis
+    /// could not be reached or timed out.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Busy { .. } => true,
+            Error::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_timeout()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+            }
+            _ => false,
+        }
+    }
+
+    /// The underlying `redis` error, if there is one.
+    pub fn redis_error(&self) -> Option<&redis::RedisError> {
+        match self {
+            Error::WrongType { source, .. }
+            | Error::PermissionDenied { source, .. }
+            | Error::UnsupportedServer { source, .. }
+            | Error::Redis { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs, missing_debug_implementations)]
+#![warn(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod connection;
+mod error;
+mod guard;
+mod lock;
+mod retry;
+mod scripts;
+mod token;
+
+pub use connection::LockConnection;
+pub use error::{Error, Operation, Result};
+pub use guard::LockGuard;
+pub use lock::{DEFAULT_TTL, Lock, LockBuilder, MAX_TTL, MIN_TTL};
+pub use retry::WaitPolicy;

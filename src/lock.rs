@@ -1,0 +1,487 @@
+//! `Lock` and its builder: acquire with `SET key token NX GET PX ttl`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::IntoConnectionInfo;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::time::Instant;
+
+use crate::connection::{LockConnection, Node, SetReply};
+use crate::error::{Error, Operation, Result};
+use crate::guard::LockGuard;
+use crate::retry::WaitPolicy;
+use crate::token::Token;
+
+/// The shortest TTL a lock accepts. Shorter leases leave no validity after the
+/// clock-drift margin (see [`LockGuard::deadline`]).
+pub const MIN_TTL: Duration = Duration::from_millis(10);
+
+/// The longest TTL a lock accepts: 7 days. A lock meant to outlive a crashed
+/// holder for longer is almost always a mistake; long work should renew a
+/// shorter lease instead.
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// The TTL of a lock unless set.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// A distributed lock on one Redis key: a lease that expires by itself if its
+/// holder crashes.
+///
+/// A `Lock` is cheap to clone (an `Arc`), `Send` and `Sync`; build it once and
+/// share it. On the wire the key is exactly the name given and its value is a
+/// random token, the format of redis-py's `Lock`, node-redlock, redsync and
+/// bsm/redislock, so those and this crate exclude each other on the same key.
+///
+/// ```no_run
+/// # async fn example() -> redis_mutex::Result<()> {
+/// use std::time::Duration;
+/// use redis_mutex::{Lock, WaitPolicy};
+///
+/// let lock = Lock::builder("reports:nightly")
+///     .ttl(Duration::from_secs(30))
+///     .wait(WaitPolicy::timeout(Duration::from_secs(5)))
+///     .connect("redis://127.0.0.1/")
+///     .await?;
+/// let guard = lock.acquire().await?;
+/// // ... the critical section ...
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    pub(crate) inner: Arc<LockInner>,
+}
+
+pub(crate) struct LockInner {
+    pub(crate) key: Arc<str>,
+    pub(crate) ttl: Duration,
+    pub(crate) wait: WaitPolicy,
+    pub(crate) node: Node,
+}
+
+impl Lock {
+    /// Starts building a lock on `key`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = redis_mutex::Lock::builder("jobs:import").ttl(Duration::from_secs(10));
+    /// ```
+    pub fn builder(key: impl Into<String>) -> LockBuilder {
+        LockBuilder {
+            key: key.into(),
+            ttl: DEFAULT_TTL,
+            wait: WaitPolicy::default(),
+        }
+    }
+
+    /// A lock on `key` with the default TTL and wait policy over `connection`.
+    /// Same as `Lock::builder(key).build(connection)`.
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1/").unwrap();
+    /// let manager = client.get_connection_manager().await.unwrap();
+    /// let lock = redis_mutex::Lock::new("jobs:import", manager)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn new(key: impl Into<String>, connection: impl LockConnection) -> Result<Lock> {
+        Lock::builder(key).build(connection)
+    }
+
+    /// The key the lock lives under, exactly as given.
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    /// The lease length of each acquisition.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// How [`acquire`](Lock::acquire) waits for a busy lock.
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.inner.wait
+    }
+
+    /// Acquires the lock, waiting under the lock's [`WaitPolicy`] while
+    /// another owner holds it.
+    ///
+    /// Fails with [`Error::Busy`] (saying how long it waited) when the wait
+    /// ends first. An uncontended acquire is one round trip.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future never leaves the lock held until its TTL. The
+    /// token is made before the `SET` is sent; if the future is dropped (or
+    /// fails with a connection error or timeout) after the `SET` may have
+    /// reached the server, a token-checked release is sent in the background,
+    /// which deletes the key only if this attempt set it. Without a tokio
+    /// runtime to run that release, the key expires by its TTL.
+    ///
+    /// ```no_run
+    /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
+    /// match lock.acquire().await {
+    ///     Ok(guard) => guard.release().await?,
+    ///     Err(e) if e.is_busy() => eprintln!("someone else is on it: {e}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire(&self) -> Result<LockGuard> {
+        self.acquire_under(self.inner.wait).await
+    }
+
+    /// Like [`acquire`](Lock::acquire), but waits at most `max_wait` instead
+    /// of the policy's limit (keeping its backoff).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`acquire`](Lock::acquire).
+    ///
+    /// ```no_run
+    /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
+    /// let guard = lock.acquire_timeout(std::time::Duration::from_millis(250)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire_timeout(&self, max_wait: Duration) -> Result<LockGuard> {
+        self.acquire_under(self.inner.wait.with_max_wait(Some(max_wait)))
+            .await
+    }
+
+    /// Makes one attempt: `Ok(None)` when another owner holds the lock.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`acquire`](Lock::acquire).
+    ///
+    /// ```no_run
+    /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
+    /// if let Some(guard) = lock.try_acquire().await? {
+    ///     // ... we are the only one ...
+    ///     guard.release().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn try_acquire(&self) -> Result<Option<LockGuard>> {
+        match self.acquire_under(WaitPolicy::no_wait()).await {
+            Ok(guard) => Ok(Some(guard)),
+            Err(Error::Busy { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn acquire_under(&self, policy: WaitPolicy) -> Result<LockGuard> {
+        let LockInner { key, ttl, node, .. } = &*self.inner;
+        let started = Instant::now();
+        let mut backoff = policy.start(started);
+        let mut pending = PendingAcquire {
+            node,
+            key,
+            token: Some(Token::generate()?),
+            maybe_set: false,
+        };
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            // The local deadline counts from before the send, so it is never
+            // later than the server's expiry.
+            let sent_at = Instant::now();
+            pending.maybe_set = true;
+            let reply = node.set_nx(key, pending.token_str(), *ttl).await;
+            match reply.map_err(|e| {
+                // A server error reply means the SET did not run; anything
+                // else (timeout, broken connection) leaves it unknown.
+                pending.maybe_set = e.code().is_none();
+                Error::from_redis(Operation::Acquire, key, e)
+            })? {
+                SetReply::Acquired => return Ok(pending.into_guard(self, sent_at)),
+                // Only an earlier send of this call can have set our token;
+                // count validity from the first one.
+                SetReply::AlreadyOurs => return Ok(pending.into_guard(self, started)),
+                SetReply::HeldByOther => pending.maybe_set = false,
+            }
+            match backoff.next_sleep(Instant::now()) {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => {
+                    return Err(Error::Busy {
+                        key: key.to_string(),
+                        waited: started.elapsed(),
+                        attempts,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The token of an `acquire` in progress. While `maybe_set` is true the `SET`
+/// may have reached the server without a guard to show for it; dropping the
+/// `PendingAcquire` then (cancellation, error) releases the token in the
+/// background so the lock is not left held until its TTL.
+struct PendingAcquire<'a> {
+    node: &'a Node,
+    key: &'a Arc<str>,
+    token: Option<Token>,
+    maybe_set: bool,
+}
+
+impl PendingAcquire<'_> {
+    fn token_str(&self) -> &str {
+        self.token.as_ref().map_or("", Token::as_str)
+    }
+
+    fn into_guard(mut self, lock: &Lock, validity_from: Instant) -> LockGuard {
+        self.maybe_set = false;
+        let token = self
+            .token
+            .take()
+            .unwrap_or_else(|| unreachable!("token taken twice"));
+        LockGuard::new(
+            lock.clone(),
+            token,
+            validity_from + validity(lock.inner.ttl),
+        )
+    }
+}
+
+impl Drop for PendingAcquire<'_> {
+    fn drop(&mut self) {
+        if self.maybe_set
+            && let Some(token) = self.token.take()
+        {
+            self.node
+                .release_in_background(self.key.clone(), token.as_str().to_owned());
+        }
+    }
+}
+
+/// How long a lease of `ttl` is safe to trust, counted from before the
+/// command that set it was sent: `ttl` minus a drift margin of 1% + 2 ms,
+/// the Redlock reference's allowance for clock-rate differences and Redis's
+/// 1 ms expiry precision.
+pub(crate) fn validity(ttl: Duration) -> Duration {
+    ttl.saturating_sub(ttl / 100 + Duration::from_millis(2))
+}
+
+/// Checks a TTL and rounds it down to whole milliseconds, as `PX` takes them.
+pub(crate) fn check_ttl(ttl: Duration) -> Result<Duration> {
+    if ttl < MIN_TTL {
+        return Err(Error::invalid(
+            "ttl",
+            format!("{ttl:?} is below the minimum of {MIN_TTL:?}"),
+        ));
+    }
+    if ttl > MAX_TTL {
+        return Err(Error::invalid(
+            "ttl",
+            format!(
+                "{ttl:?} is above the maximum of {MAX_TTL:?} (7 days); renew a shorter lease instead"
+            ),
+        ));
+    }
+    let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    Ok(Duration::from_millis(millis))
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid("key", "must not be empty"));
+    }
+    Ok(())
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("key", &self.inner.key)
+            .field("ttl", &self.inner.ttl)
+            .field("wait", &self.inner.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Lock`]: set the TTL and wait policy, then give it a connection.
+#[derive(Clone, Debug)]
+#[must_use = "a LockBuilder does nothing until .build(), .connect() or .client() is called"]
+pub struct LockBuilder {
+    key: String,
+    ttl: Duration,
+    wait: WaitPolicy,
+}
+
+impl LockBuilder {
+    /// Sets the lease length: how long the lock outlives a holder that
+    /// crashed. Between [`MIN_TTL`] and [`MAX_TTL`], rounded down to whole
+    /// milliseconds.
+    ///
+    /// Defaults to 30 s.
+    pub fn ttl(mut self, ttl: Duration) -> LockBuilder {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets how [`Lock::acquire`] waits while another owner holds the lock.
+    ///
+    /// Defaults to [`WaitPolicy::default()`]: up to 10 s, backing off from
+    /// 2 ms to 100 ms with jitter.
+    pub fn wait(mut self, policy: WaitPolicy) -> LockBuilder {
+        self.wait = policy;
+        self
+    }
+
+    /// Builds the lock over an existing connection, such as a clone of your
+    /// application's [`ConnectionManager`] or
+    /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection). Many locks
+    /// can share one connection.
+    ///
+    /// Fails with [`Error::InvalidArgument`] for an empty key, a TTL out of
+    /// range or a wait policy that would busy-loop.
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1/").unwrap();
+    /// let connection = client.get_multiplexed_async_connection().await.unwrap();
+    /// let lock = redis_mutex::Lock::builder("jobs:import").build(connection)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn build(self, connection: impl LockConnection) -> Result<Lock> {
+        let ttl = self.validate()?;
+        Ok(Lock {
+            inner: Arc::new(LockInner {
+                key: self.key.into(),
+                ttl,
+                wait: self.wait,
+                node: Node::new(connection),
+            }),
+        })
+    }
+
+    /// Builds the lock over a new [`ConnectionManager`] (which reconnects by
+    /// itself) to the server at `url`, e.g. `"redis://127.0.0.1:6379/"`.
+    ///
+    /// Each call opens a connection: to lock many keys, open one
+    /// `ConnectionManager` and [`build`](LockBuilder::build) every lock over
+    /// a clone of it.
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let lock = redis_mutex::Lock::builder("jobs:import").connect("redis://127.0.0.1/").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(self, url: impl IntoConnectionInfo) -> Result<Lock> {
+        self.validate()?;
+        let client = redis::Client::open(url).map_err(|e| self.connect_error(e))?;
+        self.client(&client).await
+    }
+
+    /// Builds the lock over a new [`ConnectionManager`] from `client`.
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1/").unwrap();
+    /// let lock = redis_mutex::Lock::builder("jobs:import").client(&client).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn client(self, client: &redis::Client) -> Result<Lock> {
+        self.validate()?;
+        // Few, short connection retries: a caller with Redis down should hear
+        // about it in about a second, not after the default ~6 s of retries.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        self.build(manager)
+    }
+
+    fn validate(&self) -> Result<Duration> {
+        check_key(&self.key)?;
+        self.wait.validate()?;
+        check_ttl(self.ttl)
+    }
+
+    fn connect_error(&self, source: redis::RedisError) -> Error {
+        Error::from_redis(Operation::Connect, &self.key, source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_leaves_a_drift_margin() {
+        assert_eq!(
+            validity(Duration::from_secs(10)),
+            Duration::from_millis(9_898)
+        );
+        assert_eq!(
+            validity(Duration::from_millis(100)),
+            Duration::from_millis(97)
+        );
+        assert!(validity(MIN_TTL) > Duration::ZERO);
+    }
+
+    #[test]
+    fn ttl_bounds_are_named_in_the_error() {
+        for bad in [
+            Duration::ZERO,
+            Duration::from_millis(9),
+            MAX_TTL + Duration::from_millis(1),
+            Duration::MAX,
+        ] {
+            let err = check_ttl(bad).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidArgument { field: "ttl", .. }),
+                "{err}"
+            );
+        }
+        assert!(
+            check_ttl(Duration::ZERO)
+                .unwrap_err()
+                .to_string()
+                .contains("minimum of 10ms")
+        );
+        assert!(
+            check_ttl(Duration::MAX)
+                .unwrap_err()
+                .to_string()
+                .contains("maximum")
+        );
+        assert_eq!(
+            check_ttl(Duration::from_micros(10_999)).unwrap(),
+            Duration::from_millis(10)
+        );
+        assert_eq!(check_ttl(MAX_TTL).unwrap(), MAX_TTL);
+    }
+
+    #[test]
+    fn empty_key_is_rejected() {
+        let err = check_key("").unwrap_err();
+        assert_eq!(err.to_string(), "invalid key: must not be empty");
+    }
+
+    fn is_send_sync<T: Send + Sync>() {}
+
+    fn is_send<T: Send>(_: &T) {}
+
+    #[allow(dead_code, clippy::let_underscore_future)]
+    async fn futures_are_send(lock: Lock, guard: LockGuard) {
+        is_send(&lock.acquire());
+        is_send(&lock.try_acquire());
+        is_send(&guard.extend(DEFAULT_TTL));
+        is_send(&guard.is_held());
+        is_send(&guard.release());
+    }
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        is_send_sync::<Lock>();
+        is_send_sync::<LockBuilder>();
+        is_send_sync::<LockGuard>();
+        is_send_sync::<Error>();
+    }
+}

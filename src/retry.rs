@@ -1,0 +1,206 @@
+//! The wait policy: how long `acquire` waits for a busy lock, and how it
+//! spaces its attempts (exponential backoff with full jitter, capped).
+
+use std::time::Duration;
+
+use rand::RngExt;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+
+/// How [`Lock::acquire`](crate::Lock::acquire) waits while another owner holds
+/// the lock.
+///
+/// Between attempts it sleeps a random time between zero and
+/// `min_backoff * 2^attempt`, capped at `max_backoff` ("full jitter"), so that
+/// many waiters spread out instead of retrying in step. It never sleeps past
+/// the deadline, and makes one last attempt at the deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use redis_mutex::WaitPolicy;
+///
+/// let patient = WaitPolicy::timeout(Duration::from_secs(60))
+///     .backoff(Duration::from_millis(10), Duration::from_millis(500));
+/// let once = WaitPolicy::no_wait();
+/// assert_eq!(once.max_wait(), Some(Duration::ZERO));
+/// assert_eq!(patient.max_wait(), Some(Duration::from_secs(60)));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitPolicy {
+    max_wait: Option<Duration>,
+    min_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl WaitPolicy {
+    /// The first backoff step unless set: short, so a free lock is found fast.
+    pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(2);
+    /// The backoff cap unless set.
+    pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_millis(100);
+    /// How long `acquire` waits unless set.
+    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
+
+    /// Wait up to `max_wait` for the lock, with the default backoff.
+    pub const fn timeout(max_wait: Duration) -> WaitPolicy {
+        WaitPolicy {
+            max_wait: Some(max_wait),
+            min_backoff: Self::DEFAULT_MIN_BACKOFF,
+            max_backoff: Self::DEFAULT_MAX_BACKOFF,
+        }
+    }
+
+    /// Make one attempt and fail with [`Error::Busy`] at once if the lock is
+    /// held.
+    pub const fn no_wait() -> WaitPolicy {
+        WaitPolicy::timeout(Duration::ZERO)
+    }
+
+    /// Wait as long as it takes. Use with care: a holder that renews forever
+    /// keeps this waiter waiting forever.
+    pub const fn forever() -> WaitPolicy {
+        WaitPolicy {
+            max_wait: None,
+            ..WaitPolicy::timeout(Duration::ZERO)
+        }
+    }
+
+    /// Sets the backoff bounds: the first sleep is at most `min`, each later
+    /// one at most twice the previous bound, never more than `max`.
+    ///
+    /// Defaults to 2 ms and 100 ms. [`Lock`](crate::Lock)'s builder rejects a
+    /// zero `min` (a busy loop against Redis) and a `max` below `min`.
+    #[must_use]
+    pub const fn backoff(self, min: Duration, max: Duration) -> WaitPolicy {
+        WaitPolicy {
+            min_backoff: min,
+            max_backoff: max,
+            ..self
+        }
+    }
+
+    /// The longest `acquire` waits, or `None` for no limit.
+    pub const fn max_wait(&self) -> Option<Duration> {
+        self.max_wait
+    }
+
+    pub(crate) const fn with_max_wait(self, max_wait: Option<Duration>) -> WaitPolicy {
+        WaitPolicy { max_wait, ..self }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.min_backoff.is_zero() {
+            return Err(Error::invalid(
+                "min_backoff",
+                "must be at least 1 ms; zero would retry in a busy loop against Redis",
+            ));
+        }
+        if self.max_backoff < self.min_backoff {
+            return Err(Error::invalid(
+                "max_backoff",
+                format!(
+                    "{:?} is below min_backoff {:?}",
+                    self.max_backoff, self.min_backoff
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn start(&self, now: Instant) -> Backoff {
+        Backoff {
+            deadline: self.max_wait.and_then(|wait| now.checked_add(wait)),
+            bound: self.min_backoff,
+            max: self.max_backoff,
+        }
+    }
+}
+
+impl Default for WaitPolicy {
+    /// Waits up to 10 s, backing off from 2 ms to at most 100 ms.
+    fn default() -> WaitPolicy {
+        WaitPolicy::timeout(WaitPolicy::DEFAULT_MAX_WAIT)
+    }
+}
+
+/// One `acquire` call's progress through its wait policy.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    deadline: Option<Instant>,
+    bound: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// How long to sleep before the next attempt, or `None` when the deadline
+    /// has passed and the caller must give up. The sleep never ends after the
+    /// deadline, so the last attempt happens at the deadline.
+    pub(crate) fn next_sleep(&mut self, now: Instant) -> Option<Duration> {
+        let left = match self.deadline {
+            Some(deadline) if now >= deadline => return None,
+            Some(deadline) => deadline - now,
+            None => Duration::MAX,
+        };
+        let jittered = rand::rng().random_range(Duration::ZERO..=self.bound);
+        self.bound = self.bound.saturating_mul(2).min(self.max);
+        Some(jittered.min(left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleeps_grow_to_the_cap_with_jitter() {
+        let policy =
+            WaitPolicy::forever().backoff(Duration::from_millis(2), Duration::from_millis(50));
+        let now = Instant::now();
+        let mut backoff = policy.start(now);
+        let bounds = [2, 4, 8, 16, 32, 50, 50, 50];
+        for bound in bounds {
+            let sleep = backoff.next_sleep(now).unwrap();
+            assert!(
+                sleep <= Duration::from_millis(bound),
+                "{sleep:?} > {bound} ms"
+            );
+        }
+        // Full jitter: over many draws at the cap, sleeps spread over the range.
+        let draws: Vec<_> = (0..200).map(|_| backoff.next_sleep(now).unwrap()).collect();
+        assert!(draws.iter().any(|d| *d < Duration::from_millis(10)));
+        assert!(draws.iter().any(|d| *d > Duration::from_millis(40)));
+    }
+
+    #[test]
+    fn never_sleeps_past_the_deadline() {
+        let now = Instant::now();
+        let policy = WaitPolicy::timeout(Duration::from_millis(30))
+            .backoff(Duration::from_secs(5), Duration::from_secs(5));
+        let mut backoff = policy.start(now);
+        for _ in 0..50 {
+            assert!(backoff.next_sleep(now).unwrap() <= Duration::from_millis(30));
+        }
+        assert!(
+            backoff
+                .next_sleep(now + Duration::from_millis(30))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn no_wait_gives_up_after_the_first_attempt() {
+        let now = Instant::now();
+        assert!(WaitPolicy::no_wait().start(now).next_sleep(now).is_none());
+    }
+
+    #[test]
+    fn rejects_busy_loops_and_inverted_bounds() {
+        let zero = WaitPolicy::default().backoff(Duration::ZERO, Duration::from_millis(5));
+        let err = zero.validate().unwrap_err().to_string();
+        assert!(err.contains("min_backoff"), "{err}");
+        let inverted =
+            WaitPolicy::default().backoff(Duration::from_millis(9), Duration::from_millis(5));
+        let err = inverted.validate().unwrap_err().to_string();
+        assert!(err.contains("max_backoff"), "{err}");
+    }
+}
