@@ -1,0 +1,124 @@
+//! Acquire a lock, work, release it, and see what "busy" looks like.
+//!
+//! ```sh
+//! cargo run --example quickstart                          # starts a throwaway redis-server
+//! REDIS_URL=redis://127.0.0.1:6379/ cargo run --example quickstart
+//! ```
+
+use std::time::Duration;
+
+use redis_mutex::{Lock, WaitPolicy};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Use REDIS_URL, or start a private redis-server that lives as long as `_server`.
+    let (url, _server) = match std::env::var("REDIS_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let server = throwaway::RedisServer::start()?;
+            (server.url(), Some(server))
+        }
+    };
+    println!("using {url}");
+
+    // One connection, shared by every lock in the process.
+    let client = redis::Client::open(url.as_str())?;
+    let connection = client.get_connection_manager().await?;
+
+    let lock = Lock::builder("quickstart:nightly-report")
+        .ttl(Duration::from_secs(10))
+        .wait(WaitPolicy::timeout(Duration::from_secs(5)))
+        .build(connection.clone())?;
+
+    let guard = lock.acquire().await?;
+    println!(
+        "acquired {:?}; the lease is good for {:?}",
+        guard.key(),
+        guard.remaining()
+    );
+
+    // Another worker (here: another Lock on the same key) finds it busy.
+    let impatient = Lock::builder("quickstart:nightly-report")
+        .wait(WaitPolicy::timeout(Duration::from_millis(300)))
+        .build(connection)?;
+    match impatient.acquire().await {
+        Err(e) if e.is_busy() => println!("a second worker gives up: {e}"),
+        Err(e) => return Err(e.into()),
+        Ok(_) => unreachable!("two holders at once"),
+    }
+    assert!(
+        impatient.try_acquire().await?.is_none(),
+        "try_acquire sees it held too"
+    );
+
+    // The work. Longer work would extend the lease before it runs out.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    guard.extend(Duration::from_secs(10)).await?;
+    println!(
+        "extended; still ours on the server: {}",
+        guard.is_held().await?
+    );
+
+    // Release tells us whether the lock was still ours.
+    guard.release().await?;
+    println!("released");
+
+    let second = impatient.acquire().await?;
+    println!("the second worker now holds it");
+    second.release().await?;
+    Ok(())
+}
+
+/// Just enough to run the example without a Redis: a redis-server on a free
+/// loopback port, with no persistence, killed when dropped.
+mod throwaway {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub struct RedisServer {
+        child: Child,
+        port: u16,
+    }
+
+    impl RedisServer {
+        pub fn start() -> std::io::Result<RedisServer> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+            let child = Command::new(&bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot start {bin:?} ({e}): install redis-server or set REDIS_URL"
+                        ),
+                    )
+                })?;
+            let server = RedisServer { child, port };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other("redis-server did not start in 10 s"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(server)
+        }
+
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
