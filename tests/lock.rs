@@ -1,0 +1,431 @@
+//! Core semantics of `Lock` and `LockGuard` against a real redis-server.
+
+mod support;
+
+use std::time::Duration;
+
+use redis_mutex::{Error, Lock, MAX_TTL, Operation, WaitPolicy};
+use support::RedisServer;
+
+fn lock_on(server_conn: redis::aio::MultiplexedConnection, key: &str, ttl_ms: u64) -> Lock {
+    Lock::builder(key)
+        .ttl(Duration::from_millis(ttl_ms))
+        .wait(WaitPolicy::no_wait())
+        .build(server_conn)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn acquire_sets_the_key_to_a_token_and_release_deletes_it() {
+    let server = RedisServer::start();
+    let lock = lock_on(server.conn().await, "jobs:a", 10_000);
+    let guard = lock.acquire().await.unwrap();
+
+    let token = server
+        .get("jobs:a")
+        .expect("the key is exactly the name given");
+    assert!(
+        token.len() >= 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
+    let pttl = server.pttl("jobs:a");
+    assert!(pttl > 9_000 && pttl <= 10_000, "PX ttl: {pttl}");
+    assert!(guard.is_held().await.unwrap());
+    assert!(
+        !format!("{guard:?}").contains(&token),
+        "Debug must not show the token"
+    );
+
+    guard.release().await.unwrap();
+    assert!(!server.exists("jobs:a"));
+}
+
+#[tokio::test]
+async fn each_acquisition_has_a_fresh_token() {
+    let server = RedisServer::start();
+    let lock = lock_on(server.conn().await, "jobs:fresh", 10_000);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let guard = lock.acquire().await.unwrap();
+        assert!(seen.insert(server.get("jobs:fresh").unwrap()));
+        guard.release().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_held_lock_is_busy_for_others() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let holder = lock_on(conn.clone(), "jobs:b", 10_000)
+        .acquire()
+        .await
+        .unwrap();
+
+    let other = lock_on(conn.clone(), "jobs:b", 10_000);
+    assert!(other.try_acquire().await.unwrap().is_none());
+
+    let patient = Lock::builder("jobs:b")
+        .wait(WaitPolicy::timeout(Duration::from_millis(200)))
+        .build(conn)
+        .unwrap();
+    let started = std::time::Instant::now();
+    match patient.acquire().await {
+        Err(Error::Busy {
+            key,
+            waited,
+            attempts,
+        }) => {
+            assert_eq!(key, "jobs:b");
+            assert!(waited >= Duration::from_millis(200), "{waited:?}");
+            assert!(attempts > 1, "it retried: {attempts}");
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    holder.release().await.unwrap();
+    other
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("free after release")
+        .release()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn acquire_waits_for_a_release() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let holder = lock_on(conn.clone(), "jobs:wait", 10_000)
+        .acquire()
+        .await
+        .unwrap();
+    let waiter = Lock::builder("jobs:wait")
+        .wait(WaitPolicy::timeout(Duration::from_secs(5)))
+        .build(conn)
+        .unwrap();
+    let waiting = tokio::spawn(async move { waiter.acquire().await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(!waiting.is_finished());
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_holder_cannot_release_or_extend_the_next_holders_lock() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let old = lock_on(conn.clone(), "jobs:c", 100)
+        .acquire()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(old.remaining(), Duration::ZERO);
+    assert!(!old.is_held().await.unwrap());
+
+    let new = lock_on(conn, "jobs:c", 10_000)
+        .acquire()
+        .await
+        .expect("the expired lock is free");
+    let new_token = server.get("jobs:c").unwrap();
+
+    let err = old.extend(Duration::from_secs(10)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NotHeld { key } if key == "jobs:c"),
+        "{err:?}"
+    );
+    assert!(err.is_not_held());
+    let err = old.release().await.unwrap_err();
+    assert!(err.is_not_held(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        r#"lock "jobs:c" is not held any more: it expired or another owner took it"#
+    );
+
+    assert_eq!(
+        server.get("jobs:c").as_deref(),
+        Some(new_token.as_str()),
+        "new holder untouched"
+    );
+    assert!(server.pttl("jobs:c") > 9_000, "new holder's TTL untouched");
+    new.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn release_after_expiry_does_not_recreate_or_delete_anything() {
+    let server = RedisServer::start();
+    let guard = lock_on(server.conn().await, "jobs:gone", 50)
+        .acquire()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(
+        guard
+            .extend(Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .is_not_held()
+    );
+    assert!(
+        !server.exists("jobs:gone"),
+        "extend never re-creates an expired lock"
+    );
+    assert!(guard.release().await.unwrap_err().is_not_held());
+}
+
+#[tokio::test]
+async fn extend_moves_the_server_ttl_and_the_local_deadline() {
+    let server = RedisServer::start();
+    let guard = lock_on(server.conn().await, "jobs:d", 1_000)
+        .acquire()
+        .await
+        .unwrap();
+    let before = guard.deadline();
+    assert!(guard.remaining() <= Duration::from_millis(1_000));
+    // The local deadline never outlives the server's expiry.
+    assert!(guard.remaining().as_millis() as i64 <= server.pttl("jobs:d"));
+
+    guard.extend(Duration::from_secs(20)).await.unwrap();
+    assert!(guard.deadline() > before);
+    let pttl = server.pttl("jobs:d");
+    assert!(pttl > 19_000, "{pttl}");
+    assert!(guard.remaining().as_millis() as i64 <= pttl);
+    assert!(guard.remaining() > Duration::from_secs(19));
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn release_survives_a_script_flush() {
+    let server = RedisServer::start();
+    let lock = lock_on(server.conn().await, "jobs:e", 10_000);
+    // Load the scripts once, then flush the cache between acquire and release.
+    lock.acquire().await.unwrap().release().await.unwrap();
+    let guard = lock.acquire().await.unwrap();
+    server.cmd(&["SCRIPT", "FLUSH"]);
+    guard.extend(Duration::from_secs(10)).await.unwrap();
+    server.cmd(&["SCRIPT", "FLUSH"]);
+    guard.release().await.unwrap();
+    assert!(!server.exists("jobs:e"));
+    // redis::Script loaded each script again after NOSCRIPT: release, then
+    // extend after the first flush, then release after the second.
+    assert_eq!(server.command_calls("script|load"), 3);
+}
+
+/// `total_commands_processed`: every command run, including the admin
+/// connection's own and the GET and DEL a script runs inside.
+fn commands_processed(server: &RedisServer) -> u64 {
+    let stats = server.info("stats");
+    let line = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .unwrap();
+    line.trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_uncontended_acquire_and_release_is_exactly_two_commands() {
+    let server = RedisServer::start();
+    let lock = lock_on(server.conn().await, "jobs:f", 10_000);
+    // Warm the script cache so the steady state is measured.
+    lock.acquire().await.unwrap().release().await.unwrap();
+
+    // What reading the stat costs by itself, on the admin connection.
+    let first = commands_processed(&server);
+    let admin_overhead = commands_processed(&server) - first;
+
+    server.reset_stats();
+    let before = commands_processed(&server);
+    let cycles = 10;
+    for _ in 0..cycles {
+        lock.acquire().await.unwrap().release().await.unwrap();
+    }
+    let after = commands_processed(&server);
+    // Sent by the lock: one SET and one EVALSHA per cycle, nothing else.
+    assert_eq!(server.command_calls("set"), cycles);
+    assert_eq!(server.command_calls("evalsha"), cycles);
+    assert_eq!(server.command_calls("eval"), 0);
+    assert_eq!(server.command_calls("script|load"), 0);
+    // Run inside the release script: one GET and one DEL per EVALSHA, so no
+    // GET was sent on its own.
+    assert_eq!(server.command_calls("get"), cycles);
+    assert_eq!(server.command_calls("del"), cycles);
+    // And no other command at all reached the server.
+    assert_eq!(after - before - admin_overhead, 4 * cycles);
+}
+
+#[tokio::test]
+async fn a_dropped_guard_is_released_in_the_background() {
+    let server = RedisServer::start();
+    let lock = lock_on(server.conn().await, "jobs:g", 30_000);
+    drop(lock.acquire().await.unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while server.exists("jobs:g") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dropped guard still holds the key"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lock.try_acquire()
+        .await
+        .unwrap()
+        .expect("free again")
+        .release()
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_guard_dropped_without_a_runtime_leaves_the_key_to_expire() {
+    let server = RedisServer::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let guard = runtime.block_on(async {
+        let lock = lock_on(server.conn().await, "jobs:h", 300);
+        lock.acquire().await.unwrap()
+    });
+    drop(guard); // outside the runtime: no panic, no blocking
+    assert!(server.exists("jobs:h"), "nothing could release it");
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(!server.exists("jobs:h"), "the TTL ended it");
+}
+
+#[tokio::test]
+async fn works_over_a_connection_manager_a_url_and_a_client() {
+    let server = RedisServer::start();
+    let over_manager = Lock::builder("jobs:i")
+        .wait(WaitPolicy::no_wait())
+        .build(server.manager().await)
+        .unwrap();
+    let from_url = Lock::builder("jobs:i")
+        .wait(WaitPolicy::no_wait())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let from_client = Lock::builder("jobs:i")
+        .wait(WaitPolicy::no_wait())
+        .client(&server.client())
+        .await
+        .unwrap();
+
+    for (lock, others) in [
+        (&over_manager, [&from_url, &from_client]),
+        (&from_url, [&over_manager, &from_client]),
+        (&from_client, [&over_manager, &from_url]),
+    ] {
+        let guard = lock.acquire().await.unwrap();
+        for other in others {
+            assert!(other.try_acquire().await.unwrap().is_none());
+        }
+        guard.release().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_key_of_another_type_is_a_wrong_type_error_not_busy() {
+    let server = RedisServer::start();
+    // A Redisson lock is a hash.
+    server.cmd(&["HSET", "jobs:redisson", "8743c9c0:1", "1"]);
+    let lock = Lock::builder("jobs:redisson")
+        .wait(WaitPolicy::timeout(Duration::from_secs(5)))
+        .build(server.conn().await)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = lock.acquire().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::WrongType { key, .. } if key == "jobs:redisson"),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no waiting on a foreign key"
+    );
+    assert!(err.to_string().contains("another type"), "{err}");
+    assert!(err.redis_error().is_some());
+    assert!(
+        lock.try_acquire()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("another type")
+    );
+    assert_eq!(
+        server.cmd(&["TYPE", "jobs:redisson"]),
+        redis::Value::SimpleString("hash".into())
+    );
+
+    // A key replaced by a hash under a held guard: release and extend say so.
+    let lock = lock_on(server.conn().await, "jobs:replaced", 10_000);
+    let guard = lock.acquire().await.unwrap();
+    server.cmd(&["DEL", "jobs:replaced"]);
+    server.cmd(&["HSET", "jobs:replaced", "f", "v"]);
+    assert!(matches!(
+        guard.extend(Duration::from_secs(1)).await,
+        Err(Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        guard.release().await,
+        Err(Error::WrongType { .. })
+    ));
+    assert!(server.exists("jobs:replaced"), "nothing deleted");
+}
+
+#[tokio::test]
+async fn invalid_arguments_name_the_field_and_the_bound() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let invalid = |result: redis_mutex::Result<Lock>| match result {
+        Err(Error::InvalidArgument { field, reason }) => (field, reason),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    };
+
+    let (field, reason) = invalid(Lock::builder("").build(conn.clone()));
+    assert_eq!((field, reason.as_str()), ("key", "must not be empty"));
+
+    let (field, reason) = invalid(Lock::builder("k").ttl(Duration::ZERO).build(conn.clone()));
+    assert_eq!(field, "ttl");
+    assert!(reason.contains("minimum of 10ms"), "{reason}");
+
+    let (field, reason) = invalid(
+        Lock::builder("k")
+            .ttl(MAX_TTL + Duration::from_secs(1))
+            .build(conn.clone()),
+    );
+    assert_eq!(field, "ttl");
+    assert!(reason.contains("maximum"), "{reason}");
+
+    // A TTL whose milliseconds overflow u64.
+    let (field, _) = invalid(Lock::builder("k").ttl(Duration::MAX).build(conn.clone()));
+    assert_eq!(field, "ttl");
+
+    let busy_loop =
+        WaitPolicy::timeout(Duration::from_secs(1)).backoff(Duration::ZERO, Duration::ZERO);
+    let (field, _) = invalid(Lock::builder("k").wait(busy_loop).build(conn.clone()));
+    assert_eq!(field, "min_backoff");
+
+    // Connecting validates before it dials.
+    let (field, _) = invalid(Lock::builder("").connect(server.url()).await);
+    assert_eq!(field, "key");
+
+    let lock = lock_on(conn, "k", 10_000);
+    let guard = lock.acquire().await.unwrap();
+    for bad in [Duration::ZERO, Duration::MAX] {
+        let err = guard.extend(bad).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument { field: "ttl", .. }),
+            "{err:?}"
+        );
+    }
+    assert!(
+        server.pttl("k") > 9_000,
+        "a rejected extend changes nothing"
+    );
+    guard.release().await.unwrap();
+    assert_eq!(Operation::Acquire.to_string(), "acquire");
+}
