@@ -339,6 +339,14 @@ impl LockBuilder {
     /// Fails with [`Error::InvalidArgument`] for an empty key, a TTL out of
     /// range or a wait policy that would busy-loop.
     ///
+    /// The connection's own settings apply to every command: its response
+    /// timeout (500 ms by default in `redis` 1.x) and, for a
+    /// `ConnectionManager`, its reconnect schedule. With the `redis` crate's
+    /// default `ConnectionManagerConfig`, a command sent while Redis is down
+    /// waits out about 10 s of reconnect attempts before it fails;
+    /// [`connect`](LockBuilder::connect) configures a manager that gives up
+    /// after about half a second.
+    ///
     /// ```no_run
     /// # async fn example() -> redis_mutex::Result<()> {
     /// let client = redis::Client::open("redis://127.0.0.1/").unwrap();
