@@ -66,6 +66,16 @@ pub enum Error {
         key: String,
     },
 
+    /// The lock was lost while [`Lock::run`](crate::Lock::run)'s body ran
+    /// (an extend was answered "not ours", or the deadline passed without a
+    /// successful extend), so the body was stopped. What the body already did
+    /// is not undone.
+    #[error("lock {key:?} was lost while the work ran, so the work was stopped")]
+    Lost {
+        /// The lock's key.
+        key: String,
+    },
+
     /// The key holds a value of another type than a string, so it is not a
     /// lock of this format (for example a Redisson lock, which is a hash).
     /// Waiting would never help, so this is not reported as busy.
@@ -188,9 +198,10 @@ impl Error {
         matches!(self, Error::Busy { .. })
     }
 
-    /// Whether the error says the lock was ours but is not any more.
+    /// Whether the error says the lock was ours but is not any more:
+    /// [`NotHeld`](Error::NotHeld) or [`Lost`](Error::Lost).
     pub fn is_not_held(&self) -> bool {
-        matches!(self, Error::NotHeld { .. })
+        matches!(self, Error::NotHeld { .. } | Error::Lost { .. })
     }
 
     /// Whether trying again later may succeed: the lock was busy, or Redis

@@ -2,13 +2,14 @@
 //! extend.
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::error::{Error, Operation, Result};
+use crate::lease::Lease;
 use crate::lock::{Lock, check_ttl, validity};
+use crate::renew::Renewal;
 use crate::token::Token;
 
 /// A held lock. Get one from [`Lock::acquire`] or [`Lock::try_acquire`].
@@ -16,40 +17,64 @@ use crate::token::Token;
 /// The guard is a *lease*: Redis deletes the key when its TTL runs out,
 /// whether or not the guard is still around. [`deadline`](LockGuard::deadline)
 /// says until when this process can trust it holds the lock;
-/// [`extend`](LockGuard::extend) pushes that out.
+/// [`extend`](LockGuard::extend), or renewal
+/// ([`auto_renew`](LockGuard::auto_renew)), pushes that out, and
+/// [`lost`](LockGuard::lost) completes when the lock is lost.
 ///
 /// # Dropping
 ///
 /// Call [`release`](LockGuard::release) when done: it tells you whether the
-/// lock was still yours. A guard dropped without it is released in the
-/// background (token-checked, best effort) when a tokio runtime is running;
-/// otherwise the key expires by its TTL. `Drop` never blocks and never panics.
+/// lock was still yours. A guard dropped without it stops its renewal and is
+/// released in the background (token-checked, best effort) when a tokio
+/// runtime is running; otherwise the key expires by its TTL. `Drop` never
+/// blocks and never panics.
 #[must_use = "if unused the lock is released at once (in the background); hold the guard for the critical section and call .release()"]
 #[clippy::has_significant_drop]
 pub struct LockGuard {
     lock: Lock,
     token: Token,
-    /// Invariant: never later than the server-side expiry of our key, since
-    /// it counts from before the command that set the TTL was sent and keeps
-    /// a drift margin.
-    deadline: Mutex<Instant>,
+    lease: Lease,
+    /// Renewal stops extending past this instant (`LockBuilder::max_hold`).
+    hold_until: Option<Instant>,
+    /// The watchdog, while renewal is on. Dropped (aborted) before any
+    /// release is sent.
+    renewal: Option<Renewal>,
     /// Set once `release` has had an answer; `Drop` releases otherwise.
     released: bool,
 }
 
 impl LockGuard {
-    pub(crate) fn new(lock: Lock, token: Token, deadline: Instant) -> LockGuard {
-        LockGuard {
+    /// A guard for a lock that Redis just confirmed, with renewal started if
+    /// the lock asks for it. `valid_from` is when the confirming command was
+    /// sent.
+    pub(crate) fn new(lock: Lock, token: Token, valid_from: Instant) -> Result<LockGuard> {
+        let inner = &lock.inner;
+        let lease = Lease::new(inner.key.clone(), valid_from + validity(inner.ttl));
+        let hold_until = inner.max_hold.and_then(|max| valid_from.checked_add(max));
+        let auto_renew = inner.auto_renew;
+        let mut guard = LockGuard {
             lock,
             token,
-            deadline: Mutex::new(deadline),
+            lease,
+            hold_until,
+            renewal: None,
             released: false,
+        };
+        if auto_renew {
+            guard.auto_renew()?;
         }
+        Ok(guard)
     }
 
     /// The key of the held lock.
     pub fn key(&self) -> &str {
         self.lock.key()
+    }
+
+    /// The lease: deadline and loss, in a form that can be cloned and handed
+    /// to other tasks.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     /// The instant until which this process can trust it holds the lock: the
@@ -61,10 +86,11 @@ impl LockGuard {
     /// without persistence, failover, eviction): use fencing where that
     /// matters.
     pub fn deadline(&self) -> Instant {
-        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lease.deadline()
     }
 
-    /// How long until [`deadline`](LockGuard::deadline); zero once passed.
+    /// How long until [`deadline`](LockGuard::deadline); zero once passed or
+    /// once the lock is lost.
     ///
     /// ```no_run
     /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
@@ -73,7 +99,62 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn remaining(&self) -> Duration {
-        self.deadline().saturating_duration_since(Instant::now())
+        self.lease.remaining()
+    }
+
+    /// Whether the lock is known lost: an extend was answered "not ours", or
+    /// the deadline passed. Asks nothing of Redis; see also
+    /// [`is_held`](LockGuard::is_held).
+    pub fn is_lost(&self) -> bool {
+        self.lease.is_lost()
+    }
+
+    /// Completes when the lock is lost: an extend (by you or by renewal) is
+    /// answered "not ours any more", or the deadline passes without a
+    /// successful extend, even if Redis never answers. See [`Lease::lost`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches.
+    ///
+    /// ```no_run
+    /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
+    /// let mut guard = lock.acquire().await?;
+    /// guard.auto_renew()?;
+    /// tokio::select! {
+    ///     _ = guard.lost() => eprintln!("lost the lock: stop"),
+    ///     _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {} // the work
+    /// }
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lost(&self) {
+        self.lease.lost().await;
+    }
+
+    /// Starts renewing the lock in the background: a task extends it to the
+    /// lock's TTL about every TTL/3 (token-checked) until the guard is
+    /// released or dropped, the lock is lost, or the lock's
+    /// [`max_hold`](crate::LockBuilder::max_hold) is reached. Does nothing if
+    /// renewal is already on (e.g. by
+    /// [`LockBuilder::auto_renew`](crate::LockBuilder::auto_renew)).
+    ///
+    /// A failed extend (Redis down, timed out) is retried at the next
+    /// interval; if none succeeds before the deadline, the lock is reported
+    /// lost. Renewal never re-creates a key that expired or was taken.
+    ///
+    /// Fails only outside a tokio runtime.
+    pub fn auto_renew(&mut self) -> Result<()> {
+        if self.renewal.is_none() {
+            let renewal = Renewal::start(
+                self.lock.clone(),
+                self.token.clone(),
+                self.lease.clone(),
+                self.hold_until,
+            )?;
+            self.renewal = Some(renewal);
+        }
+        Ok(())
     }
 
     /// Asks Redis whether the key still holds this guard's token.
@@ -106,8 +187,9 @@ impl LockGuard {
     /// the [`deadline`](LockGuard::deadline) accordingly.
     ///
     /// Fails with [`Error::NotHeld`] when the key expired or holds another
-    /// token (nothing is changed then: an expired lock is never re-created),
-    /// and with [`Error::InvalidArgument`] for a TTL out of range.
+    /// token (nothing is changed then: an expired lock is never re-created,
+    /// and the lease is marked lost), and with [`Error::InvalidArgument`] for
+    /// a TTL out of range. A lease already lost stays lost.
     ///
     /// # Cancel safety
     ///
@@ -130,13 +212,15 @@ impl LockGuard {
             .await
             .map_err(|e| Error::from_redis(Operation::Extend, &inner.key, e))?;
         if !extended {
+            self.lease.mark_lost();
             return Err(self.not_held());
         }
-        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = sent_at + validity(ttl);
+        self.lease.extended(sent_at + validity(ttl));
         Ok(())
     }
 
-    /// Releases the lock if it is still ours.
+    /// Releases the lock if it is still ours. Renewal stops first, before
+    /// the release is sent.
     ///
     /// `Ok(())` means the key held our token and is now deleted.
     /// [`Error::NotHeld`] means it had expired or another owner holds it:
@@ -161,6 +245,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<()> {
+        self.renewal = None;
         let inner = &self.lock.inner;
         let result = inner.node.release(&inner.key, self.token.as_str()).await;
         self.released = true;
@@ -180,6 +265,7 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        self.renewal = None;
         if !self.released {
             let inner = &self.lock.inner;
             inner
@@ -195,6 +281,7 @@ impl fmt::Debug for LockGuard {
             .field("key", &self.key())
             .field("token", &self.token)
             .field("remaining", &self.remaining())
+            .field("renewing", &self.renewal.is_some())
             .finish()
     }
 }

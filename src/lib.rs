@@ -7,7 +7,9 @@
 mod connection;
 mod error;
 mod guard;
+mod lease;
 mod lock;
+mod renew;
 mod retry;
 mod scripts;
 mod token;
@@ -15,5 +17,6 @@ mod token;
 pub use connection::LockConnection;
 pub use error::{Error, Operation, Result};
 pub use guard::LockGuard;
+pub use lease::Lease;
 pub use lock::{DEFAULT_TTL, Lock, LockBuilder, MAX_TTL, MIN_TTL};
 pub use retry::WaitPolicy;

@@ -1,6 +1,7 @@
 //! `Lock` and its builder: acquire with `SET key token NX GET PX ttl`.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::time::Instant;
 use crate::connection::{LockConnection, Node, SetReply};
 use crate::error::{Error, Operation, Result};
 use crate::guard::LockGuard;
+use crate::lease::Lease;
 use crate::retry::WaitPolicy;
 use crate::token::Token;
 
@@ -58,6 +60,8 @@ pub(crate) struct LockInner {
     pub(crate) key: Arc<str>,
     pub(crate) ttl: Duration,
     pub(crate) wait: WaitPolicy,
+    pub(crate) auto_renew: bool,
+    pub(crate) max_hold: Option<Duration>,
     pub(crate) node: Node,
 }
 
@@ -73,6 +77,8 @@ impl Lock {
             key: key.into(),
             ttl: DEFAULT_TTL,
             wait: WaitPolicy::default(),
+            auto_renew: false,
+            max_hold: None,
         }
     }
 
@@ -172,6 +178,67 @@ impl Lock {
         }
     }
 
+    /// Acquires the lock, runs `body` while renewing the lock, and releases it
+    /// after: the safe way to do long work under a lock.
+    ///
+    /// `body` gets the [`Lease`], to watch the deadline or hand to other
+    /// tasks. If the lock is lost while `body` runs (an extend is answered
+    /// "not ours", or the deadline passes because Redis stopped answering),
+    /// `body` is **stopped** (its future is dropped at its next `.await`)
+    /// and `run` returns [`Error::Lost`].
+    ///
+    /// Stopping the body cannot undo what it already did: writes it made may
+    /// land after another holder's. Where that matters, have the protected
+    /// resource check a fencing token.
+    ///
+    /// Returns `body`'s value when it finished and the lock was still ours at
+    /// release; [`Error::NotHeld`] when it finished but the lock had been
+    /// lost by the time of the release; the acquire's error (e.g.
+    /// [`Error::Busy`]) when the lock could not be had.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops `body`, stops renewal and releases the lock
+    /// in the background, like dropping a [`LockGuard`].
+    ///
+    /// ```no_run
+    /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
+    /// let answer = lock
+    ///     .run(|lease| async move {
+    ///         // Long work; the lock is renewed meanwhile.
+    ///         tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+    ///         assert!(!lease.is_lost());
+    ///         42
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<F, Fut, T>(&self, body: F) -> Result<T>
+    where
+        F: FnOnce(Lease) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let mut guard = self.acquire().await?;
+        guard.auto_renew()?;
+        let lease = guard.lease().clone();
+        let finished = tokio::select! {
+            biased;
+            () = lease.lost() => None,
+            value = body(lease.clone()) => Some(value),
+        };
+        match finished {
+            Some(value) => guard.release().await.map(|()| value),
+            None => {
+                // Still worth a try: if the deadline passed only because
+                // Redis was slow, the key may still be ours.
+                let _ = guard.release().await;
+                Err(Error::Lost {
+                    key: self.key().to_owned(),
+                })
+            }
+        }
+    }
+
     async fn acquire_under(&self, policy: WaitPolicy) -> Result<LockGuard> {
         let LockInner { key, ttl, node, .. } = &*self.inner;
         let started = Instant::now();
@@ -196,10 +263,10 @@ impl Lock {
                 pending.maybe_set = e.code().is_none();
                 Error::from_redis(Operation::Acquire, key, e)
             })? {
-                SetReply::Acquired => return Ok(pending.into_guard(self, sent_at)),
+                SetReply::Acquired => return pending.into_guard(self, sent_at),
                 // Only an earlier send of this call can have set our token;
                 // count validity from the first one.
-                SetReply::AlreadyOurs => return Ok(pending.into_guard(self, started)),
+                SetReply::AlreadyOurs => return pending.into_guard(self, started),
                 SetReply::HeldByOther => pending.maybe_set = false,
             }
             match backoff.next_sleep(Instant::now()) {
@@ -232,17 +299,14 @@ impl PendingAcquire<'_> {
         self.token.as_ref().map_or("", Token::as_str)
     }
 
-    fn into_guard(mut self, lock: &Lock, validity_from: Instant) -> LockGuard {
+    fn into_guard(mut self, lock: &Lock, valid_from: Instant) -> Result<LockGuard> {
         self.maybe_set = false;
         let token = self
             .token
             .take()
             .unwrap_or_else(|| unreachable!("token taken twice"));
-        LockGuard::new(
-            lock.clone(),
-            token,
-            validity_from + validity(lock.inner.ttl),
-        )
+        // From here the guard's Drop releases the lock if anything fails.
+        LockGuard::new(lock.clone(), token, valid_from)
     }
 }
 
@@ -298,6 +362,8 @@ impl fmt::Debug for Lock {
             .field("key", &self.inner.key)
             .field("ttl", &self.inner.ttl)
             .field("wait", &self.inner.wait)
+            .field("auto_renew", &self.inner.auto_renew)
+            .field("max_hold", &self.inner.max_hold)
             .finish_non_exhaustive()
     }
 }
@@ -309,6 +375,8 @@ pub struct LockBuilder {
     key: String,
     ttl: Duration,
     wait: WaitPolicy,
+    auto_renew: bool,
+    max_hold: Option<Duration>,
 }
 
 impl LockBuilder {
@@ -328,6 +396,27 @@ impl LockBuilder {
     /// 2 ms to 100 ms with jitter.
     pub fn wait(mut self, policy: WaitPolicy) -> LockBuilder {
         self.wait = policy;
+        self
+    }
+
+    /// Renews every guard of this lock automatically while it is held (see
+    /// [`LockGuard::auto_renew`]): the TTL then only bounds how long the lock
+    /// outlives a crashed holder, not how long work may take.
+    ///
+    /// Defaults to off. [`Lock::run`] always renews.
+    pub fn auto_renew(mut self, on: bool) -> LockBuilder {
+        self.auto_renew = on;
+        self
+    }
+
+    /// Caps how long renewal keeps one acquisition held, counted from the
+    /// acquire: past it, renewal stops and the lock expires (and the lease
+    /// reports loss), so a stuck holder cannot keep the lock forever. The
+    /// last extend is shortened to end at the cap.
+    ///
+    /// Defaults to no cap. Must be at least [`MIN_TTL`].
+    pub fn max_hold(mut self, max_hold: Duration) -> LockBuilder {
+        self.max_hold = Some(max_hold);
         self
     }
 
@@ -361,6 +450,8 @@ impl LockBuilder {
                 key: self.key.into(),
                 ttl,
                 wait: self.wait,
+                auto_renew: self.auto_renew,
+                max_hold: self.max_hold,
                 node: Node::new(connection),
             }),
         })
@@ -408,6 +499,14 @@ impl LockBuilder {
     fn validate(&self) -> Result<Duration> {
         check_key(&self.key)?;
         self.wait.validate()?;
+        if let Some(max_hold) = self.max_hold
+            && max_hold < MIN_TTL
+        {
+            return Err(Error::invalid(
+                "max_hold",
+                format!("{max_hold:?} is below the minimum of {MIN_TTL:?}"),
+            ));
+        }
         check_ttl(self.ttl)
     }
 

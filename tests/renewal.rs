@@ -1,0 +1,370 @@
+//! Renewal (the watchdog), loss detection and `Lock::run`, against a real
+//! redis-server. TTLs are short so the suite stays fast; margins are wide
+//! because this machine is small and shared.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rand::RngExt;
+use redis::AsyncCommands;
+use redis_mutex::{Error, Lock, WaitPolicy};
+use support::RedisServer;
+use tokio::time::Instant;
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Waits (boundedly) until the runtime is back to `baseline` tasks: aborted
+/// tasks are reaped on the runtime's next tick.
+async fn settle_to(baseline: usize) {
+    settle_within(baseline, Duration::from_secs(2)).await;
+}
+
+async fn settle_within(baseline: usize, bound: Duration) {
+    let started = Instant::now();
+    while alive_tasks() > baseline {
+        assert!(
+            started.elapsed() < bound,
+            "{} tasks left over {baseline} after {bound:?}",
+            alive_tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn renewing(conn: redis::aio::MultiplexedConnection, key: &str, ttl_ms: u64) -> Lock {
+    Lock::builder(key)
+        .ttl(Duration::from_millis(ttl_ms))
+        .wait(WaitPolicy::no_wait())
+        .auto_renew(true)
+        .build(conn)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn work_lasting_five_ttls_is_never_interrupted() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let guard = renewing(conn.clone(), "renew:long", 200)
+        .acquire()
+        .await
+        .unwrap();
+    let rival = Lock::builder("renew:long")
+        .wait(WaitPolicy::no_wait())
+        .build(conn)
+        .unwrap();
+
+    let started = Instant::now();
+    let mut tries = 0;
+    while started.elapsed() < Duration::from_millis(1_000) {
+        assert!(
+            rival.try_acquire().await.unwrap().is_none(),
+            "taken over after {:?}",
+            started.elapsed()
+        );
+        assert!(!guard.is_lost());
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(tries > 50);
+    assert!(server.pttl("renew:long") > 0);
+    guard.release().await.unwrap();
+    assert!(!server.exists("renew:long"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!server.exists("renew:long"), "nothing re-created it");
+}
+
+#[tokio::test]
+async fn a_deleted_or_stolen_key_fires_lost_within_one_renewal_period() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    // TTL 3 s: renewal every 1 s, local deadline at ~2.97 s. Loss must come
+    // from the next extend's answer, well before the deadline.
+    for steal in [false, true] {
+        let guard = renewing(conn.clone(), "renew:stolen", 3_000)
+            .acquire()
+            .await
+            .unwrap();
+        let acquired = Instant::now();
+        if steal {
+            server.cmd(&["SET", "renew:stolen", "someone-else", "PX", "10000"]);
+        } else {
+            server.cmd(&["DEL", "renew:stolen"]);
+        }
+        tokio::time::timeout(Duration::from_secs(2), guard.lost())
+            .await
+            .expect("lost() fired");
+        let after = acquired.elapsed();
+        assert!(
+            after < Duration::from_millis(1_600),
+            "lost after {after:?}, not within one renewal period"
+        );
+        assert!(guard.is_lost());
+        assert_eq!(guard.remaining(), Duration::ZERO);
+        assert!(guard.release().await.unwrap_err().is_not_held());
+        if steal {
+            assert_eq!(
+                server.get("renew:stolen").as_deref(),
+                Some("someone-else"),
+                "the thief's lock is untouched"
+            );
+            server.cmd(&["DEL", "renew:stolen"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn run_stops_the_body_when_the_lock_is_lost() {
+    let server = RedisServer::start();
+    let lock = Lock::builder("renew:run")
+        .ttl(Duration::from_millis(900))
+        .build(server.conn().await)
+        .unwrap();
+    let finished = Arc::new(AtomicBool::new(false));
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let run = tokio::spawn({
+        let (lock, finished) = (lock.clone(), finished.clone());
+        async move {
+            lock.run(|_lease| async move {
+                started_tx.send(()).unwrap();
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                finished.store(true, Ordering::SeqCst);
+            })
+            .await
+        }
+    });
+    started_rx.await.unwrap();
+    let stolen = Instant::now();
+    server.cmd(&["SET", "renew:run", "someone-else", "PX", "10000"]);
+    let err = tokio::time::timeout(Duration::from_secs(3), run)
+        .await
+        .expect("run returned")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        stolen.elapsed() < Duration::from_millis(800),
+        "stopped after {:?}",
+        stolen.elapsed()
+    );
+    assert!(
+        matches!(&err, Error::Lost { key } if key == "renew:run"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("lost"), "{err}");
+    assert!(err.is_not_held());
+    assert!(!finished.load(Ordering::SeqCst), "the body was stopped");
+    assert_eq!(server.get("renew:run").as_deref(), Some("someone-else"));
+}
+
+#[tokio::test]
+async fn run_renews_returns_the_value_and_releases() {
+    let server = RedisServer::start();
+    let lock = Lock::builder("renew:ok")
+        .ttl(Duration::from_millis(150))
+        .build(server.conn().await)
+        .unwrap();
+    let rival = Lock::builder("renew:ok")
+        .wait(WaitPolicy::no_wait())
+        .build(server.conn().await)
+        .unwrap();
+    let value = lock
+        .run(|lease| async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(50)).await; // 500 ms in all: >3 TTLs
+                assert!(rival.try_acquire().await.unwrap().is_none());
+            }
+            assert!(!lease.is_lost());
+            42
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 42);
+    assert!(!server.exists("renew:ok"));
+}
+
+#[tokio::test]
+async fn a_paused_server_fires_lost_by_the_local_deadline_and_leaves_nothing_renewing() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let baseline = alive_tasks();
+    let guard = renewing(conn, "renew:paused", 600).acquire().await.unwrap();
+    assert_eq!(alive_tasks(), baseline + 1, "one renewal task");
+    server.pause();
+    let deadline = guard.deadline();
+    tokio::time::timeout(Duration::from_secs(3), guard.lost())
+        .await
+        .expect("lost() fired without any answer");
+    let late = Instant::now().saturating_duration_since(deadline);
+    assert!(Instant::now() >= deadline);
+    assert!(
+        late < Duration::from_millis(150),
+        "fired {late:?} after the deadline"
+    );
+    assert!(guard.is_lost());
+    // The renewal task gave up.
+    settle_to(baseline).await;
+
+    server.resume();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !server.exists("renew:paused"),
+        "expired, and no late extend revived it"
+    );
+    assert!(guard.release().await.unwrap_err().is_not_held());
+    settle_to(baseline).await;
+}
+
+#[tokio::test]
+async fn a_thousand_cycles_leave_no_key_and_no_renewal_task() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let mut admin = server.conn().await;
+    let lock = renewing(conn, "renew:cycles", 50);
+    let baseline = alive_tasks();
+    server.reset_stats();
+    for cycle in 0..1_000 {
+        let guard = lock.acquire().await.unwrap();
+        if cycle % 10 == 0 {
+            // Long enough for renewals (every ~16 ms), at random phases.
+            let hold = rand::rng().random_range(0..60);
+            tokio::time::sleep(Duration::from_millis(hold)).await;
+        }
+        match guard.release().await {
+            Ok(()) => {}
+            // The lease may run out if this shared machine stalls us; what
+            // matters is that nothing is left behind.
+            Err(e) if e.is_not_held() => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        let exists: bool = admin.exists("renew:cycles").await.unwrap();
+        assert!(!exists, "cycle {cycle}: a key survived its release");
+    }
+    settle_to(baseline).await;
+    let extends = server.command_calls("evalsha") - 1_000; // the rest were releases
+    assert!(extends > 20, "renewal ran: {extends} extends");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!server.exists("renew:cycles"));
+}
+
+#[tokio::test]
+async fn a_guard_dropped_while_renewing_stops_renewal_and_releases() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let baseline = alive_tasks();
+    let guard = renewing(conn, "renew:dropped", 300)
+        .acquire()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await; // at least one renewal
+    assert!(server.pttl("renew:dropped") > 150, "renewed");
+    drop(guard);
+    settle_to(baseline).await;
+    let started = Instant::now();
+    while server.exists("renew:dropped") {
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "not released"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!server.exists("renew:dropped"), "nothing re-created it");
+}
+
+#[tokio::test]
+async fn max_hold_caps_how_long_renewal_keeps_the_lock() {
+    let server = RedisServer::start();
+    let lock = Lock::builder("renew:capped")
+        .ttl(Duration::from_millis(300))
+        .auto_renew(true)
+        .max_hold(Duration::from_millis(800))
+        .build(server.conn().await)
+        .unwrap();
+    let acquired = Instant::now();
+    let guard = lock.acquire().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(3), guard.lost())
+        .await
+        .expect("lost() fired at the cap");
+    let held = acquired.elapsed();
+    assert!(
+        held > Duration::from_millis(600) && held < Duration::from_millis(900),
+        "held {held:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !server.exists("renew:capped"),
+        "the server expired it at the cap too"
+    );
+    assert!(guard.release().await.unwrap_err().is_not_held());
+
+    let err = Lock::builder("k")
+        .max_hold(Duration::ZERO)
+        .build(server.conn().await)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                field: "max_hold",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_manual_extend_answered_not_ours_marks_the_lease_lost() {
+    let server = RedisServer::start();
+    let lock = Lock::builder("renew:manual")
+        .ttl(Duration::from_secs(10))
+        .build(server.conn().await)
+        .unwrap();
+    let mut guard = lock.acquire().await.unwrap();
+    let lease = guard.lease().clone();
+    assert!(!lease.is_lost());
+    server.cmd(&["DEL", "renew:manual"]);
+    assert!(
+        guard
+            .extend(Duration::from_secs(10))
+            .await
+            .unwrap_err()
+            .is_not_held()
+    );
+    assert!(lease.is_lost() && guard.is_lost());
+    tokio::time::timeout(Duration::from_millis(10), lease.lost())
+        .await
+        .expect("already lost");
+    // Renewal of a lost lease does nothing and stops.
+    guard.auto_renew().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!server.exists("renew:manual"));
+    assert!(guard.release().await.unwrap_err().is_not_held());
+}
+
+#[tokio::test]
+async fn release_and_drop_stop_renewal_at_once_not_at_its_next_tick() {
+    let server = RedisServer::start();
+    // Renewal every 2 s: a task that only noticed at its next tick would
+    // still be alive long after the bound below.
+    let lock = renewing(server.conn().await, "renew:stop", 6_000);
+    let baseline = alive_tasks();
+
+    let guard = lock.acquire().await.unwrap();
+    assert_eq!(alive_tasks(), baseline + 1);
+    guard.release().await.unwrap();
+    settle_within(baseline, Duration::from_millis(200)).await;
+
+    let guard = lock.acquire().await.unwrap();
+    assert_eq!(alive_tasks(), baseline + 1);
+    drop(guard);
+    // The renewal task goes; the background release task comes and goes.
+    settle_within(baseline, Duration::from_millis(500)).await;
+    assert!(!server.exists("renew:stop"));
+}
