@@ -173,7 +173,70 @@ fn bench(c: &mut Criterion) {
         })
     });
     many.finish();
+
+    renewal(c, &runtime, &server, &multiplexed);
     drop(server);
+}
+
+/// What renewal costs: `release()` latency with a renewal task running vs
+/// without, and the commands per second a renewed lock sends.
+fn renewal(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    server: &support::RedisServer,
+    conn: &MultiplexedConnection,
+) {
+    let mut group = c.benchmark_group("release");
+    for renew in [false, true] {
+        let lock = Lock::builder(format!("bench:release:{renew}"))
+            .ttl(TTL)
+            .auto_renew(renew)
+            .build(conn.clone())
+            .unwrap();
+        let name = if renew {
+            "with renewal"
+        } else {
+            "without renewal"
+        };
+        group.bench_function(name, |b| {
+            b.to_async(runtime).iter_custom(|iters| {
+                let lock = lock.clone();
+                async move {
+                    let mut released = Duration::ZERO;
+                    for _ in 0..iters {
+                        let guard = lock.acquire().await.unwrap();
+                        let start = Instant::now();
+                        guard.release().await.unwrap();
+                        released += start.elapsed();
+                    }
+                    released
+                }
+            })
+        });
+    }
+    group.finish();
+
+    // Renewal traffic: one lock held for a while with renewal on.
+    let ttl = Duration::from_millis(300);
+    let held_for = Duration::from_secs(3);
+    let lock = Lock::builder("bench:traffic")
+        .ttl(ttl)
+        .auto_renew(true)
+        .build(conn.clone())
+        .unwrap();
+    server.reset_stats();
+    runtime.block_on(async {
+        let guard = lock.acquire().await.unwrap();
+        tokio::time::sleep(held_for).await;
+        guard.release().await.unwrap();
+    });
+    let extends = server.command_calls("evalsha") - 1; // minus the release
+    println!(
+        "renewal traffic: {extends} extends in {held_for:?} at ttl {ttl:?} = {:.1} commands/s per held lock \
+         (expected 3 per ttl = {:.1}/s)",
+        extends as f64 / held_for.as_secs_f64(),
+        3.0 / ttl.as_secs_f64()
+    );
 }
 
 criterion_group! {
