@@ -1,0 +1,274 @@
+//! `examples/lockrun.rs` run as a program against real redis-servers.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use support::RedisServer;
+
+/// The built `lockrun` example; built once per test run (`cargo test` also
+/// builds examples, but not when only this test target is selected).
+fn lockrun_bin() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "lockrun"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the lockrun example failed");
+        // target/<profile>/deps/<this test> -> target/<profile>/examples/lockrun
+        let deps = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        deps.parent().unwrap().join("examples").join("lockrun")
+    })
+}
+
+fn lockrun(server: &RedisServer, args: &[&str]) -> Command {
+    let mut command = Command::new(lockrun_bin());
+    command
+        .arg("--url")
+        .arg(server.url())
+        .args(args)
+        .env_remove("REDIS_URL");
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    command.stdin(Stdio::null()).output().unwrap()
+}
+
+fn temp_file(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("lockrun-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn two_lockruns_on_one_key_serialize() {
+    let server = RedisServer::start();
+    let log = temp_file("serialize.log");
+    let script = |name: &str| {
+        format!(
+            "echo start-{name} >> {0}; sleep 1; echo end-{name} >> {0}",
+            log.display()
+        )
+    };
+
+    let mut first = lockrun(
+        &server,
+        &["--key", "job", "--", "sh", "-c", &script("first")],
+    )
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let second = run(lockrun(
+        &server,
+        &[
+            "--key",
+            "job",
+            "--wait",
+            "10s",
+            "--",
+            "sh",
+            "-c",
+            &script("second"),
+        ],
+    ));
+    assert!(first.wait().unwrap().success());
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        started.elapsed() > Duration::from_millis(1_400),
+        "the second waited for the first"
+    );
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines, "start-first\nend-first\nstart-second\nend-second\n");
+    assert!(!server.exists("job"), "released after the command exited");
+    let _ = std::fs::remove_file(log);
+}
+
+#[test]
+fn a_busy_lock_exits_75_at_once_without_wait() {
+    let server = RedisServer::start();
+    let mut holder = lockrun(&server, &["--key", "job", "--", "sleep", "3"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let busy = run(lockrun(&server, &["--key", "job", "--", "echo", "never"]));
+    assert_eq!(
+        busy.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(busy.stdout.is_empty(), "the command did not run");
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("busy"));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn exit_codes_and_stdio_pass_through() {
+    let server = RedisServer::start();
+    let out = run(lockrun(
+        &server,
+        &[
+            "--key",
+            "job",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+
+    let mut cat = lockrun(&server, &["--key", "job", "--", "cat"]);
+    cat.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = cat.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"through stdin\n");
+
+    let killed = run(lockrun(
+        &server,
+        &["--key", "job", "--", "sh", "-c", "kill -9 $$"],
+    ));
+    assert_eq!(
+        killed.status.code(),
+        Some(128 + 9),
+        "a signal becomes 128 + signal"
+    );
+    assert!(!server.exists("job"));
+}
+
+#[test]
+fn a_lock_taken_over_while_the_command_runs_exits_70_and_stops_the_command() {
+    let server = RedisServer::start();
+    let pid_file = temp_file("taken.pid");
+    let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
+    let mut lockrun = lockrun(
+        &server,
+        &[
+            "--key", "job", "--ttl", "600ms", "--grace", "1s", "--", "sh", "-c", &script,
+        ],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    while !pid_file.exists()
+        || std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .is_empty()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    server.cmd(&["SET", "job", "someone-else", "PX", "60000"]);
+    let taken = Instant::now();
+    let out = lockrun.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(70));
+    assert!(
+        taken.elapsed() < Duration::from_secs(3),
+        "noticed within a renewal period: {:?}",
+        taken.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lost the lock"), "{stderr}");
+    let alive = Command::new("kill")
+        .args(["-0", &pid])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(!alive, "the command was terminated");
+    assert_eq!(
+        server.get("job").as_deref(),
+        Some("someone-else"),
+        "the new holder is untouched"
+    );
+    let _ = std::fs::remove_file(pid_file);
+}
+
+#[test]
+fn sigterm_to_lockrun_is_passed_on_and_the_lock_released_after() {
+    let server = RedisServer::start();
+    let marker = temp_file("term.marker");
+    let script = format!(
+        "trap 'echo got-term > {}; exit 0' TERM; while true; do sleep 0.05; done",
+        marker.display()
+    );
+    let child = lockrun(&server, &["--key", "job", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.exists("job"));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "the command's own exit code");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "got-term\n");
+    assert!(!server.exists("job"), "released once the command exited");
+    let _ = std::fs::remove_file(marker);
+}
+
+#[test]
+fn bad_arguments_exit_64_with_usage_and_an_unreachable_server_69() {
+    let server = RedisServer::start();
+    for args in [
+        &["--", "true"][..],
+        &["--key", "job"],
+        &["--key", "job", "--ttl", "ten", "--", "true"],
+        &["--bogus"],
+    ] {
+        let out = run(lockrun(&server, args));
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("usage: lockrun"),
+            "{args:?}"
+        );
+    }
+    let out = run(lockrun(&server, &["--key", "", "--", "true"]));
+    assert_eq!(out.status.code(), Some(64));
+    server.stop();
+    let out = run(lockrun(&server, &["--key", "job", "--", "echo", "never"]));
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+}
