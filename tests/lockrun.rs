@@ -168,7 +168,7 @@ fn a_lock_taken_over_while_the_command_runs_exits_70_and_stops_the_command() {
     let server = RedisServer::start();
     let pid_file = temp_file("taken.pid");
     let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
-    let mut lockrun = lockrun(
+    let lockrun = lockrun(
         &server,
         &[
             "--key", "job", "--ttl", "600ms", "--grace", "1s", "--", "sh", "-c", &script,
