@@ -12,7 +12,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Operation {
     /// Opening the connection to Redis.
     Connect,
-    /// `SET key token NX GET PX ttl`.
+    /// `SET key token NX GET PX ttl`, or the fenced acquire script.
     Acquire,
     /// The token-checked compare-and-delete script.
     Release,

@@ -29,6 +29,8 @@ use crate::token::Token;
 pub struct LockGuard {
     lock: Lock,
     token: Token,
+    /// The fence of this acquisition, when the lock is fenced.
+    fence: Option<u64>,
     /// Invariant: never later than the server-side expiry of our key, since
     /// it counts from before the command that set the TTL was sent and keeps
     /// a drift margin.
@@ -38,10 +40,16 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    pub(crate) fn new(lock: Lock, token: Token, deadline: Instant) -> LockGuard {
+    pub(crate) fn new(
+        lock: Lock,
+        token: Token,
+        fence: Option<u64>,
+        deadline: Instant,
+    ) -> LockGuard {
         LockGuard {
             lock,
             token,
+            fence,
             deadline: Mutex::new(deadline),
             released: false,
         }
@@ -50,6 +58,27 @@ impl LockGuard {
     /// The key of the held lock.
     pub fn key(&self) -> &str {
         self.lock.key()
+    }
+
+    /// The fencing token of this acquisition: `Some` when the lock was built
+    /// with [`fencing(true)`](crate::LockBuilder::fencing), `None` otherwise.
+    ///
+    /// It is strictly greater than every fence issued before for this key on
+    /// this Redis node, while the node keeps the counter (see
+    /// [`LockBuilder::fencing`](crate::LockBuilder::fencing)). Send it with
+    /// every write to the protected resource, and have the resource reject a
+    /// fence that is not greater than the last one it accepted: then a holder whose
+    /// lease ran out while it was paused cannot overwrite the next holder's
+    /// work.
+    ///
+    /// ```no_run
+    /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
+    /// let guard = lock.acquire().await?;
+    /// let fence = guard.fence().expect("the lock was built with .fencing(true)");
+    /// # Ok(()) }
+    /// ```
+    pub fn fence(&self) -> Option<u64> {
+        self.fence
     }
 
     /// The instant until which this process can trust it holds the lock: the
@@ -194,6 +223,7 @@ impl fmt::Debug for LockGuard {
         f.debug_struct("LockGuard")
             .field("key", &self.key())
             .field("token", &self.token)
+            .field("fence", &self.fence)
             .field("remaining", &self.remaining())
             .finish()
     }

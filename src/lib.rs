@@ -6,6 +6,7 @@
 
 mod connection;
 mod error;
+mod fence;
 mod guard;
 mod lock;
 mod retry;

@@ -1,4 +1,5 @@
-//! `Lock` and its builder: acquire with `SET key token NX GET PX ttl`.
+//! `Lock` and its builder: acquire with `SET key token NX GET PX ttl`, or
+//! with the fenced acquire script when fencing is on.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::connection::{LockConnection, Node, SetReply};
 use crate::error::{Error, Operation, Result};
+use crate::fence;
 use crate::guard::LockGuard;
 use crate::retry::WaitPolicy;
 use crate::token::Token;
@@ -58,6 +60,8 @@ pub(crate) struct LockInner {
     pub(crate) key: Arc<str>,
     pub(crate) ttl: Duration,
     pub(crate) wait: WaitPolicy,
+    /// The fence counter's key when fencing is on.
+    pub(crate) fence_key: Option<Arc<str>>,
     pub(crate) node: Node,
 }
 
@@ -73,6 +77,7 @@ impl Lock {
             key: key.into(),
             ttl: DEFAULT_TTL,
             wait: WaitPolicy::default(),
+            fencing: false,
         }
     }
 
@@ -105,11 +110,27 @@ impl Lock {
         self.inner.wait
     }
 
+    /// The key of the fence counter when the lock was built with
+    /// [`fencing(true)`](LockBuilder::fencing): `{key}:fence`, or `key:fence`
+    /// when the key has a hash tag. Never delete it, and keep it out of any
+    /// eviction: fences stay monotonic only while it lives.
+    ///
+    /// ```no_run
+    /// # async fn example(connection: redis::aio::ConnectionManager) -> redis_mutex::Result<()> {
+    /// let lock = redis_mutex::Lock::builder("jobs:import").fencing(true).build(connection)?;
+    /// assert_eq!(lock.fence_key(), Some("{jobs:import}:fence"));
+    /// # Ok(()) }
+    /// ```
+    pub fn fence_key(&self) -> Option<&str> {
+        self.inner.fence_key.as_deref()
+    }
+
     /// Acquires the lock, waiting under the lock's [`WaitPolicy`] while
     /// another owner holds it.
     ///
     /// Fails with [`Error::Busy`] (saying how long it waited) when the wait
-    /// ends first. An uncontended acquire is one round trip.
+    /// ends first. An uncontended acquire is one round trip, with or without
+    /// [fencing](LockBuilder::fencing).
     ///
     /// # Cancel safety
     ///
@@ -173,7 +194,13 @@ impl Lock {
     }
 
     async fn acquire_under(&self, policy: WaitPolicy) -> Result<LockGuard> {
-        let LockInner { key, ttl, node, .. } = &*self.inner;
+        let LockInner {
+            key,
+            ttl,
+            node,
+            fence_key,
+            ..
+        } = &*self.inner;
         let started = Instant::now();
         let mut backoff = policy.start(started);
         let mut pending = PendingAcquire {
@@ -189,18 +216,29 @@ impl Lock {
             // later than the server's expiry.
             let sent_at = Instant::now();
             pending.maybe_set = true;
-            let reply = node.set_nx(key, pending.token_str(), *ttl).await;
+            let reply = match fence_key {
+                None => node
+                    .set_nx(key, pending.token_str(), *ttl)
+                    .await
+                    .map(|reply| (reply, None)),
+                Some(fence_key) => {
+                    node.set_nx_fenced(key, fence_key, pending.token_str(), *ttl)
+                        .await
+                }
+            };
             match reply.map_err(|e| {
                 // A server error reply means the SET did not run; anything
                 // else (timeout, broken connection) leaves it unknown.
                 pending.maybe_set = e.code().is_none();
                 Error::from_redis(Operation::Acquire, key, e)
             })? {
-                SetReply::Acquired => return Ok(pending.into_guard(self, sent_at)),
+                (SetReply::Acquired, fence) => return Ok(pending.into_guard(self, sent_at, fence)),
                 // Only an earlier send of this call can have set our token;
                 // count validity from the first one.
-                SetReply::AlreadyOurs => return Ok(pending.into_guard(self, started)),
-                SetReply::HeldByOther => pending.maybe_set = false,
+                (SetReply::AlreadyOurs, fence) => {
+                    return Ok(pending.into_guard(self, started, fence));
+                }
+                (SetReply::HeldByOther, _) => pending.maybe_set = false,
             }
             match backoff.next_sleep(Instant::now()) {
                 Some(pause) => tokio::time::sleep(pause).await,
@@ -232,7 +270,7 @@ impl PendingAcquire<'_> {
         self.token.as_ref().map_or("", Token::as_str)
     }
 
-    fn into_guard(mut self, lock: &Lock, validity_from: Instant) -> LockGuard {
+    fn into_guard(mut self, lock: &Lock, validity_from: Instant, fence: Option<u64>) -> LockGuard {
         self.maybe_set = false;
         let token = self
             .token
@@ -241,6 +279,7 @@ impl PendingAcquire<'_> {
         LockGuard::new(
             lock.clone(),
             token,
+            fence,
             validity_from + validity(lock.inner.ttl),
         )
     }
@@ -298,6 +337,7 @@ impl fmt::Debug for Lock {
             .field("key", &self.inner.key)
             .field("ttl", &self.inner.ttl)
             .field("wait", &self.inner.wait)
+            .field("fence_key", &self.inner.fence_key)
             .finish_non_exhaustive()
     }
 }
@@ -309,6 +349,7 @@ pub struct LockBuilder {
     key: String,
     ttl: Duration,
     wait: WaitPolicy,
+    fencing: bool,
 }
 
 impl LockBuilder {
@@ -331,13 +372,60 @@ impl LockBuilder {
         self
     }
 
+    /// Turns on fencing tokens: each acquisition also gets a `u64` fence
+    /// ([`LockGuard::fence`]) strictly greater than every fence issued before
+    /// for this key on this Redis node, for the protected resource to check
+    /// (see the resource-side rule in [`LockGuard::fence`]).
+    ///
+    /// Acquire is then one script instead of `SET`, still one round trip: if
+    /// the lock is free it `INCR`s a counter under
+    /// [`Lock::fence_key`] (`{key}:fence`, in the lock's Cluster slot) and
+    /// sets the lock. A held lock leaves the counter alone, so waiting burns
+    /// no fences. On the wire the lock is the same string key with a token, so
+    /// fenced and unfenced clients of this crate, and other libraries that
+    /// lock this format, still exclude each other; only fenced acquisitions
+    /// advance the counter.
+    ///
+    /// Fences are monotonic only while the counter only goes up: on one node,
+    /// with persistence if it restarts, without eviction (`noeviction`), and
+    /// as long as nobody deletes or lowers the counter key. They are **not**
+    /// monotonic after a failover to an asynchronously replicated replica
+    /// that had not yet seen the last `INCR`, and there is no fence across
+    /// independent nodes: fencing is single-node only, and a lock over a
+    /// quorum of nodes (Redlock) refuses it, since independent counters give
+    /// no order between them (Kleppmann: that would take consensus).
+    ///
+    /// With fencing on, [`build`](LockBuilder::build) fails with
+    /// [`Error::InvalidArgument`] for a key with a `}` outside a hash tag
+    /// (such as `"a}b"` or `"x{}y}"`): Redis Cluster hashes such a key whole,
+    /// and no counter key could share its slot.
+    ///
+    /// Defaults to off.
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let lock = redis_mutex::Lock::builder("reports:lock")
+    ///     .fencing(true)
+    ///     .connect("redis://127.0.0.1/")
+    ///     .await?;
+    /// let guard = lock.acquire().await?;
+    /// println!("fence {:?}", guard.fence());
+    /// # Ok(()) }
+    /// ```
+    pub fn fencing(mut self, on: bool) -> LockBuilder {
+        self.fencing = on;
+        self
+    }
+
     /// Builds the lock over an existing connection, such as a clone of your
     /// application's [`ConnectionManager`] or
     /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection). Many locks
     /// can share one connection.
     ///
     /// Fails with [`Error::InvalidArgument`] for an empty key, a TTL out of
-    /// range or a wait policy that would busy-loop.
+    /// range, a wait policy that would busy-loop, or, with
+    /// [fencing](LockBuilder::fencing), a key whose fence counter could not
+    /// share its Cluster slot.
     ///
     /// The connection's own settings apply to every command: its response
     /// timeout (500 ms by default in `redis` 1.x) and, for a
@@ -356,11 +444,13 @@ impl LockBuilder {
     /// ```
     pub fn build(self, connection: impl LockConnection) -> Result<Lock> {
         let ttl = self.validate()?;
+        let fence_key = self.fence_key()?;
         Ok(Lock {
             inner: Arc::new(LockInner {
                 key: self.key.into(),
                 ttl,
                 wait: self.wait,
+                fence_key,
                 node: Node::new(connection),
             }),
         })
@@ -408,7 +498,15 @@ impl LockBuilder {
     fn validate(&self) -> Result<Duration> {
         check_key(&self.key)?;
         self.wait.validate()?;
+        self.fence_key()?;
         check_ttl(self.ttl)
+    }
+
+    fn fence_key(&self) -> Result<Option<Arc<str>>> {
+        if !self.fencing {
+            return Ok(None);
+        }
+        Ok(Some(fence::fence_key(&self.key)?.into()))
     }
 
     fn connect_error(&self, source: redis::RedisError) -> Error {
