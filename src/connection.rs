@@ -139,7 +139,7 @@ impl Node {
         }
     }
 
-    fn connection(&self) -> DynConnection {
+    pub(crate) fn connection(&self) -> DynConnection {
         self.0.clone_connection()
     }
 }
@@ -168,7 +168,7 @@ impl<C: LockConnection> CloneConnection for C {
 }
 
 /// A boxed connection that `redis` can send commands and scripts on.
-struct DynConnection(Box<dyn ConnectionLike + Send>);
+pub(crate) struct DynConnection(Box<dyn ConnectionLike + Send>);
 
 impl ConnectionLike for DynConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {

@@ -67,14 +67,16 @@ impl LockGuard {
     /// this Redis node, while the node keeps the counter (see
     /// [`LockBuilder::fencing`](crate::LockBuilder::fencing)). Send it with
     /// every write to the protected resource, and have the resource reject a
-    /// fence that is not greater than the last one it accepted: then a holder whose
+    /// fence that is not greater than the last one it accepted, as
+    /// [`FencedResource`](crate::FencedResource) does: then a holder whose
     /// lease ran out while it was paused cannot overwrite the next holder's
     /// work.
     ///
     /// ```no_run
-    /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
+    /// # async fn example(lock: redis_mutex::Lock, store: redis_mutex::FencedResource) -> redis_mutex::Result<()> {
     /// let guard = lock.acquire().await?;
     /// let fence = guard.fence().expect("the lock was built with .fencing(true)");
+    /// let _ = store.set(fence, "new state").await?;
     /// # Ok(()) }
     /// ```
     pub fn fence(&self) -> Option<u64> {

@@ -15,6 +15,7 @@ mod token;
 
 pub use connection::LockConnection;
 pub use error::{Error, Operation, Result};
+pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
 pub use lock::{DEFAULT_TTL, Lock, LockBuilder, MAX_TTL, MIN_TTL};
 pub use retry::WaitPolicy;

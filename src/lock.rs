@@ -375,7 +375,7 @@ impl LockBuilder {
     /// Turns on fencing tokens: each acquisition also gets a `u64` fence
     /// ([`LockGuard::fence`]) strictly greater than every fence issued before
     /// for this key on this Redis node, for the protected resource to check
-    /// (see the resource-side rule in [`LockGuard::fence`]).
+    /// (see [`FencedResource`](crate::FencedResource)).
     ///
     /// Acquire is then one script instead of `SET`, still one round trip: if
     /// the lock is free it `INCR`s a counter under
@@ -575,11 +575,18 @@ mod tests {
     fn is_send<T: Send>(_: &T) {}
 
     #[allow(dead_code, clippy::let_underscore_future)]
-    async fn futures_are_send(lock: Lock, guard: LockGuard) {
+    async fn futures_are_send(
+        lock: Lock,
+        guard: LockGuard,
+        resource: crate::fence::FencedResource,
+    ) {
         is_send(&lock.acquire());
         is_send(&lock.try_acquire());
         is_send(&guard.extend(DEFAULT_TTL));
         is_send(&guard.is_held());
+        is_send(&resource.set(1, "v"));
+        is_send(&resource.get());
+        is_send(&resource.last_fence());
         is_send(&guard.release());
     }
 
@@ -589,5 +596,7 @@ mod tests {
         is_send_sync::<LockBuilder>();
         is_send_sync::<LockGuard>();
         is_send_sync::<Error>();
+        is_send_sync::<crate::fence::FencedResource>();
+        is_send_sync::<crate::fence::FencedWrite>();
     }
 }

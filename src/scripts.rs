@@ -67,6 +67,44 @@ end
 return {1, fence}
 "#;
 
+/// A fenced write. `KEYS[1]` is the value, `KEYS[2]` the last accepted fence;
+/// `ARGV[1]` the fence (a `u64` in decimal), `ARGV[2]` the value. Stores both
+/// and returns nil when the fence is strictly greater than the last accepted
+/// one (or there is none); otherwise changes nothing and returns the last
+/// accepted fence.
+///
+/// Fences are compared as decimal strings, digit by digit: exact over all of
+/// `u64`, where Lua's doubles are not, and independent of the server's locale
+/// (Lua compares strings with `strcoll`). A stored fence that is not a
+/// decimal number (written by hand) fails the write rather than guessing.
+const FENCED_SET_LUA: &str = r#"
+local function greater(a, b)
+    if #a ~= #b then
+        return #a > #b
+    end
+    for i = 1, #a do
+        local x, y = string.byte(a, i), string.byte(b, i)
+        if x ~= y then
+            return x > y
+        end
+    end
+    return false
+end
+local last = redis.call("GET", KEYS[2])
+if last then
+    local digits = string.match(last, "^0*(%d+)$")
+    if not digits then
+        return redis.error_reply("ERR the last fence of a fenced resource is not a decimal number")
+    end
+    if not greater(ARGV[1], digits) then
+        return digits
+    end
+end
+redis.call("SET", KEYS[2], ARGV[1])
+redis.call("SET", KEYS[1], ARGV[2])
+return false
+"#;
+
 /// The release script; `redis::Script` sends it with `EVALSHA` and falls back
 /// to loading it when the server answers `NOSCRIPT` (after a restart, a
 /// failover or `SCRIPT FLUSH`).
@@ -79,13 +117,16 @@ pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND
 pub(crate) static FENCED_ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(FENCED_ACQUIRE_LUA));
 
+/// The fenced write script, cached like [`RELEASE`].
+pub(crate) static FENCED_SET: LazyLock<Script> = LazyLock::new(|| Script::new(FENCED_SET_LUA));
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn scripts_have_no_shebang_so_they_run_under_oom() {
-        for lua in [RELEASE_LUA, EXTEND_LUA, FENCED_ACQUIRE_LUA] {
+        for lua in [RELEASE_LUA, EXTEND_LUA, FENCED_ACQUIRE_LUA, FENCED_SET_LUA] {
             assert!(!lua.trim_start().starts_with("#!"));
         }
     }
