@@ -97,10 +97,11 @@ pub(crate) fn fence_key(key: &str) -> Result<String> {
 /// `u64`.
 ///
 /// Fences only mean something while the lock's counter only goes up: on one
-/// Redis node, while the counter key survives (persistence across restarts,
-/// no eviction, nobody deletes it or sets it lower). They are **not**
-/// monotonic across a failover to an asynchronously replicated replica, across
-/// several independent nodes (Redlock), or after the counter is lost; see
+/// Redis node, while the counter key survives (no eviction, nobody deletes
+/// it or sets it lower, and `appendfsync always` if the node can crash).
+/// They are **not** monotonic across a failover to an asynchronously
+/// replicated replica, across several independent nodes (Redlock), or after
+/// the counter is lost; see
 /// [`LockBuilder::fencing`](crate::LockBuilder::fencing).
 ///
 /// # Keys

@@ -387,10 +387,14 @@ impl LockBuilder {
     /// advance the counter.
     ///
     /// Fences are monotonic only while the counter only goes up: on one node,
-    /// with persistence if it restarts, without eviction (`noeviction`), and
-    /// as long as nobody deletes or lowers the counter key. They are **not**
-    /// monotonic after a failover to an asynchronously replicated replica
-    /// that had not yet seen the last `INCR`, and there is no fence across
+    /// without eviction (`noeviction`), with nobody deleting or lowering the
+    /// counter key, and, if the node can crash, with AOF persistence and
+    /// `appendfsync always` (RDB snapshots and `appendfsync everysec` can
+    /// lose the last increments and hand out the same fences again). They
+    /// are **not** monotonic after a failover to an asynchronously replicated
+    /// replica that had not yet seen the last `INCR`. After a regression the
+    /// resource's check is no longer safe: a stale holder's fence from before
+    /// it can be greater than the current holder's. There is no fence across
     /// independent nodes: fencing is single-node only, and a lock over a
     /// quorum of nodes (Redlock) refuses it, since independent counters give
     /// no order between them (Kleppmann: that would take consensus).
