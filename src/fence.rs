@@ -229,6 +229,8 @@ impl FencedResource {
 
     /// Stores `value` if `fence` is strictly greater than the fence of every
     /// write accepted before, atomically (one script, one round trip).
+    /// `value` is one Redis argument: `&str`, `String`, `&[u8]`, `Vec<u8>`,
+    /// a number.
     ///
     /// A [`FencedWrite::Rejected`] means a holder with a fence at least as
     /// great has written: the caller's lease ran out, and its write must be
@@ -236,10 +238,10 @@ impl FencedResource {
     ///
     /// # Cancel safety
     ///
-    /// If the future is dropped, the write may or may not have happened; the
-    /// fence rule holds either way, and the write can be retried with the same
-    /// fence only if it did not happen (an accepted fence is not accepted
-    /// twice).
+    /// If the future is dropped (or fails with a timeout), the write may or
+    /// may not have happened; the fence rule holds either way. Retrying with
+    /// the same fence is safe: a rejection whose `last_fence` is that very
+    /// fence means the first attempt was stored.
     ///
     /// ```no_run
     /// # async fn example(lock: redis_mutex::Lock, balance: redis_mutex::FencedResource) -> redis_mutex::Result<()> {
