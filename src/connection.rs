@@ -65,6 +65,37 @@ impl Node {
         })
     }
 
+    /// Fenced acquire: one script that checks the lock, then `INCR`s the
+    /// fence counter and sets the lock (see `scripts::FENCED_ACQUIRE`), one
+    /// round trip. The fence comes with `Acquired` and `AlreadyOurs`.
+    pub(crate) async fn set_nx_fenced(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> RedisResult<(SetReply, Option<u64>)> {
+        let reply: Option<(i64, u64)> = scripts::FENCED_ACQUIRE
+            .key(key)
+            .key(fence_key)
+            .arg(token)
+            .arg(millis(ttl))
+            .invoke_async(&mut self.connection())
+            .await?;
+        Ok(match reply {
+            None => (SetReply::HeldByOther, None),
+            Some((1, fence)) => (SetReply::Acquired, Some(fence)),
+            Some((2, fence)) => (SetReply::AlreadyOurs, Some(fence)),
+            Some((state, _)) => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "unexpected reply from the fenced acquire script",
+                    format!("state {state}"),
+                )));
+            }
+        })
+    }
+
     /// Release: compare-and-delete. `true` when our lock was deleted.
     pub(crate) async fn release(&self, key: &str, token: &str) -> RedisResult<bool> {
         let deleted: i64 = scripts::RELEASE
@@ -108,7 +139,7 @@ impl Node {
         }
     }
 
-    fn connection(&self) -> DynConnection {
+    pub(crate) fn connection(&self) -> DynConnection {
         self.0.clone_connection()
     }
 }
@@ -137,7 +168,7 @@ impl<C: LockConnection> CloneConnection for C {
 }
 
 /// A boxed connection that `redis` can send commands and scripts on.
-struct DynConnection(Box<dyn ConnectionLike + Send>);
+pub(crate) struct DynConnection(Box<dyn ConnectionLike + Send>);
 
 impl ConnectionLike for DynConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {

@@ -12,7 +12,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Operation {
     /// Opening the connection to Redis.
     Connect,
-    /// `SET key token NX GET PX ttl`.
+    /// `SET key token NX GET PX ttl`, or the fenced acquire script.
     Acquire,
     /// The token-checked compare-and-delete script.
     Release,
@@ -20,6 +20,10 @@ pub enum Operation {
     Extend,
     /// `GET key`, to ask Redis who holds the lock.
     Inspect,
+    /// The compare-and-set script of a [`FencedResource`](crate::FencedResource).
+    FencedWrite,
+    /// Reading a [`FencedResource`](crate::FencedResource).
+    FencedRead,
 }
 
 impl fmt::Display for Operation {
@@ -30,6 +34,8 @@ impl fmt::Display for Operation {
             Operation::Release => "release",
             Operation::Extend => "extend",
             Operation::Inspect => "inspect",
+            Operation::FencedWrite => "fenced write",
+            Operation::FencedRead => "fenced read",
         })
     }
 }
@@ -118,11 +124,12 @@ pub enum Error {
     /// For [`Operation::Acquire`] the `SET` may still have reached the server;
     /// the crate then releases the token it sent in the background, so the
     /// lock is not left held until its TTL.
-    #[error("redis error during {operation} of lock {key:?}")]
+    #[error("redis error during {operation} of {key:?}")]
     Redis {
         /// What the crate was doing.
         operation: Operation,
-        /// The lock's key.
+        /// The lock's key, or the key of the
+        /// [`FencedResource`](crate::FencedResource).
         key: String,
         /// The error from the `redis` crate.
         #[source]

@@ -39,6 +39,8 @@ pub struct LockGuard {
     /// The watchdog, while renewal is on. Dropped (aborted) before any
     /// release is sent.
     renewal: Option<Renewal>,
+    /// The fence of this acquisition, when the lock is fenced.
+    fence: Option<u64>,
     /// Set once `release` has had an answer; `Drop` releases otherwise.
     released: bool,
 }
@@ -47,7 +49,12 @@ impl LockGuard {
     /// A guard for a lock that Redis just confirmed, with renewal started if
     /// the lock asks for it. `valid_from` is when the confirming command was
     /// sent.
-    pub(crate) fn new(lock: Lock, token: Token, valid_from: Instant) -> Result<LockGuard> {
+    pub(crate) fn new(
+        lock: Lock,
+        token: Token,
+        fence: Option<u64>,
+        valid_from: Instant,
+    ) -> Result<LockGuard> {
         let inner = &lock.inner;
         let lease = Lease::new(inner.key.clone(), valid_from + validity(inner.ttl));
         let hold_until = inner.max_hold.and_then(|max| valid_from.checked_add(max));
@@ -55,6 +62,7 @@ impl LockGuard {
         let mut guard = LockGuard {
             lock,
             token,
+            fence,
             lease,
             hold_until,
             renewal: None,
@@ -75,6 +83,29 @@ impl LockGuard {
     /// to other tasks.
     pub fn lease(&self) -> &Lease {
         &self.lease
+    }
+
+    /// The fencing token of this acquisition: `Some` when the lock was built
+    /// with [`fencing(true)`](crate::LockBuilder::fencing), `None` otherwise.
+    ///
+    /// It is strictly greater than every fence issued before for this key on
+    /// this Redis node, while the node keeps the counter (see
+    /// [`LockBuilder::fencing`](crate::LockBuilder::fencing)). Send it with
+    /// every write to the protected resource, and have the resource reject a
+    /// fence that is not greater than the last one it accepted, as
+    /// [`FencedResource`](crate::FencedResource) does: then a holder whose
+    /// lease ran out while it was paused cannot overwrite the next holder's
+    /// work.
+    ///
+    /// ```no_run
+    /// # async fn example(lock: redis_mutex::Lock, store: redis_mutex::FencedResource) -> redis_mutex::Result<()> {
+    /// let guard = lock.acquire().await?;
+    /// let fence = guard.fence().expect("the lock was built with .fencing(true)");
+    /// let _ = store.set(fence, "new state").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fence(&self) -> Option<u64> {
+        self.fence
     }
 
     /// The instant until which this process can trust it holds the lock: the
@@ -280,6 +311,7 @@ impl fmt::Debug for LockGuard {
         f.debug_struct("LockGuard")
             .field("key", &self.key())
             .field("token", &self.token)
+            .field("fence", &self.fence)
             .field("remaining", &self.remaining())
             .field("renewing", &self.renewal.is_some())
             .finish()

@@ -6,6 +6,7 @@
 
 mod connection;
 mod error;
+mod fence;
 mod guard;
 mod lease;
 mod lock;
@@ -16,6 +17,7 @@ mod token;
 
 pub use connection::LockConnection;
 pub use error::{Error, Operation, Result};
+pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
 pub use lease::Lease;
 pub use lock::{DEFAULT_TTL, Lock, LockBuilder, MAX_TTL, MIN_TTL};

@@ -1,4 +1,5 @@
-//! `Lock` and its builder: acquire with `SET key token NX GET PX ttl`.
+//! `Lock` and its builder: acquire with `SET key token NX GET PX ttl`, or
+//! with the fenced acquire script when fencing is on.
 
 use std::fmt;
 use std::future::Future;
@@ -11,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::connection::{LockConnection, Node, SetReply};
 use crate::error::{Error, Operation, Result};
+use crate::fence;
 use crate::guard::LockGuard;
 use crate::lease::Lease;
 use crate::retry::WaitPolicy;
@@ -62,6 +64,8 @@ pub(crate) struct LockInner {
     pub(crate) wait: WaitPolicy,
     pub(crate) auto_renew: bool,
     pub(crate) max_hold: Option<Duration>,
+    /// The fence counter's key when fencing is on.
+    pub(crate) fence_key: Option<Arc<str>>,
     pub(crate) node: Node,
 }
 
@@ -79,6 +83,7 @@ impl Lock {
             wait: WaitPolicy::default(),
             auto_renew: false,
             max_hold: None,
+            fencing: false,
         }
     }
 
@@ -111,11 +116,27 @@ impl Lock {
         self.inner.wait
     }
 
+    /// The key of the fence counter when the lock was built with
+    /// [`fencing(true)`](LockBuilder::fencing): `{key}:fence`, or `key:fence`
+    /// when the key has a hash tag. Never delete it, and keep it out of any
+    /// eviction: fences stay monotonic only while it lives.
+    ///
+    /// ```no_run
+    /// # async fn example(connection: redis::aio::ConnectionManager) -> redis_mutex::Result<()> {
+    /// let lock = redis_mutex::Lock::builder("jobs:import").fencing(true).build(connection)?;
+    /// assert_eq!(lock.fence_key(), Some("{jobs:import}:fence"));
+    /// # Ok(()) }
+    /// ```
+    pub fn fence_key(&self) -> Option<&str> {
+        self.inner.fence_key.as_deref()
+    }
+
     /// Acquires the lock, waiting under the lock's [`WaitPolicy`] while
     /// another owner holds it.
     ///
     /// Fails with [`Error::Busy`] (saying how long it waited) when the wait
-    /// ends first. An uncontended acquire is one round trip.
+    /// ends first. An uncontended acquire is one round trip, with or without
+    /// [fencing](LockBuilder::fencing).
     ///
     /// # Cancel safety
     ///
@@ -240,7 +261,13 @@ impl Lock {
     }
 
     async fn acquire_under(&self, policy: WaitPolicy) -> Result<LockGuard> {
-        let LockInner { key, ttl, node, .. } = &*self.inner;
+        let LockInner {
+            key,
+            ttl,
+            node,
+            fence_key,
+            ..
+        } = &*self.inner;
         let started = Instant::now();
         let mut backoff = policy.start(started);
         let mut pending = PendingAcquire {
@@ -256,18 +283,27 @@ impl Lock {
             // later than the server's expiry.
             let sent_at = Instant::now();
             pending.maybe_set = true;
-            let reply = node.set_nx(key, pending.token_str(), *ttl).await;
+            let reply = match fence_key {
+                None => node
+                    .set_nx(key, pending.token_str(), *ttl)
+                    .await
+                    .map(|reply| (reply, None)),
+                Some(fence_key) => {
+                    node.set_nx_fenced(key, fence_key, pending.token_str(), *ttl)
+                        .await
+                }
+            };
             match reply.map_err(|e| {
                 // A server error reply means the SET did not run; anything
                 // else (timeout, broken connection) leaves it unknown.
                 pending.maybe_set = e.code().is_none();
                 Error::from_redis(Operation::Acquire, key, e)
             })? {
-                SetReply::Acquired => return pending.into_guard(self, sent_at),
+                (SetReply::Acquired, fence) => return pending.into_guard(self, sent_at, fence),
                 // Only an earlier send of this call can have set our token;
                 // count validity from the first one.
-                SetReply::AlreadyOurs => return pending.into_guard(self, started),
-                SetReply::HeldByOther => pending.maybe_set = false,
+                (SetReply::AlreadyOurs, fence) => return pending.into_guard(self, started, fence),
+                (SetReply::HeldByOther, _) => pending.maybe_set = false,
             }
             match backoff.next_sleep(Instant::now()) {
                 Some(pause) => tokio::time::sleep(pause).await,
@@ -299,14 +335,19 @@ impl PendingAcquire<'_> {
         self.token.as_ref().map_or("", Token::as_str)
     }
 
-    fn into_guard(mut self, lock: &Lock, valid_from: Instant) -> Result<LockGuard> {
+    fn into_guard(
+        mut self,
+        lock: &Lock,
+        valid_from: Instant,
+        fence: Option<u64>,
+    ) -> Result<LockGuard> {
         self.maybe_set = false;
         let token = self
             .token
             .take()
             .unwrap_or_else(|| unreachable!("token taken twice"));
         // From here the guard's Drop releases the lock if anything fails.
-        LockGuard::new(lock.clone(), token, valid_from)
+        LockGuard::new(lock.clone(), token, fence, valid_from)
     }
 }
 
@@ -364,6 +405,7 @@ impl fmt::Debug for Lock {
             .field("wait", &self.inner.wait)
             .field("auto_renew", &self.inner.auto_renew)
             .field("max_hold", &self.inner.max_hold)
+            .field("fence_key", &self.inner.fence_key)
             .finish_non_exhaustive()
     }
 }
@@ -377,6 +419,7 @@ pub struct LockBuilder {
     wait: WaitPolicy,
     auto_renew: bool,
     max_hold: Option<Duration>,
+    fencing: bool,
 }
 
 impl LockBuilder {
@@ -420,13 +463,64 @@ impl LockBuilder {
         self
     }
 
+    /// Turns on fencing tokens: each acquisition also gets a `u64` fence
+    /// ([`LockGuard::fence`]) strictly greater than every fence issued before
+    /// for this key on this Redis node, for the protected resource to check
+    /// (see [`FencedResource`](crate::FencedResource)).
+    ///
+    /// Acquire is then one script instead of `SET`, still one round trip: if
+    /// the lock is free it `INCR`s a counter under
+    /// [`Lock::fence_key`] (`{key}:fence`, in the lock's Cluster slot) and
+    /// sets the lock. A held lock leaves the counter alone, so waiting burns
+    /// no fences. On the wire the lock is the same string key with a token, so
+    /// fenced and unfenced clients of this crate, and other libraries that
+    /// lock this format, still exclude each other; only fenced acquisitions
+    /// advance the counter.
+    ///
+    /// Fences are monotonic only while the counter only goes up: on one node,
+    /// without eviction (`noeviction`), with nobody deleting or lowering the
+    /// counter key, and, if the node can crash, with AOF persistence and
+    /// `appendfsync always` (RDB snapshots and `appendfsync everysec` can
+    /// lose the last increments and hand out the same fences again). They
+    /// are **not** monotonic after a failover to an asynchronously replicated
+    /// replica that had not yet seen the last `INCR`. After a regression the
+    /// resource's check is no longer safe: a stale holder's fence from before
+    /// it can be greater than the current holder's. There is no fence across
+    /// independent nodes: fencing is single-node only, and a lock over a
+    /// quorum of nodes (Redlock) refuses it, since independent counters give
+    /// no order between them (Kleppmann: that would take consensus).
+    ///
+    /// With fencing on, [`build`](LockBuilder::build) fails with
+    /// [`Error::InvalidArgument`] for a key with a `}` outside a hash tag
+    /// (such as `"a}b"` or `"x{}y}"`): Redis Cluster hashes such a key whole,
+    /// and no counter key could share its slot.
+    ///
+    /// Defaults to off.
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let lock = redis_mutex::Lock::builder("reports:lock")
+    ///     .fencing(true)
+    ///     .connect("redis://127.0.0.1/")
+    ///     .await?;
+    /// let guard = lock.acquire().await?;
+    /// println!("fence {:?}", guard.fence());
+    /// # Ok(()) }
+    /// ```
+    pub fn fencing(mut self, on: bool) -> LockBuilder {
+        self.fencing = on;
+        self
+    }
+
     /// Builds the lock over an existing connection, such as a clone of your
     /// application's [`ConnectionManager`] or
     /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection). Many locks
     /// can share one connection.
     ///
     /// Fails with [`Error::InvalidArgument`] for an empty key, a TTL out of
-    /// range or a wait policy that would busy-loop.
+    /// range, a wait policy that would busy-loop, or, with
+    /// [fencing](LockBuilder::fencing), a key whose fence counter could not
+    /// share its Cluster slot.
     ///
     /// The connection's own settings apply to every command: its response
     /// timeout (500 ms by default in `redis` 1.x) and, for a
@@ -445,6 +539,7 @@ impl LockBuilder {
     /// ```
     pub fn build(self, connection: impl LockConnection) -> Result<Lock> {
         let ttl = self.validate()?;
+        let fence_key = self.fence_key()?;
         Ok(Lock {
             inner: Arc::new(LockInner {
                 key: self.key.into(),
@@ -452,6 +547,7 @@ impl LockBuilder {
                 wait: self.wait,
                 auto_renew: self.auto_renew,
                 max_hold: self.max_hold,
+                fence_key,
                 node: Node::new(connection),
             }),
         })
@@ -507,7 +603,15 @@ impl LockBuilder {
                 format!("{max_hold:?} is below the minimum of {MIN_TTL:?}"),
             ));
         }
+        self.fence_key()?;
         check_ttl(self.ttl)
+    }
+
+    fn fence_key(&self) -> Result<Option<Arc<str>>> {
+        if !self.fencing {
+            return Ok(None);
+        }
+        Ok(Some(fence::fence_key(&self.key)?.into()))
     }
 
     fn connect_error(&self, source: redis::RedisError) -> Error {
@@ -576,11 +680,18 @@ mod tests {
     fn is_send<T: Send>(_: &T) {}
 
     #[allow(dead_code, clippy::let_underscore_future)]
-    async fn futures_are_send(lock: Lock, guard: LockGuard) {
+    async fn futures_are_send(
+        lock: Lock,
+        guard: LockGuard,
+        resource: crate::fence::FencedResource,
+    ) {
         is_send(&lock.acquire());
         is_send(&lock.try_acquire());
         is_send(&guard.extend(DEFAULT_TTL));
         is_send(&guard.is_held());
+        is_send(&resource.set(1, "v"));
+        is_send(&resource.get());
+        is_send(&resource.last_fence());
         is_send(&guard.release());
     }
 
@@ -590,5 +701,7 @@ mod tests {
         is_send_sync::<LockBuilder>();
         is_send_sync::<LockGuard>();
         is_send_sync::<Error>();
+        is_send_sync::<crate::fence::FencedResource>();
+        is_send_sync::<crate::fence::FencedWrite>();
     }
 }
