@@ -40,7 +40,7 @@ Runs COMMAND while holding the Redis lock KEY.
   --renew           keep the lock renewed while COMMAND runs (the default)
   --no-renew        let the lock expire after --ttl; COMMAND is stopped then
   --grace DURATION  after SIGTERM, wait this long before SIGKILL (default 5s)
-  --fence           pass the lock's fencing token as LOCKRUN_FENCE (needs fencing support)
+  --fence           pass this acquisition's fencing token to COMMAND as LOCKRUN_FENCE
 exit status: COMMAND's, or 64 usage, 69 Redis unreachable, 70 lock lost, 75 busy";
 
 #[derive(Debug)]
@@ -141,14 +141,12 @@ async fn main() -> ExitCode {
             "several --url (a Redlock quorum) are not supported by this build",
         );
     }
-    if args.fence {
-        return fail(EX_USAGE, "--fence is not supported by this build");
-    }
 
     let builder = Lock::builder(&args.key)
         .ttl(args.ttl)
         .wait(WaitPolicy::timeout(args.wait))
-        .auto_renew(args.renew);
+        .auto_renew(args.renew)
+        .fencing(args.fence);
     let lock = match builder.connect(args.urls[0].as_str()).await {
         Ok(lock) => lock,
         Err(e @ Error::InvalidArgument { .. }) => return fail(EX_USAGE, e),
@@ -167,6 +165,9 @@ async fn main() -> ExitCode {
 async fn run(args: &Args, guard: LockGuard) -> ExitCode {
     let mut command = Command::new(&args.command[0]);
     command.args(&args.command[1..]);
+    if let Some(fence) = guard.fence() {
+        command.env("LOCKRUN_FENCE", fence.to_string());
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {

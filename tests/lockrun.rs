@@ -272,3 +272,47 @@ fn bad_arguments_exit_64_with_usage_and_an_unreachable_server_69() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn fences_strictly_increase_across_runs() {
+    let server = RedisServer::start();
+    let mut fences = Vec::new();
+    for _ in 0..5 {
+        let out = run(lockrun(
+            &server,
+            &[
+                "--key",
+                "job",
+                "--fence",
+                "--",
+                "sh",
+                "-c",
+                "echo $LOCKRUN_FENCE",
+            ],
+        ));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fence: u64 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .expect("LOCKRUN_FENCE is a number");
+        fences.push(fence);
+    }
+    assert!(fences.windows(2).all(|w| w[0] < w[1]), "{fences:?}");
+    let out = run(lockrun(
+        &server,
+        &[
+            "--key",
+            "job",
+            "--",
+            "sh",
+            "-c",
+            "echo ${LOCKRUN_FENCE:-unset}",
+        ],
+    ));
+    assert_eq!(out.stdout, b"unset\n", "no fence without --fence");
+}
