@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::{Error, Operation, Result};
-use crate::lock::{Lock, check_ttl, validity};
+use crate::error::{Error, Result};
+use crate::lock::{Lock, check_ttl};
 use crate::token::Token;
 
 /// A held lock. Get one from [`Lock::acquire`] or [`Lock::try_acquire`].
@@ -54,7 +54,10 @@ impl LockGuard {
 
     /// The instant until which this process can trust it holds the lock: the
     /// TTL counted from before the `SET` (or the last successful extend) was
-    /// sent, minus a drift margin of 1% + 2 ms, on the monotonic clock.
+    /// sent, minus a drift margin (1% + 2 ms unless set with
+    /// [`LockBuilder::clock_drift`](crate::LockBuilder::clock_drift)), on the
+    /// monotonic clock. On a Redlock the `SET` went to every node at once,
+    /// and the time until the last answer is part of what is subtracted.
     ///
     /// Past it, another owner may hold the lock. Before it, the lock is ours
     /// unless someone deleted the key by hand or the server lost it (restart
@@ -81,6 +84,10 @@ impl LockGuard {
     /// The answer is already old when it arrives: it does not mean the lock
     /// will still be held when you act on it.
     ///
+    /// On a Redlock: `true` when a majority of the nodes hold it, `false`
+    /// when so many do not that no majority can, and
+    /// [`Error::QuorumNotReached`] when failed nodes leave it open.
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only reads.
@@ -95,11 +102,7 @@ impl LockGuard {
     /// ```
     pub async fn is_held(&self) -> Result<bool> {
         let inner = &self.lock.inner;
-        inner
-            .node
-            .holds(&inner.key, self.token.as_str())
-            .await
-            .map_err(|e| Error::from_redis(Operation::Inspect, &inner.key, e))
+        inner.topology.holds(&inner.key, self.token.as_str()).await
     }
 
     /// Sets the lock to expire `ttl` from now, if it is still ours, and moves
@@ -107,7 +110,17 @@ impl LockGuard {
     ///
     /// Fails with [`Error::NotHeld`] when the key expired or holds another
     /// token (nothing is changed then: an expired lock is never re-created),
-    /// and with [`Error::InvalidArgument`] for a TTL out of range.
+    /// and with [`Error::InvalidArgument`] for a TTL out of range or one that
+    /// the drift margin would leave no validity of.
+    ///
+    /// On a Redlock the extend goes to every node at once and succeeds only
+    /// when a majority extended our token with validity left, counted from
+    /// before the first send; the deadline then moves to that send plus the
+    /// TTL minus the drift. [`Error::NotHeld`] means a majority no longer
+    /// held our token; [`Error::QuorumNotReached`] that failed nodes made the
+    /// difference; [`Error::ValidityExpired`] that the answers came too late.
+    /// A failed extend releases nothing: the nodes that did extend keep our
+    /// token until [`release`](LockGuard::release), `Drop` or their TTL.
     ///
     /// # Cancel safety
     ///
@@ -123,16 +136,22 @@ impl LockGuard {
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
         let ttl = check_ttl(ttl)?;
         let inner = &self.lock.inner;
+        let validity = inner.drift.validity(ttl);
+        if validity.is_zero() {
+            return Err(Error::invalid(
+                "ttl",
+                format!("{ttl:?} leaves no validity after the clock-drift margin"),
+            ));
+        }
         let sent_at = Instant::now();
         let extended = inner
-            .node
+            .topology
             .extend(&inner.key, self.token.as_str(), ttl)
-            .await
-            .map_err(|e| Error::from_redis(Operation::Extend, &inner.key, e))?;
+            .await?;
         if !extended {
             return Err(self.not_held());
         }
-        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = sent_at + validity(ttl);
+        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = sent_at + validity;
         Ok(())
     }
 
@@ -143,6 +162,14 @@ impl LockGuard {
     /// nothing was deleted, and the work done under the lock may have
     /// overlapped with another holder's. Other errors mean Redis could not
     /// tell; the key then expires by its TTL.
+    ///
+    /// On a Redlock the release goes to every node at once (whatever
+    /// happens, each node that still holds our token deletes it). `Ok(())`
+    /// means a majority still held our token and deleted it: the lock was
+    /// ours to the end. [`Error::NotHeld`] means a majority no longer held
+    /// it, so another owner may have held the lock meanwhile.
+    /// [`Error::QuorumNotReached`] means failed nodes leave it open which;
+    /// our token expires on them by its TTL.
     ///
     /// # Cancel safety
     ///
@@ -162,12 +189,15 @@ impl LockGuard {
     /// ```
     pub async fn release(mut self) -> Result<()> {
         let inner = &self.lock.inner;
-        let result = inner.node.release(&inner.key, self.token.as_str()).await;
+        let result = inner
+            .topology
+            .release(&inner.key, self.token.as_str())
+            .await;
         self.released = true;
-        match result {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(self.not_held()),
-            Err(e) => Err(Error::from_redis(Operation::Release, &inner.key, e)),
+        if result? {
+            Ok(())
+        } else {
+            Err(self.not_held())
         }
     }
 
@@ -183,7 +213,7 @@ impl Drop for LockGuard {
         if !self.released {
             let inner = &self.lock.inner;
             inner
-                .node
+                .topology
                 .release_in_background(inner.key.clone(), self.token.as_str().to_owned());
         }
     }

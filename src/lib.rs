@@ -8,12 +8,14 @@ mod connection;
 mod error;
 mod guard;
 mod lock;
+mod quorum;
 mod retry;
 mod scripts;
 mod token;
+mod topology;
 
 pub use connection::LockConnection;
-pub use error::{Error, Operation, Result};
+pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
 pub use guard::LockGuard;
 pub use lock::{DEFAULT_TTL, Lock, LockBuilder, MAX_TTL, MIN_TTL};
 pub use retry::WaitPolicy;
