@@ -770,6 +770,48 @@ mod tests {
     }
 
     #[test]
+    fn the_drift_margin_is_configurable_and_checked() {
+        let drift = ClockDrift {
+            factor: 0.02,
+            fixed: Duration::from_millis(5),
+        };
+        assert_eq!(
+            drift.margin(Duration::from_secs(10)),
+            Duration::from_millis(205)
+        );
+        assert_eq!(
+            drift.validity(Duration::from_secs(10)),
+            Duration::from_millis(9_795)
+        );
+        let none = ClockDrift {
+            factor: 0.0,
+            fixed: Duration::ZERO,
+        };
+        assert_eq!(none.validity(MAX_TTL), MAX_TTL);
+        // More margin than lease saturates to no validity, never panics.
+        let huge = ClockDrift {
+            factor: 0.5,
+            fixed: Duration::MAX,
+        };
+        assert_eq!(huge.validity(MAX_TTL), Duration::ZERO);
+        for factor in [-0.01, 0.51, f64::NAN, f64::INFINITY] {
+            let drift = ClockDrift {
+                factor,
+                fixed: Duration::ZERO,
+            };
+            let err = drift.check().unwrap_err().to_string();
+            assert!(err.starts_with("invalid clock_drift"), "{err}");
+        }
+        let err = Lock::builder("k")
+            .ttl(Duration::from_millis(100))
+            .clock_drift(0.01, Duration::from_millis(99))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("leaves no validity"), "{err}");
+    }
+
+    #[test]
     fn ttl_bounds_are_named_in_the_error() {
         for bad in [
             Duration::ZERO,
