@@ -7,6 +7,13 @@
 //! ```
 //!
 //! Report the lock's throughput as a ratio to the floor's from one run.
+//!
+//! The `redlock` group compares an acquire + release over a Redlock of 5
+//! local nodes with the same on 1 node, in the same run:
+//!
+//! ```sh
+//! cargo bench --bench lock -- redlock
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -174,6 +181,53 @@ fn bench(c: &mut Criterion) {
     });
     many.finish();
     drop(server);
+    bench_redlock(c, &runtime);
+}
+
+/// Acquire + release latency on a Redlock of 5 nodes against 1 node. The
+/// quorum sends each step to all nodes at once, so the ratio should stay
+/// near 1 (a sequential loop would be about 5x).
+fn bench_redlock(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let servers: Vec<support::RedisServer> =
+        (0..5).map(|_| support::RedisServer::start()).collect();
+    let connections: Vec<MultiplexedConnection> = runtime.block_on(async {
+        let mut connections = Vec::new();
+        for server in &servers {
+            connections.push(
+                server
+                    .client()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap(),
+            );
+        }
+        connections
+    });
+    let single = Lock::builder("bench:redlock:single")
+        .ttl(TTL)
+        .build(connections[0].clone())
+        .unwrap();
+    let quorum_of_one = Lock::builder("bench:redlock:one")
+        .ttl(TTL)
+        .build_quorum([connections[0].clone()])
+        .unwrap();
+    let quorum_of_five = Lock::builder("bench:redlock:five")
+        .ttl(TTL)
+        .build_quorum(connections.clone())
+        .unwrap();
+
+    let mut group = c.benchmark_group("redlock/acquire_release");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3));
+    for (name, lock) in [
+        ("1 node", &single),
+        ("quorum of 1 node", &quorum_of_one),
+        ("quorum of 5 nodes", &quorum_of_five),
+    ] {
+        group.bench_function(name, |b| b.to_async(runtime).iter(|| lock_cycle(lock)));
+    }
+    group.finish();
+    drop(servers);
 }
 
 criterion_group! {
