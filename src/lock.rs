@@ -598,7 +598,7 @@ impl LockBuilder {
                 .position(|other| other.get_connection_info().addr() == addr)
             {
                 return Err(Error::invalid(
-                    "clients",
+                    "nodes",
                     format!(
                         "nodes {j} and {i} are the same server ({addr}); a Redlock needs independent servers"
                     ),

@@ -341,8 +341,8 @@ async fn an_attempt_that_misses_the_quorum_leaves_no_key_of_ours() {
     let servers = start_nodes();
     let key = "redlock:foreign";
     // Another owner holds nodes 0, 1 and 2: a majority.
-    for i in 0..3 {
-        servers[i].cmd(&["SET", key, "someone-else", "PX", "20000"]);
+    for server in &servers[..3] {
+        server.cmd(&["SET", key, "someone-else", "PX", "20000"]);
     }
     let lock = redlock(
         &servers,
@@ -370,8 +370,8 @@ async fn an_attempt_that_misses_the_quorum_leaves_no_key_of_ours() {
         other => panic!("expected Busy, got {other:?}"),
     }
     assert_eq!(nodes_holding(&servers, key), [0, 1, 2]);
-    for i in 0..3 {
-        assert_eq!(servers[i].get(key).as_deref(), Some("someone-else"));
+    for server in &servers[..3] {
+        assert_eq!(server.get(key).as_deref(), Some("someone-else"));
     }
 
     // A split vote with a node down: another owner on 0 and 1, node 2 down.
@@ -543,6 +543,6 @@ async fn the_builder_rejects_bad_quorums_by_name() {
 
     let same = [servers[0].url(), servers[1].url(), servers[0].url()];
     let (name, reason) = field(Lock::builder("k").connect_quorum(same).await);
-    assert_eq!(name, "clients");
+    assert_eq!(name, "nodes");
     assert!(reason.contains("nodes 0 and 2"), "{reason}");
 }
