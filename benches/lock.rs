@@ -61,6 +61,49 @@ async fn floor_cycle(
     assert_eq!(deleted, 1);
 }
 
+/// One `SET NX PX` then one release by `EVAL` on each of 5 connections, the
+/// five of each step joined.
+async fn floor_cycle_on_five(connections: &[MultiplexedConnection], key: &str) {
+    let set = |connection: &MultiplexedConnection| {
+        let mut connection = connection.clone();
+        async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg("token-of-the-floor")
+                .arg("NX")
+                .arg("PX")
+                .arg(TTL.as_millis() as u64)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            assert_eq!(set.as_deref(), Some("OK"));
+        }
+    };
+    let release = |connection: &MultiplexedConnection| {
+        let mut connection = connection.clone();
+        async move {
+            let deleted: i64 = redis::cmd("EVAL")
+                .arg(RELEASE_LUA)
+                .arg(1)
+                .arg(key)
+                .arg("token-of-the-floor")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            assert_eq!(deleted, 1);
+        }
+    };
+    let c = connections;
+    tokio::join!(set(&c[0]), set(&c[1]), set(&c[2]), set(&c[3]), set(&c[4]));
+    tokio::join!(
+        release(&c[0]),
+        release(&c[1]),
+        release(&c[2]),
+        release(&c[3]),
+        release(&c[4])
+    );
+}
+
 async fn lock_cycle(lock: &Lock) {
     let guard = lock.acquire().await.unwrap();
     guard.release().await.unwrap();
@@ -226,6 +269,13 @@ fn bench_redlock(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     ] {
         group.bench_function(name, |b| b.to_async(runtime).iter(|| lock_cycle(lock)));
     }
+    // The floor of a parallel fan-out on this machine: the raw `redis` crate
+    // sending the same SET NX PX, then the same release by EVAL, to all 5
+    // nodes at once. Its ratio to "1 node" is what the hardware allows.
+    group.bench_function("floor: raw SET NX PX + EVAL to 5 nodes at once", |b| {
+        b.to_async(runtime)
+            .iter(|| floor_cycle_on_five(&connections, "bench:redlock:floor"))
+    });
     group.finish();
     drop(servers);
 }
