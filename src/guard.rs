@@ -168,8 +168,9 @@ impl LockGuard {
     /// means a majority still held our token and deleted it: the lock was
     /// ours to the end. [`Error::NotHeld`] means a majority no longer held
     /// it, so another owner may have held the lock meanwhile.
-    /// [`Error::QuorumNotReached`] means failed nodes leave it open which;
-    /// our token expires on them by its TTL.
+    /// [`Error::QuorumNotReached`] means nodes that failed to answer leave
+    /// it open which of the two; where our token is left, it expires by its
+    /// TTL.
     ///
     /// # Cancel safety
     ///
