@@ -7,6 +7,13 @@
 //! ```
 //!
 //! Report the lock's throughput as a ratio to the floor's from one run.
+//!
+//! The `redlock` group compares an acquire + release over a Redlock of 5
+//! local nodes with the same on 1 node, in the same run:
+//!
+//! ```sh
+//! cargo bench --bench lock -- redlock
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +59,49 @@ async fn floor_cycle(
         .await
         .unwrap();
     assert_eq!(deleted, 1);
+}
+
+/// One `SET NX PX` then one release by `EVAL` on each of 5 connections, the
+/// five of each step joined.
+async fn floor_cycle_on_five(connections: &[MultiplexedConnection], key: &str) {
+    let set = |connection: &MultiplexedConnection| {
+        let mut connection = connection.clone();
+        async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg("token-of-the-floor")
+                .arg("NX")
+                .arg("PX")
+                .arg(TTL.as_millis() as u64)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            assert_eq!(set.as_deref(), Some("OK"));
+        }
+    };
+    let release = |connection: &MultiplexedConnection| {
+        let mut connection = connection.clone();
+        async move {
+            let deleted: i64 = redis::cmd("EVAL")
+                .arg(RELEASE_LUA)
+                .arg(1)
+                .arg(key)
+                .arg("token-of-the-floor")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            assert_eq!(deleted, 1);
+        }
+    };
+    let c = connections;
+    tokio::join!(set(&c[0]), set(&c[1]), set(&c[2]), set(&c[3]), set(&c[4]));
+    tokio::join!(
+        release(&c[0]),
+        release(&c[1]),
+        release(&c[2]),
+        release(&c[3]),
+        release(&c[4])
+    );
 }
 
 async fn lock_cycle(lock: &Lock) {
@@ -176,6 +226,60 @@ fn bench(c: &mut Criterion) {
 
     renewal(c, &runtime, &server, &multiplexed);
     drop(server);
+    bench_redlock(c, &runtime);
+}
+
+/// Acquire + release latency on a Redlock of 5 nodes against 1 node. The
+/// quorum sends each step to all nodes at once, so the ratio should stay
+/// near 1 (a sequential loop would be about 5x).
+fn bench_redlock(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let servers: Vec<support::RedisServer> =
+        (0..5).map(|_| support::RedisServer::start()).collect();
+    let connections: Vec<MultiplexedConnection> = runtime.block_on(async {
+        let mut connections = Vec::new();
+        for server in &servers {
+            connections.push(
+                server
+                    .client()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap(),
+            );
+        }
+        connections
+    });
+    let single = Lock::builder("bench:redlock:single")
+        .ttl(TTL)
+        .build(connections[0].clone())
+        .unwrap();
+    let quorum_of_one = Lock::builder("bench:redlock:one")
+        .ttl(TTL)
+        .build_quorum([connections[0].clone()])
+        .unwrap();
+    let quorum_of_five = Lock::builder("bench:redlock:five")
+        .ttl(TTL)
+        .build_quorum(connections.clone())
+        .unwrap();
+
+    let mut group = c.benchmark_group("redlock/acquire_release");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3));
+    for (name, lock) in [
+        ("1 node", &single),
+        ("quorum of 1 node", &quorum_of_one),
+        ("quorum of 5 nodes", &quorum_of_five),
+    ] {
+        group.bench_function(name, |b| b.to_async(runtime).iter(|| lock_cycle(lock)));
+    }
+    // The floor of a parallel fan-out on this machine: the raw `redis` crate
+    // sending the same SET NX PX, then the same release by EVAL, to all 5
+    // nodes at once. Its ratio to "1 node" is what the hardware allows.
+    group.bench_function("floor: raw SET NX PX + EVAL to 5 nodes at once", |b| {
+        b.to_async(runtime)
+            .iter(|| floor_cycle_on_five(&connections, "bench:redlock:floor"))
+    });
+    group.finish();
+    drop(servers);
 }
 
 /// What renewal costs: `release()` latency with a renewal task running vs

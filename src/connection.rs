@@ -106,6 +106,23 @@ impl Node {
         Ok(deleted == 1)
     }
 
+    /// Release by the script's body (`EVAL`) instead of its hash: one command
+    /// whatever the node's script cache holds. A Redlock sends this to nodes
+    /// that may be stalled: the command waits in the socket behind our `SET`
+    /// and runs right after it when the node wakes, while an `EVALSHA` would
+    /// answer `NOSCRIPT` on a fresh node with nobody left to load the script
+    /// and send it again.
+    pub(crate) async fn release_uncached(&self, key: &str, token: &str) -> RedisResult<bool> {
+        let deleted: i64 = redis::cmd("EVAL")
+            .arg(scripts::RELEASE_LUA)
+            .arg(1)
+            .arg(key)
+            .arg(token)
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(deleted == 1)
+    }
+
     /// Extend: compare-and-`PEXPIRE`. `true` when our lock now lives `ttl`.
     pub(crate) async fn extend(&self, key: &str, token: &str, ttl: Duration) -> RedisResult<bool> {
         let extended: i64 = scripts::EXTEND

@@ -45,7 +45,8 @@ impl fmt::Display for Operation {
 /// The cases users must tell apart are distinct variants: the lock is held by
 /// someone else ([`Busy`](Error::Busy)), the lock was ours but is not any more
 /// ([`NotHeld`](Error::NotHeld)), Redis could not be asked
-/// ([`Redis`](Error::Redis)), the key is not a lock of this format
+/// ([`Redis`](Error::Redis)), a Redlock step missed its majority of nodes
+/// ([`QuorumNotReached`](Error::QuorumNotReached)), the key is not a lock of this format
 /// ([`WrongType`](Error::WrongType)), and the caller asked for something
 /// impossible ([`InvalidArgument`](Error::InvalidArgument)).
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +137,50 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// A step on a Redlock (a lock over N independent nodes) did not reach a
+    /// majority of the nodes, for a reason other than plain contention: some
+    /// nodes timed out, were unreachable or answered with an error, and without
+    /// them the majority was out of reach. `failures` says, node by node, why.
+    ///
+    /// For [`Operation::Acquire`], our token was then released on every node.
+    /// A quorum missed only because other owners held the nodes is
+    /// [`Busy`](Error::Busy) instead.
+    #[error(
+        "{operation} of lock {key:?} missed the quorum: {granted} of {} nodes succeeded, {required} needed ({})",
+        .granted + .failures.len(),
+        FailureList(.failures)
+    )]
+    QuorumNotReached {
+        /// What the crate was doing.
+        operation: Operation,
+        /// The lock's key.
+        key: String,
+        /// How many nodes did what was asked: granted the lock, released or
+        /// extended our token, or (for [`Operation::Inspect`]) still hold it.
+        granted: usize,
+        /// How many were needed: a majority, N/2 + 1.
+        required: usize,
+        /// Every other node and why it failed, in node order.
+        failures: Vec<NodeFailure>,
+    },
+
+    /// A Redlock step reached a majority of the nodes, but their answers took
+    /// so long that none of the lease was left to trust: the time taken
+    /// exceeded the TTL minus the clock-drift margin. For
+    /// [`Operation::Acquire`] our token was released on every node.
+    #[error(
+        "{operation} of lock {key:?} reached a majority of the nodes, but only after {elapsed:?}, when no validity was left"
+    )]
+    ValidityExpired {
+        /// What the crate was doing.
+        operation: Operation,
+        /// The lock's key.
+        key: String,
+        /// How long the step took, from before the first send to the last
+        /// answer.
+        elapsed: Duration,
+    },
+
     /// An argument is out of its valid range. The message names the field and
     /// the bound.
     #[error("invalid {field}: {reason}")]
@@ -212,10 +257,15 @@ impl Error {
     }
 
     /// Whether trying again later may succeed: the lock was busy, or Redis
-    /// could not be reached or timed out.
+    /// could not be reached or timed out. A missed quorum is retryable when no
+    /// node failed with an error reply (only busy, timed-out or unreachable
+    /// nodes).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Busy { .. } => true,
+            Error::Busy { .. } | Error::ValidityExpired { .. } => true,
+            Error::QuorumNotReached { failures, .. } => failures
+                .iter()
+                .all(|f| !matches!(f.reason, NodeFailureReason::Redis(_))),
             Error::Redis { source, .. } => {
                 source.is_io_error()
                     || source.is_timeout()
@@ -235,5 +285,96 @@ impl Error {
             | Error::Redis { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// One node of a Redlock that did not do what a step asked, and why. Part of
+/// [`Error::QuorumNotReached`].
+///
+/// ```
+/// # fn example(err: redis_mutex::Error) {
+/// use redis_mutex::{Error, NodeFailureReason};
+///
+/// if let Error::QuorumNotReached { failures, .. } = &err {
+///     for failure in failures {
+///         if let NodeFailureReason::Unreachable(source) = &failure.reason {
+///             eprintln!("node {} is down: {source}", failure.node);
+///         }
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct NodeFailure {
+    /// The node's position in the list the lock was built from, from 0.
+    pub node: usize,
+    /// Why it failed.
+    pub reason: NodeFailureReason,
+}
+
+/// Why one node of a Redlock failed a step.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NodeFailureReason {
+    /// Acquire: the node holds another owner's token.
+    Busy,
+    /// Release, extend or inspect: the node does not hold our token (it
+    /// expired there, the node restarted empty, or another owner has it).
+    NotHeld,
+    /// No answer within the per-node timeout. The command may still run on
+    /// the node later.
+    TimedOut(Duration),
+    /// The node could not be reached: connection refused, reset or dropped,
+    /// or the connection's own timeout.
+    Unreachable(redis::RedisError),
+    /// The node answered with an error (for example `WRONGTYPE`, `NOPERM` or
+    /// `OOM`).
+    Redis(redis::RedisError),
+}
+
+impl NodeFailureReason {
+    /// Classifies an error from the `redis` crate: network trouble is
+    /// [`Unreachable`](NodeFailureReason::Unreachable), an error reply is
+    /// [`Redis`](NodeFailureReason::Redis).
+    pub(crate) fn from_redis(source: redis::RedisError) -> NodeFailureReason {
+        if source.code().is_none()
+            && (source.is_io_error()
+                || source.is_timeout()
+                || source.is_connection_dropped()
+                || source.is_connection_refusal())
+        {
+            NodeFailureReason::Unreachable(source)
+        } else {
+            NodeFailureReason::Redis(source)
+        }
+    }
+}
+
+impl fmt::Display for NodeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node {}: ", self.node)?;
+        match &self.reason {
+            NodeFailureReason::Busy => f.write_str("held by another owner"),
+            NodeFailureReason::NotHeld => f.write_str("does not hold our token"),
+            NodeFailureReason::TimedOut(after) => write!(f, "no answer within {after:?}"),
+            NodeFailureReason::Unreachable(e) => write!(f, "unreachable ({e})"),
+            NodeFailureReason::Redis(e) => write!(f, "error reply ({e})"),
+        }
+    }
+}
+
+/// Formats failures as `node 1: ..., node 3: ...`.
+struct FailureList<'a>(&'a [NodeFailure]);
+
+impl fmt::Display for FailureList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, failure) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{failure}")?;
+        }
+        Ok(())
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::{Error, Operation, Result};
+use crate::error::{Error, Result};
 use crate::lease::Lease;
-use crate::lock::{Lock, check_ttl, validity};
+use crate::lock::{Lock, check_ttl};
 use crate::renew::Renewal;
 use crate::token::Token;
 
@@ -56,7 +56,10 @@ impl LockGuard {
         valid_from: Instant,
     ) -> Result<LockGuard> {
         let inner = &lock.inner;
-        let lease = Lease::new(inner.key.clone(), valid_from + validity(inner.ttl));
+        let lease = Lease::new(
+            inner.key.clone(),
+            valid_from + inner.drift.validity(inner.ttl),
+        );
         let hold_until = inner.max_hold.and_then(|max| valid_from.checked_add(max));
         let auto_renew = inner.auto_renew;
         let mut guard = LockGuard {
@@ -110,7 +113,10 @@ impl LockGuard {
 
     /// The instant until which this process can trust it holds the lock: the
     /// TTL counted from before the `SET` (or the last successful extend) was
-    /// sent, minus a drift margin of 1% + 2 ms, on the monotonic clock.
+    /// sent, minus a drift margin (1% + 2 ms unless set with
+    /// [`LockBuilder::clock_drift`](crate::LockBuilder::clock_drift)), on the
+    /// monotonic clock. On a Redlock the `SET` went to every node at once,
+    /// and the time until the last answer is part of what is subtracted.
     ///
     /// Past it, another owner may hold the lock. Before it, the lock is ours
     /// unless someone deleted the key by hand or the server lost it (restart
@@ -193,6 +199,10 @@ impl LockGuard {
     /// The answer is already old when it arrives: it does not mean the lock
     /// will still be held when you act on it.
     ///
+    /// On a Redlock: `true` when a majority of the nodes hold it, `false`
+    /// when so many do not that no majority can, and
+    /// [`Error::QuorumNotReached`] when failed nodes leave it open.
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only reads.
@@ -207,11 +217,7 @@ impl LockGuard {
     /// ```
     pub async fn is_held(&self) -> Result<bool> {
         let inner = &self.lock.inner;
-        inner
-            .node
-            .holds(&inner.key, self.token.as_str())
-            .await
-            .map_err(|e| Error::from_redis(Operation::Inspect, &inner.key, e))
+        inner.topology.holds(&inner.key, self.token.as_str()).await
     }
 
     /// Sets the lock to expire `ttl` from now, if it is still ours, and moves
@@ -220,7 +226,17 @@ impl LockGuard {
     /// Fails with [`Error::NotHeld`] when the key expired or holds another
     /// token (nothing is changed then: an expired lock is never re-created,
     /// and the lease is marked lost), and with [`Error::InvalidArgument`] for
-    /// a TTL out of range. A lease already lost stays lost.
+    /// a TTL out of range or one that the drift margin would leave no
+    /// validity of. A lease already lost stays lost.
+    ///
+    /// On a Redlock the extend goes to every node at once and succeeds only
+    /// when a majority extended our token with validity left, counted from
+    /// before the first send; the deadline then moves to that send plus the
+    /// TTL minus the drift. [`Error::NotHeld`] means a majority no longer
+    /// held our token; [`Error::QuorumNotReached`] that failed nodes made the
+    /// difference; [`Error::ValidityExpired`] that the answers came too late.
+    /// A failed extend releases nothing: the nodes that did extend keep our
+    /// token until [`release`](LockGuard::release), `Drop` or their TTL.
     ///
     /// # Cancel safety
     ///
@@ -236,17 +252,23 @@ impl LockGuard {
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
         let ttl = check_ttl(ttl)?;
         let inner = &self.lock.inner;
+        let validity = inner.drift.validity(ttl);
+        if validity.is_zero() {
+            return Err(Error::invalid(
+                "ttl",
+                format!("{ttl:?} leaves no validity after the clock-drift margin"),
+            ));
+        }
         let sent_at = Instant::now();
         let extended = inner
-            .node
+            .topology
             .extend(&inner.key, self.token.as_str(), ttl)
-            .await
-            .map_err(|e| Error::from_redis(Operation::Extend, &inner.key, e))?;
+            .await?;
         if !extended {
             self.lease.mark_lost();
             return Err(self.not_held());
         }
-        self.lease.extended(sent_at + validity(ttl));
+        self.lease.extended(sent_at + validity);
         Ok(())
     }
 
@@ -258,6 +280,15 @@ impl LockGuard {
     /// nothing was deleted, and the work done under the lock may have
     /// overlapped with another holder's. Other errors mean Redis could not
     /// tell; the key then expires by its TTL.
+    ///
+    /// On a Redlock the release goes to every node at once (whatever
+    /// happens, each node that still holds our token deletes it). `Ok(())`
+    /// means a majority still held our token and deleted it: the lock was
+    /// ours to the end. [`Error::NotHeld`] means a majority no longer held
+    /// it, so another owner may have held the lock meanwhile.
+    /// [`Error::QuorumNotReached`] means nodes that failed to answer leave
+    /// it open which of the two; where our token is left, it expires by its
+    /// TTL.
     ///
     /// # Cancel safety
     ///
@@ -278,12 +309,15 @@ impl LockGuard {
     pub async fn release(mut self) -> Result<()> {
         self.renewal = None;
         let inner = &self.lock.inner;
-        let result = inner.node.release(&inner.key, self.token.as_str()).await;
+        let result = inner
+            .topology
+            .release(&inner.key, self.token.as_str())
+            .await;
         self.released = true;
-        match result {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(self.not_held()),
-            Err(e) => Err(Error::from_redis(Operation::Release, &inner.key, e)),
+        if result? {
+            Ok(())
+        } else {
+            Err(self.not_held())
         }
     }
 
@@ -300,7 +334,7 @@ impl Drop for LockGuard {
         if !self.released {
             let inner = &self.lock.inner;
             inner
-                .node
+                .topology
                 .release_in_background(inner.key.clone(), self.token.as_str().to_owned());
         }
     }

@@ -10,13 +10,15 @@ mod fence;
 mod guard;
 mod lease;
 mod lock;
+mod quorum;
 mod renew;
 mod retry;
 mod scripts;
 mod token;
+mod topology;
 
 pub use connection::LockConnection;
-pub use error::{Error, Operation, Result};
+pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
 pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
 pub use lease::Lease;

@@ -10,13 +10,15 @@ use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
 
-use crate::connection::{LockConnection, Node, SetReply};
-use crate::error::{Error, Operation, Result};
+use crate::connection::{LockConnection, Node};
+use crate::error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
 use crate::fence;
 use crate::guard::LockGuard;
 use crate::lease::Lease;
+use crate::quorum::{self, Quorum, join_all};
 use crate::retry::WaitPolicy;
 use crate::token::Token;
+use crate::topology::{AcquireStep, Topology};
 
 /// The shortest TTL a lock accepts. Shorter leases leave no validity after the
 /// clock-drift margin (see [`LockGuard::deadline`]).
@@ -66,7 +68,8 @@ pub(crate) struct LockInner {
     pub(crate) max_hold: Option<Duration>,
     /// The fence counter's key when fencing is on.
     pub(crate) fence_key: Option<Arc<str>>,
-    pub(crate) node: Node,
+    pub(crate) drift: ClockDrift,
+    pub(crate) topology: Topology,
 }
 
 impl Lock {
@@ -84,6 +87,8 @@ impl Lock {
             auto_renew: false,
             max_hold: None,
             fencing: false,
+            drift: ClockDrift::DEFAULT,
+            node_timeout: None,
         }
     }
 
@@ -131,12 +136,36 @@ impl Lock {
         self.inner.fence_key.as_deref()
     }
 
+    /// How many Redis nodes the lock lives on: 1, or N for a Redlock built
+    /// with [`LockBuilder::build_quorum`] and its siblings.
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let lock = redis_mutex::Lock::builder("jobs:import")
+    ///     .connect_quorum(["redis://10.0.0.1/", "redis://10.0.0.2/", "redis://10.0.0.3/"])
+    ///     .await?;
+    /// assert_eq!(lock.node_count(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn node_count(&self) -> usize {
+        self.inner.topology.node_count()
+    }
+
     /// Acquires the lock, waiting under the lock's [`WaitPolicy`] while
     /// another owner holds it.
     ///
     /// Fails with [`Error::Busy`] (saying how long it waited) when the wait
     /// ends first. An uncontended acquire is one round trip, with or without
     /// [fencing](LockBuilder::fencing).
+    ///
+    /// On a Redlock, each attempt sends the `SET` to every node at once and
+    /// succeeds when a majority granted it with validity left; a missed
+    /// attempt releases its token on every node and, under contention, tries
+    /// again after a random backoff. When fewer than a majority of the nodes
+    /// answer at all, it fails at once with [`Error::QuorumNotReached`], as a
+    /// lock on one Redis that is down fails with [`Error::Redis`]. At the end
+    /// of the wait it reports the last attempt: [`Error::Busy`] if other
+    /// owners held enough nodes to decide it, else the quorum error.
     ///
     /// # Cancel safety
     ///
@@ -264,14 +293,14 @@ impl Lock {
         let LockInner {
             key,
             ttl,
-            node,
+            topology,
             fence_key,
             ..
         } = &*self.inner;
         let started = Instant::now();
         let mut backoff = policy.start(started);
         let mut pending = PendingAcquire {
-            node,
+            topology,
             key,
             token: Some(Token::generate()?),
             maybe_set: false,
@@ -279,40 +308,44 @@ impl Lock {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            // The local deadline counts from before the send, so it is never
-            // later than the server's expiry.
-            let sent_at = Instant::now();
             pending.maybe_set = true;
-            let reply = match fence_key {
-                None => node
-                    .set_nx(key, pending.token_str(), *ttl)
-                    .await
-                    .map(|reply| (reply, None)),
-                Some(fence_key) => {
-                    node.set_nx_fenced(key, fence_key, pending.token_str(), *ttl)
-                        .await
+            let failed = match topology
+                .try_acquire(key, fence_key.as_deref(), pending.token_str(), *ttl)
+                .await
+            {
+                AcquireStep::Acquired {
+                    sent_at,
+                    from_earlier_send,
+                    fence,
+                } => {
+                    // Only an earlier send of this call can have set our
+                    // token; count validity from the first one.
+                    let from = if from_earlier_send { started } else { sent_at };
+                    return pending.into_guard(self, from, fence);
+                }
+                AcquireStep::Fail { error, maybe_set } => {
+                    pending.maybe_set = maybe_set;
+                    return Err(error);
+                }
+                AcquireStep::Retry {
+                    failed,
+                    token_spent,
+                } => {
+                    pending.maybe_set = false;
+                    if token_spent {
+                        pending.token = Some(Token::generate()?);
+                    }
+                    failed
                 }
             };
-            match reply.map_err(|e| {
-                // A server error reply means the SET did not run; anything
-                // else (timeout, broken connection) leaves it unknown.
-                pending.maybe_set = e.code().is_none();
-                Error::from_redis(Operation::Acquire, key, e)
-            })? {
-                (SetReply::Acquired, fence) => return pending.into_guard(self, sent_at, fence),
-                // Only an earlier send of this call can have set our token;
-                // count validity from the first one.
-                (SetReply::AlreadyOurs, fence) => return pending.into_guard(self, started, fence),
-                (SetReply::HeldByOther, _) => pending.maybe_set = false,
-            }
             match backoff.next_sleep(Instant::now()) {
                 Some(pause) => tokio::time::sleep(pause).await,
                 None => {
-                    return Err(Error::Busy {
+                    return Err(failed.unwrap_or_else(|| Error::Busy {
                         key: key.to_string(),
                         waited: started.elapsed(),
                         attempts,
-                    });
+                    }));
                 }
             }
         }
@@ -320,11 +353,11 @@ impl Lock {
 }
 
 /// The token of an `acquire` in progress. While `maybe_set` is true the `SET`
-/// may have reached the server without a guard to show for it; dropping the
+/// may have reached a node without a guard to show for it; dropping the
 /// `PendingAcquire` then (cancellation, error) releases the token in the
-/// background so the lock is not left held until its TTL.
+/// background, on every node, so the lock is not left held until its TTL.
 struct PendingAcquire<'a> {
-    node: &'a Node,
+    topology: &'a Topology,
     key: &'a Arc<str>,
     token: Option<Token>,
     maybe_set: bool,
@@ -356,18 +389,60 @@ impl Drop for PendingAcquire<'_> {
         if self.maybe_set
             && let Some(token) = self.token.take()
         {
-            self.node
+            self.topology
                 .release_in_background(self.key.clone(), token.as_str().to_owned());
         }
     }
 }
 
-/// How long a lease of `ttl` is safe to trust, counted from before the
-/// command that set it was sent: `ttl` minus a drift margin of 1% + 2 ms,
-/// the Redlock reference's allowance for clock-rate differences and Redis's
-/// 1 ms expiry precision.
+/// The margin kept off every lease for clocks that run at slightly different
+/// rates: `factor * ttl + fixed`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ClockDrift {
+    factor: f64,
+    fixed: Duration,
+}
+
+impl ClockDrift {
+    /// 1% + 2 ms, the Redlock reference's allowance (redlock-rb): the 2 ms
+    /// cover Redis's 1 ms expiry precision plus 1 ms of drift for short TTLs.
+    pub(crate) const DEFAULT: ClockDrift = ClockDrift {
+        factor: 0.01,
+        fixed: Duration::from_millis(2),
+    };
+
+    /// The margin for a lease of `ttl`, rounded up to whole nanoseconds.
+    pub(crate) fn margin(&self, ttl: Duration) -> Duration {
+        // TTLs are at most 7 days (6e14 ns), exact in an f64; the cast
+        // saturates rather than wraps on anything odd.
+        let scaled = (ttl.as_nanos() as f64 * self.factor).ceil();
+        Duration::from_nanos(scaled as u64).saturating_add(self.fixed)
+    }
+
+    /// How long a lease of `ttl` is safe to trust, counted from before the
+    /// command that set it was sent: `ttl` minus the margin.
+    pub(crate) fn validity(&self, ttl: Duration) -> Duration {
+        ttl.saturating_sub(self.margin(ttl))
+    }
+
+    fn check(&self) -> Result<()> {
+        if !(self.factor.is_finite() && (0.0..=0.5).contains(&self.factor)) {
+            return Err(Error::invalid(
+                "clock_drift",
+                format!(
+                    "the factor {} is not between 0 and 0.5 (a fraction of the TTL)",
+                    self.factor
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How long a lease of `ttl` is safe to trust with the default drift margin.
+#[cfg(test)]
 pub(crate) fn validity(ttl: Duration) -> Duration {
-    ttl.saturating_sub(ttl / 100 + Duration::from_millis(2))
+    ClockDrift::DEFAULT.validity(ttl)
 }
 
 /// Checks a TTL and rounds it down to whole milliseconds, as `PX` takes them.
@@ -406,13 +481,19 @@ impl fmt::Debug for Lock {
             .field("auto_renew", &self.inner.auto_renew)
             .field("max_hold", &self.inner.max_hold)
             .field("fence_key", &self.inner.fence_key)
+            .field("topology", &self.inner.topology)
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`Lock`]: set the TTL and wait policy, then give it a connection.
+/// Builds a [`Lock`]: set the TTL and wait policy, then give it a connection
+/// ([`build`](LockBuilder::build), [`connect`](LockBuilder::connect),
+/// [`client`](LockBuilder::client)), or N connections to independent Redis
+/// masters for a Redlock ([`build_quorum`](LockBuilder::build_quorum),
+/// [`connect_quorum`](LockBuilder::connect_quorum),
+/// [`clients_quorum`](LockBuilder::clients_quorum)).
 #[derive(Clone, Debug)]
-#[must_use = "a LockBuilder does nothing until .build(), .connect() or .client() is called"]
+#[must_use = "a LockBuilder does nothing until .build(), .connect() or .client() (or their _quorum forms) is called"]
 pub struct LockBuilder {
     key: String,
     ttl: Duration,
@@ -420,6 +501,8 @@ pub struct LockBuilder {
     auto_renew: bool,
     max_hold: Option<Duration>,
     fencing: bool,
+    drift: ClockDrift,
+    node_timeout: Option<Duration>,
 }
 
 impl LockBuilder {
@@ -512,6 +595,50 @@ impl LockBuilder {
         self
     }
 
+    /// Sets the margin kept off every lease for clocks that run at slightly
+    /// different rates: a guard trusts a lease of `ttl` for
+    /// `ttl - (factor * ttl + fixed)` from before the command that set it was
+    /// sent (see [`LockGuard::deadline`]). Applies to one node and to a
+    /// Redlock alike.
+    ///
+    /// `factor` must be between 0 and 0.5; the margin must leave some
+    /// validity of the TTL (on a Redlock, more than the per-node timeout).
+    ///
+    /// Defaults to `0.01` and 2 ms (1% + 2 ms, as the Redlock reference
+    /// implementation).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = redis_mutex::Lock::builder("jobs:import")
+    ///     .clock_drift(0.02, Duration::from_millis(5));
+    /// ```
+    pub fn clock_drift(mut self, factor: f64, fixed: Duration) -> LockBuilder {
+        self.drift = ClockDrift { factor, fixed };
+        self
+    }
+
+    /// Sets how long a Redlock waits for each node's answer to each step. A
+    /// node that does not answer in time counts as failed for that step, so
+    /// a dead or stalled node costs each step at most this long. Keep it far
+    /// below the TTL: it must be at most a tenth of it.
+    ///
+    /// Only a Redlock ([`build_quorum`](LockBuilder::build_quorum) and its
+    /// siblings) uses it; a lock on one node relies on its connection's own
+    /// timeouts.
+    ///
+    /// Defaults to 50 ms, or a tenth of the TTL if that is shorter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = redis_mutex::Lock::builder("jobs:import")
+    ///     .ttl(Duration::from_secs(10))
+    ///     .node_timeout(Duration::from_millis(20));
+    /// ```
+    pub fn node_timeout(mut self, timeout: Duration) -> LockBuilder {
+        self.node_timeout = Some(timeout);
+        self
+    }
+
     /// Builds the lock over an existing connection, such as a clone of your
     /// application's [`ConnectionManager`] or
     /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection). Many locks
@@ -539,6 +666,159 @@ impl LockBuilder {
     /// ```
     pub fn build(self, connection: impl LockConnection) -> Result<Lock> {
         let ttl = self.validate()?;
+        self.finish(ttl, Topology::Single(Node::new(connection)))
+    }
+
+    /// Builds a Redlock: one lock over N independent Redis masters (not
+    /// replicas of each other, not nodes of one Cluster), taken when a
+    /// majority of them (N/2 + 1) granted it. It keeps working while a
+    /// majority is up. See the crate docs' "Redlock" section for what it does
+    /// and does not protect against.
+    ///
+    /// Every step (acquire, release, extend, inspect) goes to all nodes at
+    /// once, each bounded by the [per-node timeout](LockBuilder::node_timeout).
+    /// A guard's [deadline](LockGuard::deadline) is the TTL minus the time the
+    /// acquire took minus the [clock drift](LockBuilder::clock_drift).
+    ///
+    /// Use an odd N (3 or 5): an even N tolerates no more failed nodes than
+    /// the odd N below it (4 nodes need 3, so they survive one failure, like
+    /// 3 nodes) and has more nodes that can fail. N = 1 works, but is a lock
+    /// on one Redis with extra steps.
+    ///
+    /// Fails with [`Error::InvalidArgument`] for no connections, or a
+    /// per-node timeout that is zero or above a tenth of the TTL, besides the
+    /// checks of [`build`](LockBuilder::build).
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let mut connections = Vec::new();
+    /// for url in ["redis://10.0.0.1/", "redis://10.0.0.2/", "redis://10.0.0.3/"] {
+    ///     let client = redis::Client::open(url).unwrap();
+    ///     connections.push(client.get_connection_manager().await.unwrap());
+    /// }
+    /// let lock = redis_mutex::Lock::builder("jobs:import").build_quorum(connections)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn build_quorum<C: LockConnection>(
+        self,
+        connections: impl IntoIterator<Item = C>,
+    ) -> Result<Lock> {
+        let ttl = self.validate()?;
+        let nodes: Vec<Node> = connections.into_iter().map(Node::new).collect();
+        let node_timeout = self.validate_quorum(ttl, nodes.len())?;
+        let quorum = Quorum::new(nodes, node_timeout, self.drift);
+        self.finish(ttl, Topology::Quorum(quorum))
+    }
+
+    /// Builds a Redlock over a new [`ConnectionManager`] to each of `urls`:
+    /// see [`build_quorum`](LockBuilder::build_quorum).
+    ///
+    /// It connects to all nodes at once and succeeds when a majority
+    /// answered; a node that is down now is connected to when it is next
+    /// used. Fails with [`Error::QuorumNotReached`] (operation
+    /// [`Operation::Connect`]) when fewer than a majority could be reached,
+    /// and with [`Error::InvalidArgument`] when two URLs name the same
+    /// server (as written: `localhost` and `127.0.0.1` are not recognised as
+    /// one).
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let lock = redis_mutex::Lock::builder("jobs:import")
+    ///     .ttl(Duration::from_secs(10))
+    ///     .connect_quorum([
+    ///         "redis://10.0.0.1/",
+    ///         "redis://10.0.0.2/",
+    ///         "redis://10.0.0.3/",
+    ///         "redis://10.0.0.4/",
+    ///         "redis://10.0.0.5/",
+    ///     ])
+    ///     .await?;
+    /// let guard = lock.acquire().await?;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_quorum<U: IntoConnectionInfo>(
+        self,
+        urls: impl IntoIterator<Item = U>,
+    ) -> Result<Lock> {
+        self.validate()?;
+        let clients = urls
+            .into_iter()
+            .map(|url| redis::Client::open(url).map_err(|e| self.connect_error(e)))
+            .collect::<Result<Vec<_>>>()?;
+        self.clients_quorum(&clients).await
+    }
+
+    /// Builds a Redlock over a new [`ConnectionManager`] from each of
+    /// `clients`: see [`connect_quorum`](LockBuilder::connect_quorum).
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let clients: Vec<redis::Client> = ["redis://10.0.0.1/", "redis://10.0.0.2/", "redis://10.0.0.3/"]
+    ///     .into_iter()
+    ///     .map(|url| redis::Client::open(url).unwrap())
+    ///     .collect();
+    /// let lock = redis_mutex::Lock::builder("jobs:import").clients_quorum(&clients).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn clients_quorum(self, clients: &[redis::Client]) -> Result<Lock> {
+        let ttl = self.validate()?;
+        self.validate_quorum(ttl, clients.len())?;
+        for (i, client) in clients.iter().enumerate() {
+            let addr = client.get_connection_info().addr();
+            if let Some(j) = clients[..i]
+                .iter()
+                .position(|other| other.get_connection_info().addr() == addr)
+            {
+                return Err(Error::invalid(
+                    "nodes",
+                    format!(
+                        "nodes {j} and {i} are the same server ({addr}); a Redlock needs independent servers"
+                    ),
+                ));
+            }
+        }
+        let config = manager_config();
+        let connected = join_all(
+            clients
+                .iter()
+                .map(|client| ConnectionManager::new_with_config(client.clone(), config.clone())),
+        )
+        .await;
+        let mut managers = Vec::with_capacity(clients.len());
+        let mut failures = Vec::new();
+        for (node, (client, result)) in clients.iter().zip(connected).enumerate() {
+            let manager = match result {
+                Ok(manager) => manager,
+                Err(e) => {
+                    failures.push(NodeFailure {
+                        node,
+                        reason: NodeFailureReason::from_redis(e),
+                    });
+                    // Connects on first use, and after that as it always does.
+                    ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                        .map_err(|e| self.connect_error(e))?
+                }
+            };
+            managers.push(manager);
+        }
+        let required = quorum::majority(clients.len());
+        let granted = clients.len() - failures.len();
+        if granted < required {
+            return Err(Error::QuorumNotReached {
+                operation: Operation::Connect,
+                key: self.key,
+                granted,
+                required,
+                failures,
+            });
+        }
+        self.build_quorum(managers)
+    }
+
+    fn finish(self, ttl: Duration, topology: Topology) -> Result<Lock> {
         let fence_key = self.fence_key()?;
         Ok(Lock {
             inner: Arc::new(LockInner {
@@ -548,7 +828,8 @@ impl LockBuilder {
                 auto_renew: self.auto_renew,
                 max_hold: self.max_hold,
                 fence_key,
-                node: Node::new(connection),
+                drift: self.drift,
+                topology,
             }),
         })
     }
@@ -581,12 +862,7 @@ impl LockBuilder {
     /// ```
     pub async fn client(self, client: &redis::Client) -> Result<Lock> {
         self.validate()?;
-        // Few, short connection retries: a caller with Redis down should hear
-        // about it in about a second, not after the default ~6 s of retries.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_with_config(client.clone(), config)
+        let manager = ConnectionManager::new_with_config(client.clone(), manager_config())
             .await
             .map_err(|e| self.connect_error(e))?;
         self.build(manager)
@@ -604,7 +880,56 @@ impl LockBuilder {
             ));
         }
         self.fence_key()?;
-        check_ttl(self.ttl)
+        let ttl = check_ttl(self.ttl)?;
+        self.drift.check()?;
+        if self.drift.validity(ttl).is_zero() {
+            return Err(Error::invalid(
+                "clock_drift",
+                format!(
+                    "a margin of {:?} leaves no validity of the {ttl:?} TTL",
+                    self.drift.margin(ttl)
+                ),
+            ));
+        }
+        Ok(ttl)
+    }
+
+    /// Checks a Redlock of `nodes` nodes; returns the per-node timeout.
+    fn validate_quorum(&self, ttl: Duration, nodes: usize) -> Result<Duration> {
+        if self.fencing {
+            return Err(Error::invalid(
+                "fencing",
+                "a Redlock cannot issue fencing tokens: counters on independent nodes have no order between them; fence on a single node instead",
+            ));
+        }
+        if nodes == 0 {
+            return Err(Error::invalid(
+                "nodes",
+                "a Redlock needs at least 1 node (3 or 5 are typical), got 0",
+            ));
+        }
+        let node_timeout = self
+            .node_timeout
+            .unwrap_or_else(|| quorum::default_node_timeout(ttl));
+        if node_timeout.is_zero() || node_timeout > ttl / 10 {
+            return Err(Error::invalid(
+                "node_timeout",
+                format!(
+                    "{node_timeout:?} must be above zero and at most a tenth of the {ttl:?} TTL ({:?})",
+                    ttl / 10
+                ),
+            ));
+        }
+        if self.drift.validity(ttl) <= node_timeout {
+            return Err(Error::invalid(
+                "clock_drift",
+                format!(
+                    "a margin of {:?} leaves no more validity of the {ttl:?} TTL than the per-node timeout ({node_timeout:?})",
+                    self.drift.margin(ttl)
+                ),
+            ));
+        }
+        Ok(node_timeout)
     }
 
     fn fence_key(&self) -> Result<Option<Arc<str>>> {
@@ -617,6 +942,15 @@ impl LockBuilder {
     fn connect_error(&self, source: redis::RedisError) -> Error {
         Error::from_redis(Operation::Connect, &self.key, source)
     }
+}
+
+/// The `ConnectionManager` settings of the connections the builder opens:
+/// few, short connection retries, so that a caller with Redis down hears
+/// about it in about a second, not after the default ~6 s of retries.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500))
 }
 
 #[cfg(test)]
@@ -634,6 +968,48 @@ mod tests {
             Duration::from_millis(97)
         );
         assert!(validity(MIN_TTL) > Duration::ZERO);
+    }
+
+    #[test]
+    fn the_drift_margin_is_configurable_and_checked() {
+        let drift = ClockDrift {
+            factor: 0.02,
+            fixed: Duration::from_millis(5),
+        };
+        assert_eq!(
+            drift.margin(Duration::from_secs(10)),
+            Duration::from_millis(205)
+        );
+        assert_eq!(
+            drift.validity(Duration::from_secs(10)),
+            Duration::from_millis(9_795)
+        );
+        let none = ClockDrift {
+            factor: 0.0,
+            fixed: Duration::ZERO,
+        };
+        assert_eq!(none.validity(MAX_TTL), MAX_TTL);
+        // More margin than lease saturates to no validity, never panics.
+        let huge = ClockDrift {
+            factor: 0.5,
+            fixed: Duration::MAX,
+        };
+        assert_eq!(huge.validity(MAX_TTL), Duration::ZERO);
+        for factor in [-0.01, 0.51, f64::NAN, f64::INFINITY] {
+            let drift = ClockDrift {
+                factor,
+                fixed: Duration::ZERO,
+            };
+            let err = drift.check().unwrap_err().to_string();
+            assert!(err.starts_with("invalid clock_drift"), "{err}");
+        }
+        let err = Lock::builder("k")
+            .ttl(Duration::from_millis(100))
+            .clock_drift(0.01, Duration::from_millis(99))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("leaves no validity"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::lease::Lease;
-use crate::lock::{Lock, MIN_TTL, validity};
+use crate::lock::{Lock, MIN_TTL};
 use crate::token::Token;
 
 /// A running renewal task; aborts it when dropped.
@@ -76,9 +76,9 @@ async fn renew(lock: Lock, token: Token, lease: Lease, hold_until: Option<Instan
         let Some(left) = lease.deadline().checked_duration_since(now) else {
             return;
         };
-        let extend = inner.node.extend(&inner.key, token.as_str(), ttl);
+        let extend = inner.topology.extend(&inner.key, token.as_str(), ttl);
         match tokio::time::timeout(left, extend).await {
-            Ok(Ok(true)) => lease.extended(now + validity(ttl)),
+            Ok(Ok(true)) => lease.extended(now + inner.drift.validity(ttl)),
             Ok(Ok(false)) => {
                 lease.mark_lost();
                 return;

@@ -12,7 +12,7 @@ use redis::Script;
 
 /// Deletes the lock only while it still holds our token.
 /// Returns 1 when deleted, 0 when the key is gone or holds another token.
-const RELEASE_LUA: &str = r#"
+pub(crate) const RELEASE_LUA: &str = r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then
     return redis.call("DEL", KEYS[1])
 end

@@ -1,0 +1,389 @@
+//! Redlock: the lease steps applied to N independent Redis masters.
+//!
+//! The rules are those of the Redis docs' "Distributed Locks with Redis" and
+//! of its reference implementation, redlock-rb:
+//!
+//! - every step goes to all N nodes at once, each bounded by a per-node
+//!   timeout far below the TTL, so a dead or stalled node costs at most that
+//!   timeout, never the lease;
+//! - a step counts when a majority (N/2 + 1) of the nodes did it;
+//! - an acquire is valid for TTL - elapsed - drift, with elapsed measured
+//!   from before the first send to the last answer;
+//! - an acquire that misses the majority, or has no validity left, releases
+//!   its token on *every* node, including those that timed out or failed:
+//!   their `SET` may still have landed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use redis::RedisResult;
+use tokio::time::Instant;
+
+use crate::connection::{Node, SetReply};
+use crate::error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
+use crate::lock::ClockDrift;
+use crate::topology::AcquireStep;
+
+/// The longest per-node timeout a Redlock uses unless set. The Redis docs
+/// suggest 5-50 ms for a 10 s TTL; a healthy node on a LAN answers in well
+/// under a millisecond, so 50 ms still rides out a short hiccup (a fork, a
+/// slow disk) while a dead node costs each step at most 50 ms.
+pub(crate) const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// The per-node timeout for a lease of `ttl` unless set: 50 ms, or a tenth
+/// of the TTL if that is shorter, so that waiting for a slow node never eats
+/// more than a tenth of the lease.
+pub(crate) fn default_node_timeout(ttl: Duration) -> Duration {
+    DEFAULT_NODE_TIMEOUT.min(ttl / 10)
+}
+
+/// How many of `nodes` make a majority.
+pub(crate) fn majority(nodes: usize) -> usize {
+    nodes / 2 + 1
+}
+
+/// N independent Redis masters, and the Redlock rules over them.
+pub(crate) struct Quorum {
+    nodes: Arc<[Node]>,
+    required: usize,
+    node_timeout: Duration,
+    drift: ClockDrift,
+}
+
+/// One node's answer to a step, or why there was none.
+type Reply<T> = std::result::Result<T, NodeFailureReason>;
+
+impl Quorum {
+    /// A quorum over `nodes`; the builder has checked that there is at least
+    /// one and that the timeout fits the TTL.
+    pub(crate) fn new(nodes: Vec<Node>, node_timeout: Duration, drift: ClockDrift) -> Quorum {
+        Quorum {
+            required: majority(nodes.len()),
+            nodes: nodes.into(),
+            node_timeout,
+            drift,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// One acquire attempt: `SET key token NX GET PX ttl` on every node.
+    ///
+    /// A missed attempt has already released `token` on every node when this
+    /// returns, so the caller must use a fresh token for the next one: a late
+    /// release of this token must never meet a later attempt's key.
+    pub(crate) async fn try_acquire(&self, key: &str, token: &str, ttl: Duration) -> AcquireStep {
+        let sent_at = Instant::now();
+        let replies = self
+            .on_every_node(|node| node.set_nx(key, token, ttl))
+            .await;
+        let elapsed = sent_at.elapsed();
+
+        let (mut granted, mut busy, mut earlier_send) = (0, 0, false);
+        let mut failures = Vec::new();
+        for (node, reply) in replies.into_iter().enumerate() {
+            match reply {
+                Ok(SetReply::Acquired) => granted += 1,
+                Ok(SetReply::AlreadyOurs) => {
+                    granted += 1;
+                    earlier_send = true;
+                }
+                Ok(SetReply::HeldByOther) => {
+                    busy += 1;
+                    failures.push(NodeFailure {
+                        node,
+                        reason: NodeFailureReason::Busy,
+                    });
+                }
+                Err(reason) => failures.push(NodeFailure { node, reason }),
+            }
+        }
+        let has_validity = elapsed < self.drift.validity(ttl);
+        if granted >= self.required && has_validity {
+            return AcquireStep::Acquired {
+                sent_at,
+                from_earlier_send: earlier_send,
+                // Fencing is refused for a quorum when the lock is built.
+                fence: None,
+            };
+        }
+
+        // Undo everywhere, including on nodes that timed out or failed: their
+        // SET may have landed, or may still land (it then waits in the socket
+        // in front of this release, which deletes it right after).
+        let _ = self
+            .on_every_node(|node| node.release_uncached(key, token))
+            .await;
+
+        if granted >= self.required {
+            return AcquireStep::Retry {
+                failed: Some(Error::ValidityExpired {
+                    operation: Operation::Acquire,
+                    key: key.to_owned(),
+                    elapsed,
+                }),
+                token_spent: true,
+            };
+        }
+        // Other owners hold so many nodes that we could not have won even if
+        // every failed node had granted it: plain contention, whatever else
+        // went wrong.
+        if busy > self.len() - self.required {
+            return AcquireStep::Retry {
+                failed: None,
+                token_spent: true,
+            };
+        }
+        let error = Error::QuorumNotReached {
+            operation: Operation::Acquire,
+            key: key.to_owned(),
+            granted,
+            required: self.required,
+            failures,
+        };
+        if granted + busy < self.required {
+            // Fewer than a majority answered at all: like a single Redis that
+            // is down, fail now instead of waiting out the wait policy.
+            AcquireStep::Fail {
+                error,
+                maybe_set: false,
+            }
+        } else {
+            // A split vote (with some node failing): another try may win.
+            AcquireStep::Retry {
+                failed: Some(error),
+                token_spent: true,
+            }
+        }
+    }
+
+    /// Release on every node. `Ok(true)` when a majority deleted our token;
+    /// `Ok(false)` when a majority certainly did not hold it any more.
+    pub(crate) async fn release(&self, key: &str, token: &str) -> Result<bool> {
+        let replies = self
+            .on_every_node(|node| node.release_uncached(key, token))
+            .await;
+        self.tally(Operation::Release, key, replies)
+    }
+
+    /// Extend on every node: `Ok(true)` when a majority extended our token
+    /// with validity left, measured from before the first send.
+    pub(crate) async fn extend(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let sent_at = Instant::now();
+        let replies = self
+            .on_every_node(|node| node.extend(key, token, ttl))
+            .await;
+        let elapsed = sent_at.elapsed();
+        let extended = self.tally(Operation::Extend, key, replies)?;
+        if extended && elapsed >= self.drift.validity(ttl) {
+            return Err(Error::ValidityExpired {
+                operation: Operation::Extend,
+                key: key.to_owned(),
+                elapsed,
+            });
+        }
+        Ok(extended)
+    }
+
+    /// Whether a majority of the nodes hold our token.
+    pub(crate) async fn holds(&self, key: &str, token: &str) -> Result<bool> {
+        let replies = self.on_every_node(|node| node.holds(key, token)).await;
+        self.tally(Operation::Inspect, key, replies)
+    }
+
+    /// Releases on every node in a spawned task, each bounded only by its
+    /// connection's own timeouts; without a tokio runtime the keys expire by
+    /// their TTL.
+    pub(crate) fn release_in_background(&self, key: Arc<str>, token: String) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let nodes = self.nodes.clone();
+            runtime.spawn(async move {
+                // Best effort: where it fails, the TTL ends the lock.
+                let _ =
+                    join_all(nodes.iter().map(|node| node.release_uncached(&key, &token))).await;
+            });
+        }
+    }
+
+    /// Counts a yes/no step: yes on a majority is `Ok(true)`; `Ok(false)`
+    /// when the nodes that said no leave a majority out of reach even if
+    /// every failed node had said yes; otherwise the failures decided, and
+    /// the error lists them.
+    fn tally(&self, operation: Operation, key: &str, replies: Vec<Reply<bool>>) -> Result<bool> {
+        let mut granted = 0;
+        let mut failed = 0;
+        let mut failures = Vec::new();
+        for (node, reply) in replies.into_iter().enumerate() {
+            match reply {
+                Ok(true) => granted += 1,
+                Ok(false) => failures.push(NodeFailure {
+                    node,
+                    reason: NodeFailureReason::NotHeld,
+                }),
+                Err(reason) => {
+                    failed += 1;
+                    failures.push(NodeFailure { node, reason });
+                }
+            }
+        }
+        if granted >= self.required {
+            Ok(true)
+        } else if granted + failed < self.required {
+            Ok(false)
+        } else {
+            Err(Error::QuorumNotReached {
+                operation,
+                key: key.to_owned(),
+                granted,
+                required: self.required,
+                failures,
+            })
+        }
+    }
+
+    /// Runs `step` on every node at once, each bounded by the per-node
+    /// timeout, and waits for all of them; the answers are in node order.
+    async fn on_every_node<'a, T, F, Fut>(&'a self, step: F) -> Vec<Reply<T>>
+    where
+        F: Fn(&'a Node) -> Fut,
+        Fut: Future<Output = RedisResult<T>> + 'a,
+    {
+        let timeout = self.node_timeout;
+        join_all(self.nodes.iter().map(|node| {
+            let sent = step(node);
+            async move {
+                match tokio::time::timeout(timeout, sent).await {
+                    Ok(Ok(answer)) => Ok(answer),
+                    Ok(Err(e)) => Err(NodeFailureReason::from_redis(e)),
+                    Err(_elapsed) => Err(NodeFailureReason::TimedOut(timeout)),
+                }
+            }
+        }))
+        .await
+    }
+}
+
+impl std::fmt::Debug for Quorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quorum")
+            .field("nodes", &self.len())
+            .field("required", &self.required)
+            .field("node_timeout", &self.node_timeout)
+            .finish()
+    }
+}
+
+/// Polls all `futures` concurrently in the calling task until every one is
+/// done, and returns their outputs in order. Dropping it drops them all.
+/// (What `futures::future::join_all` does, without the dependency.)
+pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_majority_is_more_than_half_for_odd_and_even_n() {
+        let expected = [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (6, 4), (7, 4)];
+        for (nodes, required) in expected {
+            assert_eq!(majority(nodes), required, "N = {nodes}");
+        }
+    }
+
+    #[test]
+    fn the_default_node_timeout_is_50_ms_or_a_tenth_of_the_ttl() {
+        assert_eq!(
+            default_node_timeout(Duration::from_secs(30)),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            default_node_timeout(Duration::from_millis(200)),
+            Duration::from_millis(20)
+        );
+    }
+
+    #[tokio::test]
+    async fn join_all_runs_futures_concurrently_and_keeps_their_order() {
+        let started = Instant::now();
+        let outputs = join_all((0..5u64).rev().map(|i| async move {
+            tokio::time::sleep(Duration::from_millis(20 * i)).await;
+            i
+        }))
+        .await;
+        assert_eq!(outputs, [4, 3, 2, 1, 0]);
+        // Sequentially it would take 200 ms.
+        assert!(started.elapsed() < Duration::from_millis(150));
+    }
+
+    fn quorum_of(nodes: usize) -> Quorum {
+        let nodes = (0..nodes)
+            .map(|_| {
+                let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+                Node::new(
+                    redis::aio::ConnectionManager::new_lazy_with_config(
+                        client,
+                        redis::aio::ConnectionManagerConfig::new(),
+                    )
+                    .unwrap(),
+                )
+            })
+            .collect();
+        Quorum::new(nodes, Duration::from_millis(10), ClockDrift::DEFAULT)
+    }
+
+    fn timed_out() -> Reply<bool> {
+        Err(NodeFailureReason::TimedOut(Duration::from_millis(10)))
+    }
+
+    #[tokio::test]
+    async fn tally_tells_held_from_not_held_from_unknown() {
+        let quorum = quorum_of(5);
+        let tally = |replies| quorum.tally(Operation::Release, "k", replies);
+        // A majority said yes, whatever the rest did.
+        assert!(tally(vec![Ok(true), Ok(true), Ok(true), timed_out(), Ok(false)]).unwrap());
+        // A majority said no: certain, even with a failure.
+        assert!(!tally(vec![Ok(true), Ok(false), Ok(false), Ok(false), timed_out()]).unwrap());
+        // Two yes, two failed: the failed ones could have made the majority.
+        let open = tally(vec![
+            Ok(true),
+            Ok(true),
+            Ok(false),
+            timed_out(),
+            timed_out(),
+        ]);
+        assert!(
+            matches!(
+                &open,
+                Err(Error::QuorumNotReached { granted: 2, required: 3, failures, .. })
+                    if failures.iter().map(|f| f.node).eq([2, 3, 4])
+            ),
+            "{open:?}"
+        );
+    }
+}
