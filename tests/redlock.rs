@@ -546,3 +546,95 @@ async fn the_builder_rejects_bad_quorums_by_name() {
     assert_eq!(name, "nodes");
     assert!(reason.contains("nodes 0 and 2"), "{reason}");
 }
+
+// ---------------------------------------------------------------------------
+// Renewal, loss and run over a quorum
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn renewal_keeps_a_redlock_through_a_node_restart_and_loss_fires_once_a_majority_forgot_it() {
+    let servers = start_nodes();
+    let key = "redlock:renewed";
+    let lock = Lock::builder(key)
+        .ttl(Duration::from_millis(1_500))
+        .wait(WaitPolicy::no_wait())
+        .node_timeout(NODE_TIMEOUT)
+        .auto_renew(true)
+        .connect_quorum(urls(&servers))
+        .await
+        .unwrap();
+    let rival = redlock(&servers, key, Duration::from_secs(5), WaitPolicy::no_wait()).await;
+    let guard = lock.acquire().await.unwrap();
+
+    // One node forgets the lock: a majority still has it, renewal goes on.
+    servers[0].restart();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        assert!(
+            !guard.is_lost(),
+            "lost after {:?} with 4 of 5 nodes holding",
+            started.elapsed()
+        );
+        assert!(rival.try_acquire().await.unwrap().is_none());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Two more forget it: a majority no longer holds our token.
+    servers[1].restart();
+    servers[2].restart();
+    let forgotten = Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), guard.lost())
+        .await
+        .expect("lost() fired");
+    assert!(
+        forgotten.elapsed() < Duration::from_millis(1_600),
+        "within the lease: {:?}",
+        forgotten.elapsed()
+    );
+    assert!(guard.release().await.unwrap_err().is_not_held());
+    wait_until_no_node_holds(&servers, key).await;
+}
+
+#[tokio::test]
+async fn run_renews_a_redlock_and_releases_it_on_every_node() {
+    let servers = start_nodes();
+    let key = "redlock:run";
+    let lock = redlock(
+        &servers,
+        key,
+        Duration::from_millis(1_000),
+        WaitPolicy::no_wait(),
+    )
+    .await;
+    let rival = redlock(&servers, key, Duration::from_secs(5), WaitPolicy::no_wait()).await;
+    let value = lock
+        .run(|lease| async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(250)).await; // 2.5 s: 2.5 TTLs
+                assert!(rival.try_acquire().await.unwrap().is_none());
+            }
+            assert!(!lease.is_lost());
+            "done"
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, "done");
+    assert_eq!(nodes_holding(&servers, key), Vec::<usize>::new());
+}
+
+#[tokio::test]
+async fn fencing_is_refused_over_a_quorum() {
+    let servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let err = Lock::builder("redlock:fenced")
+        .fencing(true)
+        .connect_quorum(urls(&servers))
+        .await
+        .unwrap_err();
+    match err {
+        Error::InvalidArgument { field, reason } => {
+            assert_eq!(field, "fencing");
+            assert!(reason.contains("single node"), "{reason}");
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
