@@ -8,7 +8,7 @@
 //!
 //! The command's stdin, stdout and stderr pass through and its exit status is
 //! lockrun's. Exit codes of lockrun itself (from sysexits.h):
-//! 64 bad arguments, 69 Redis unreachable, 70 the lock was lost while the
+//! 64 bad arguments, 69 Redis unreachable or no quorum, 70 the lock was lost while the
 //! command ran (the command gets SIGTERM, then SIGKILL after the grace
 //! period), 75 the lock was busy for the whole `--wait`.
 //!
@@ -34,14 +34,15 @@ usage: lockrun --key KEY [--url URL]... [--ttl DURATION] [--wait DURATION]
 
 Runs COMMAND while holding the Redis lock KEY.
   --key KEY         the lock's key (required)
-  --url URL         Redis server; defaults to $REDIS_URL, then redis://127.0.0.1:6379
+  --url URL         Redis server; defaults to $REDIS_URL, then redis://127.0.0.1:6379.
+                    Give it 3 or 5 times for a Redlock over independent servers
   --ttl DURATION    lease length (default 30s); DURATION is like 500ms, 10s, 2m, 1h
   --wait DURATION   how long to wait for a busy lock (default 0: fail at once)
   --renew           keep the lock renewed while COMMAND runs (the default)
   --no-renew        let the lock expire after --ttl; COMMAND is stopped then
   --grace DURATION  after SIGTERM, wait this long before SIGKILL (default 5s)
   --fence           pass this acquisition's fencing token to COMMAND as LOCKRUN_FENCE
-exit status: COMMAND's, or 64 usage, 69 Redis unreachable, 70 lock lost, 75 busy";
+exit status: COMMAND's, or 64 usage, 69 Redis unreachable or no quorum, 70 lock lost, 75 busy";
 
 #[derive(Debug)]
 struct Args {
@@ -135,19 +136,21 @@ async fn main() -> ExitCode {
         Ok(args) => args,
         Err(problem) => return fail(EX_USAGE, format!("{problem}\n{USAGE}")),
     };
-    if args.urls.len() > 1 {
-        return fail(
-            EX_USAGE,
-            "several --url (a Redlock quorum) are not supported by this build",
-        );
-    }
-
     let builder = Lock::builder(&args.key)
         .ttl(args.ttl)
         .wait(WaitPolicy::timeout(args.wait))
         .auto_renew(args.renew)
         .fencing(args.fence);
-    let lock = match builder.connect(args.urls[0].as_str()).await {
+    // One URL: a single node. Several: a Redlock over independent servers.
+    let connected = match args.urls.as_slice() {
+        [url] => builder.connect(url.as_str()).await,
+        urls => {
+            builder
+                .connect_quorum(urls.iter().map(String::as_str))
+                .await
+        }
+    };
+    let lock = match connected {
         Ok(lock) => lock,
         Err(e @ Error::InvalidArgument { .. }) => return fail(EX_USAGE, e),
         Err(e) => return fail(EX_UNAVAILABLE, error_chain(&e)),

@@ -316,3 +316,56 @@ fn fences_strictly_increase_across_runs() {
     ));
     assert_eq!(out.stdout, b"unset\n", "no fence without --fence");
 }
+
+#[test]
+fn a_three_node_quorum_with_one_node_down_still_runs_and_excludes() {
+    let servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    servers[2].stop();
+    let quorum = |args: &[&str]| {
+        let mut command = Command::new(lockrun_bin());
+        for server in &servers {
+            command.arg("--url").arg(server.url());
+        }
+        command.args(args).env_remove("REDIS_URL");
+        command
+    };
+    let mut holder = quorum(&["--key", "job", "--", "sleep", "3"])
+        .spawn()
+        .unwrap();
+    // Connecting waits out the down node's short reconnect attempts.
+    let started = Instant::now();
+    while !(servers[0].exists("job") && servers[1].exists("job")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never held on the 2 live nodes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let busy = run(quorum(&["--key", "job", "--", "echo", "never"]));
+    assert_eq!(
+        busy.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    assert!(holder.wait().unwrap().success());
+    let out = run(quorum(&["--key", "job", "--", "echo", "ran"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"ran\n");
+    assert!(!servers[0].exists("job") && !servers[1].exists("job"));
+
+    // With 2 of 3 down there is no quorum: 69.
+    servers[1].stop();
+    let out = run(quorum(&["--key", "job", "--", "echo", "never"]));
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+}
