@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
-use crate::scripts;
+use crate::{scripts, wait};
 
 /// A connection a [`Lock`](crate::Lock) can send its commands on.
 ///
@@ -96,11 +96,13 @@ impl Node {
         })
     }
 
-    /// Release: compare-and-delete. `true` when our lock was deleted.
+    /// Release: compare-and-delete, announced on the key's release channel
+    /// to wake waiters. `true` when our lock was deleted.
     pub(crate) async fn release(&self, key: &str, token: &str) -> RedisResult<bool> {
         let deleted: i64 = scripts::RELEASE
             .key(key)
             .arg(token)
+            .arg(wait::release_channel(key))
             .invoke_async(&mut self.connection())
             .await?;
         Ok(deleted == 1)
@@ -118,6 +120,7 @@ impl Node {
             .arg(1)
             .arg(key)
             .arg(token)
+            .arg(wait::release_channel(key))
             .query_async(&mut self.connection())
             .await?;
         Ok(deleted == 1)

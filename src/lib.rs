@@ -16,6 +16,7 @@ mod retry;
 mod scripts;
 mod token;
 mod topology;
+mod wait;
 
 pub use connection::LockConnection;
 pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};

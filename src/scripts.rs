@@ -10,11 +10,23 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Deletes the lock only while it still holds our token.
-/// Returns 1 when deleted, 0 when the key is gone or holds another token.
+/// Deletes the lock only while it still holds our token, and then publishes
+/// an empty message on `ARGV[2]`, the lock's release channel (see
+/// `wait::release_channel`), to wake the waiters: in the same script, so a
+/// waiter never hears of a release that did not happen or misses one that
+/// did. Returns 1 when deleted, 0 when the key is gone or holds another
+/// token (nothing is published then).
+///
+/// `pcall`: a publish the server refuses (an ACL without the channel) must not
+/// turn a release that already deleted the key into an error; waiters then
+/// find out by their TTL-bounded wait.
 pub(crate) const RELEASE_LUA: &str = r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then
-    return redis.call("DEL", KEYS[1])
+    redis.call("DEL", KEYS[1])
+    if ARGV[2] then
+        redis.pcall("PUBLISH", ARGV[2], "")
+    end
+    return 1
 end
 return 0
 "#;
