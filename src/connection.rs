@@ -146,6 +146,19 @@ impl Node {
         Ok(holder.as_deref() == Some(token))
     }
 
+    /// Inspect, for a waiter: the holder's token and its time to live in ms
+    /// (`PTTL`: -2 when the key is gone, -1 when it has no TTL), in one round
+    /// trip (a pipeline of `GET` and `PTTL`).
+    pub(crate) async fn holder(&self, key: &str) -> RedisResult<(Option<String>, i64)> {
+        redis::pipe()
+            .cmd("GET")
+            .arg(key)
+            .cmd("PTTL")
+            .arg(key)
+            .query_async(&mut self.connection())
+            .await
+    }
+
     /// Sends a token-checked release without waiting for it, when a tokio
     /// runtime is there to run it; otherwise the key expires by its TTL.
     /// Safe whatever the key holds now: it only ever deletes our own token.

@@ -19,6 +19,7 @@ use crate::quorum::{self, Quorum, join_all};
 use crate::retry::WaitPolicy;
 use crate::token::Token;
 use crate::topology::{AcquireStep, Topology};
+use crate::wait::{Notifier, Waiter};
 
 /// The shortest TTL a lock accepts. Shorter leases leave no validity after the
 /// clock-drift margin (see [`LockGuard::deadline`]).
@@ -70,6 +71,8 @@ pub(crate) struct LockInner {
     pub(crate) fence_key: Option<Arc<str>>,
     pub(crate) drift: ClockDrift,
     pub(crate) topology: Topology,
+    /// Wakes waiters on release (one node only); without it they poll.
+    pub(crate) notifier: Option<Arc<Notifier>>,
 }
 
 impl Lock {
@@ -89,6 +92,7 @@ impl Lock {
             fencing: false,
             drift: ClockDrift::DEFAULT,
             node_timeout: None,
+            notify: None,
         }
     }
 
@@ -167,6 +171,25 @@ impl Lock {
     /// of the wait it reports the last attempt: [`Error::Busy`] if other
     /// owners held enough nodes to decide it, else the quorum error.
     ///
+    /// # Waiting
+    ///
+    /// With pub/sub (a lock from [`connect`](LockBuilder::connect),
+    /// [`client`](LockBuilder::client), or
+    /// [`notify_with`](LockBuilder::notify_with)), a waiter is woken by the
+    /// holder's release and tries again at once: a handoff takes about a
+    /// round trip, and a waiter sends a `SET` (plus a `GET` and `PTTL` if it
+    /// loses the race) per release, not one per backoff step. Its wait is
+    /// bounded by the holder's remaining TTL (expiry is not announced), and
+    /// a holder using another library (which never announces) is also polled
+    /// for under the wait policy. Without pub/sub, or while its subscription
+    /// is down, a waiter polls under the wait policy.
+    ///
+    /// Waiters are **not** served in FIFO order: a release wakes every
+    /// waiter, in every process, and whoever's `SET` reaches Redis first
+    /// takes the lock; the others wait for the next release. A new `acquire`
+    /// (including the releasing task's own next one) can take the lock
+    /// before any waiter.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future never leaves the lock held until its TTL. The
@@ -174,7 +197,9 @@ impl Lock {
     /// fails with a connection error or timeout) after the `SET` may have
     /// reached the server, a token-checked release is sent in the background,
     /// which deletes the key only if this attempt set it. Without a tokio
-    /// runtime to run that release, the key expires by its TTL.
+    /// runtime to run that release, the key expires by its TTL. A waiting
+    /// acquire that is dropped gives up its share of the subscription; the
+    /// channel is unsubscribed when nobody in the process waits on it.
     ///
     /// ```no_run
     /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
@@ -298,7 +323,11 @@ impl Lock {
             ..
         } = &*self.inner;
         let started = Instant::now();
-        let mut backoff = policy.start(started);
+        let notify = match (topology, &self.inner.notifier) {
+            (Topology::Single(node), Some(notifier)) => Some((&**notifier, node)),
+            _ => None,
+        };
+        let mut waiter = Waiter::new(key, policy.start(started), notify);
         let mut pending = PendingAcquire {
             topology,
             key,
@@ -338,15 +367,12 @@ impl Lock {
                     failed
                 }
             };
-            match backoff.next_sleep(Instant::now()) {
-                Some(pause) => tokio::time::sleep(pause).await,
-                None => {
-                    return Err(failed.unwrap_or_else(|| Error::Busy {
-                        key: key.to_string(),
-                        waited: started.elapsed(),
-                        attempts,
-                    }));
-                }
+            if !waiter.wait().await {
+                return Err(failed.unwrap_or_else(|| Error::Busy {
+                    key: key.to_string(),
+                    waited: started.elapsed(),
+                    attempts,
+                }));
             }
         }
     }
@@ -482,6 +508,7 @@ impl fmt::Debug for Lock {
             .field("max_hold", &self.inner.max_hold)
             .field("fence_key", &self.inner.fence_key)
             .field("topology", &self.inner.topology)
+            .field("notify", &self.inner.notifier.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -503,6 +530,7 @@ pub struct LockBuilder {
     fencing: bool,
     drift: ClockDrift,
     node_timeout: Option<Duration>,
+    notify: Option<redis::Client>,
 }
 
 impl LockBuilder {
@@ -636,6 +664,37 @@ impl LockBuilder {
     /// ```
     pub fn node_timeout(mut self, timeout: Duration) -> LockBuilder {
         self.node_timeout = Some(timeout);
+        self
+    }
+
+    /// Wakes waiting [`acquire`](Lock::acquire)s through pub/sub on the
+    /// server `client` points to (the one the lock's connection goes to):
+    /// the holder's release publishes on the key's channel, and a waiter
+    /// tries again at once instead of at its next backoff step.
+    ///
+    /// [`connect`](LockBuilder::connect) and [`client`](LockBuilder::client)
+    /// do this by themselves; a lock [built](LockBuilder::build) over a
+    /// connection of yours needs it, or its waiters fall back to polling
+    /// under the [`WaitPolicy`]'s backoff. All locks of a process on one
+    /// server share one subscription connection, opened when a first
+    /// `acquire` has to wait. A Redlock ignores it and polls.
+    ///
+    /// See [`Lock::acquire`] ("Waiting") for the order waiters get the lock
+    /// in and what bounds a wait.
+    ///
+    /// Defaults to none for [`build`](LockBuilder::build).
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1/").unwrap();
+    /// let connection = client.get_connection_manager().await.unwrap();
+    /// let lock = redis_mutex::Lock::builder("jobs:import")
+    ///     .notify_with(&client)
+    ///     .build(connection)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn notify_with(mut self, client: &redis::Client) -> LockBuilder {
+        self.notify = Some(client.clone());
         self
     }
 
@@ -820,6 +879,10 @@ impl LockBuilder {
 
     fn finish(self, ttl: Duration, topology: Topology) -> Result<Lock> {
         let fence_key = self.fence_key()?;
+        let notifier = match (&topology, &self.notify) {
+            (Topology::Single(_), Some(client)) => Some(Notifier::for_client(client)),
+            _ => None,
+        };
         Ok(Lock {
             inner: Arc::new(LockInner {
                 key: self.key.into(),
@@ -830,12 +893,15 @@ impl LockBuilder {
                 fence_key,
                 drift: self.drift,
                 topology,
+                notifier,
             }),
         })
     }
 
     /// Builds the lock over a new [`ConnectionManager`] (which reconnects by
-    /// itself) to the server at `url`, e.g. `"redis://127.0.0.1:6379/"`.
+    /// itself) to the server at `url`, e.g. `"redis://127.0.0.1:6379/"`, with
+    /// waiters woken through pub/sub on the same server (see
+    /// [`notify_with`](LockBuilder::notify_with)).
     ///
     /// Each call opens a connection: to lock many keys, open one
     /// `ConnectionManager` and [`build`](LockBuilder::build) every lock over
@@ -852,7 +918,9 @@ impl LockBuilder {
         self.client(&client).await
     }
 
-    /// Builds the lock over a new [`ConnectionManager`] from `client`.
+    /// Builds the lock over a new [`ConnectionManager`] from `client`, with
+    /// waiters woken through pub/sub on the same server (see
+    /// [`notify_with`](LockBuilder::notify_with)).
     ///
     /// ```no_run
     /// # async fn example() -> redis_mutex::Result<()> {
@@ -860,8 +928,9 @@ impl LockBuilder {
     /// let lock = redis_mutex::Lock::builder("jobs:import").client(&client).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn client(self, client: &redis::Client) -> Result<Lock> {
+    pub async fn client(mut self, client: &redis::Client) -> Result<Lock> {
         self.validate()?;
+        self.notify.get_or_insert_with(|| client.clone());
         let manager = ConnectionManager::new_with_config(client.clone(), manager_config())
             .await
             .map_err(|e| self.connect_error(e))?;

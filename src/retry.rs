@@ -136,14 +136,20 @@ impl Backoff {
     /// has passed and the caller must give up. The sleep never ends after the
     /// deadline, so the last attempt happens at the deadline.
     pub(crate) fn next_sleep(&mut self, now: Instant) -> Option<Duration> {
-        let left = match self.deadline {
-            Some(deadline) if now >= deadline => return None,
-            Some(deadline) => deadline - now,
-            None => Duration::MAX,
-        };
+        let left = self.time_left(now)?;
         let jittered = rand::rng().random_range(Duration::ZERO..=self.bound);
         self.bound = self.bound.saturating_mul(2).min(self.max);
         Some(jittered.min(left))
+    }
+
+    /// How long until the deadline (`Duration::MAX` without one), or `None`
+    /// when it has passed and the caller must give up.
+    pub(crate) fn time_left(&self, now: Instant) -> Option<Duration> {
+        match self.deadline {
+            Some(deadline) if now >= deadline => None,
+            Some(deadline) => Some(deadline - now),
+            None => Some(Duration::MAX),
+        }
     }
 }
 

@@ -44,6 +44,14 @@ impl Token {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Whether `value` looks like a token of this crate: 40 lowercase hex
+/// digits. The tokens of redis-py, node-redlock, redsync and bsm/redislock
+/// (32 hex digits, or base64) do not; such a holder never announces its
+/// release, so a waiter polls for it.
+pub(crate) fn has_token_format(value: &str) -> bool {
+    value.len() == TOKEN_BYTES * 2 && value.bytes().all(|b| HEX.contains(&b))
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Token({}…)", &self.0[..SHOWN_HEX_DIGITS])
@@ -67,6 +75,20 @@ mod tests {
                     .bytes()
                     .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
             );
+        }
+    }
+
+    #[test]
+    fn own_tokens_are_told_from_other_libraries_tokens() {
+        assert!(has_token_format(Token::generate().unwrap().as_str()));
+        for foreign in [
+            "3f2b8c1e9a7d4e6f8b0c2d4e6f8a0b1c", // redis-py, node-redlock
+            "q2x8Zr1mN4vB7tK0pL3sYw==",         // redsync
+            "q2x8Zr1mN4vB7tK0pL3sYw",           // bsm/redislock
+            "3F2B8C1E9A7D4E6F8B0C2D4E6F8A0B1C2D3E4F5A", // upper case
+            "",
+        ] {
+            assert!(!has_token_format(foreign), "{foreign}");
         }
     }
 

@@ -1,13 +1,65 @@
 //! Waiting for a release: waiters are woken through pub/sub when the holder
 //! releases, instead of polling.
 //!
-//! The release script deletes the lock and, in the same script, `PUBLISH`es
-//! on the key's [release channel](release_channel).
+//! - The release script deletes the lock and, in the same script, `PUBLISH`es
+//!   on the key's [release channel](release_channel).
+//! - One [`Notifier`] per server and process (shared through a registry of
+//!   weak references by every lock built for that server) owns one RESP3
+//!   connection that is subscribed to the channels of the keys someone in the
+//!   process waits for, counted per channel. Its task connects, subscribes,
+//!   unsubscribes and reconnects; the connection exists only once someone
+//!   waited, and the task ends with the last lock.
+//! - Everything the connection pushes (subscribe and unsubscribe
+//!   confirmations, messages, its own disconnection) arrives in order in one
+//!   callback, the only place that decides whether a channel is *live*
+//!   (confirmed on a connection that is up). Each channel has a
+//!   `watch` signal holding that flag; every message and every change of the
+//!   flag notifies it.
+//! - A waiting `acquire` ([`Waiter`]) subscribes after its first busy answer
+//!   and relies on a notification only for an attempt it sent while its
+//!   channel was live, having marked the signal as seen just before sending
+//!   it. A release after that attempt reached Redis then publishes after the
+//!   subscription was confirmed, so its message, or the disconnection that
+//!   lost it, notifies the signal after the mark: the wait ends at once,
+//!   whether the message came before the wait began or during it. A
+//!   subscription that comes up (or back) notifies too, and the waiter tries
+//!   again right away, covered from then on.
+//! - Pub/sub is fire-and-forget, expiry publishes nothing, and other
+//!   libraries never publish: so a wait is bounded by the holder's remaining
+//!   TTL (`PTTL`, asked after a busy answer, never on the uncontended path)
+//!   and, when the holder's token is not in this crate's format (a foreign
+//!   client), by the wait policy's backoff. Without a live subscription a
+//!   waiter backs off as it would without pub/sub.
 
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ProtocolVersion, PushInfo, PushKind};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::connection::Node;
 use crate::fence::hash_tag;
+use crate::quorum::join_all;
+use crate::retry::Backoff;
+use crate::token;
 
 /// What the release channel's name adds to the key.
 const CHANNEL_SUFFIX: &str = ":released";
+
+/// The first pause between reconnects after a failed one; doubled each time.
+const RECONNECT_MIN: Duration = Duration::from_millis(10);
+/// The longest pause between reconnects.
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
+/// Bounds on connecting and on each (un)subscribe of the subscription
+/// connection; past them the connection counts as broken.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The channel a release of `key` is announced on: `{key}:released`, or
 /// `key:released` when the key has a hash tag, so that it hashes to the key's
@@ -23,12 +75,623 @@ pub(crate) fn release_channel(key: &str) -> String {
     }
 }
 
+/// Locks the mutex, ignoring poisoning: every critical section here leaves
+/// the state consistent at each step, and nothing in them panics.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The shared subscription connection to one server, and the task that
+/// keeps it subscribed to the channels someone waits on.
+pub(crate) struct Notifier {
+    shared: Arc<Shared>,
+    /// The server's client, switched to RESP3 (pushes on a multiplexed
+    /// connection).
+    client: Client,
+    /// The task, started by the first waiter; aborted when the notifier goes.
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Which server (and user) a notifier is for.
+#[derive(PartialEq)]
+struct ServerId {
+    addr: ConnectionAddr,
+    db: i64,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl ServerId {
+    fn of(client: &Client) -> ServerId {
+        let info = client.get_connection_info();
+        let redis = info.redis_settings();
+        ServerId {
+            addr: info.addr().clone(),
+            db: redis.db(),
+            username: redis.username().map(str::to_owned),
+            password: redis.password().map(str::to_owned),
+        }
+    }
+}
+
+/// The notifiers of this process, one per server while any lock uses it.
+static REGISTRY: Mutex<Vec<(ServerId, Weak<Notifier>)>> = Mutex::new(Vec::new());
+
+impl Notifier {
+    /// The process's notifier for `client`'s server, made if there is none.
+    /// Connects nothing yet: that waits for the first waiter.
+    pub(crate) fn for_client(client: &Client) -> Arc<Notifier> {
+        let id = ServerId::of(client);
+        let mut registry = lock(&REGISTRY);
+        registry.retain(|(_, notifier)| notifier.strong_count() > 0);
+        if let Some(notifier) = registry
+            .iter()
+            .find(|(server, _)| *server == id)
+            .and_then(|(_, notifier)| notifier.upgrade())
+        {
+            return notifier;
+        }
+        let info = client.get_connection_info();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = Client::open(info.clone().set_redis_settings(resp3))
+            // Opening a client from a `ConnectionInfo` cannot fail; if it
+            // ever did, a plain RESP2 client fails to connect instead, and
+            // waiters poll.
+            .unwrap_or_else(|_| client.clone());
+        let notifier = Arc::new(Notifier {
+            shared: Arc::new(Shared::default()),
+            client,
+            task: Mutex::new(None),
+        });
+        registry.push((id, Arc::downgrade(&notifier)));
+        notifier
+    }
+
+    /// Registers a waiter on `key`'s release channel; the task subscribes the
+    /// channel if it is not yet. `None` without a tokio runtime to run the
+    /// task on.
+    fn subscribe(&self, key: &str) -> Option<Subscription> {
+        if !self.ensure_running() {
+            return None;
+        }
+        let channel: Arc<str> = release_channel(key).into();
+        let mut state = self.shared.state();
+        let live = state.confirmed.contains(&channel);
+        let entry = state
+            .channels
+            .entry(channel.clone())
+            .or_insert_with(|| Channel {
+                waiters: 0,
+                signal: watch::channel(live).0,
+                refused: false,
+            });
+        entry.waiters += 1;
+        let signal = entry.signal.subscribe();
+        drop(state);
+        if !live {
+            self.shared.work.notify_one();
+        }
+        Some(Subscription {
+            shared: self.shared.clone(),
+            channel,
+            signal,
+        })
+    }
+
+    /// Starts the task unless it runs. A task that ended went with its
+    /// runtime (shut down), and its connection with it, without a
+    /// disconnection push: the new one starts from nothing.
+    fn ensure_running(&self) -> bool {
+        let mut task = lock(&self.task);
+        if task.as_ref().is_some_and(|task| !task.is_finished()) {
+            return true;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        self.shared.forget_connection();
+        *task = Some(runtime.spawn(run(self.shared.clone(), self.client.clone())));
+        true
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.task).take() {
+            // Drops the connection, whose driver then drops the push
+            // callback: nothing of the notifier outlives it.
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.state();
+        f.debug_struct("Notifier")
+            .field("addr", &self.client.get_connection_info().addr())
+            .field("connected", &state.connected)
+            .field("channels", &state.channels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the task, the push callback and the waiters share.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the task: a channel gained its first waiter or lost its last
+    /// one, or the connection broke.
+    work: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// The channels someone waits on.
+    channels: HashMap<Arc<str>, Channel>,
+    /// The channels the current connection is subscribed to, as its own
+    /// pushes say.
+    confirmed: HashSet<Arc<str>>,
+    /// Counts connections; pushes of older ones are ignored.
+    epoch: u64,
+    /// Whether the current connection is up.
+    connected: bool,
+}
+
+struct Channel {
+    waiters: usize,
+    /// Whether the channel is live; notified on every message and on every
+    /// change of the flag.
+    signal: watch::Sender<bool>,
+    /// The server refused the subscription (an ACL without the channel):
+    /// not asked again while the channel has waiters, who poll meanwhile.
+    refused: bool,
+}
+
+/// The task's next step.
+enum Step {
+    Sleep,
+    Connect,
+    Subscribe(Vec<Arc<str>>),
+    Unsubscribe(Vec<Arc<str>>),
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Everything connection `epoch` pushes, in the order it arrived.
+    fn on_push(&self, epoch: u64, push: PushInfo) {
+        let mut state = self.state();
+        if state.epoch != epoch {
+            return;
+        }
+        let channel = match push.data.first() {
+            Some(redis::Value::BulkString(name)) => std::str::from_utf8(name).ok(),
+            Some(redis::Value::SimpleString(name)) => Some(name.as_str()),
+            _ => None,
+        };
+        match (push.kind, channel) {
+            (PushKind::Message, Some(channel)) => {
+                if let Some(entry) = state.channels.get(channel) {
+                    entry.signal.send_modify(|_| {});
+                }
+            }
+            (PushKind::Subscribe, Some(channel)) => {
+                let channel: Arc<str> = channel.into();
+                state.set_live(&channel, true);
+                state.confirmed.insert(channel);
+            }
+            (PushKind::Unsubscribe, Some(channel)) => {
+                state.set_live(channel, false);
+                state.confirmed.remove(channel);
+            }
+            (PushKind::Disconnection, _) => {
+                state.disconnected();
+                drop(state);
+                self.work.notify_one();
+            }
+            _ => {}
+        }
+    }
+
+    /// A new connection is about to be made: returns its epoch.
+    fn next_epoch(&self) -> u64 {
+        let mut state = self.state();
+        state.disconnected();
+        state.epoch += 1;
+        // Up until it fails to connect or pushes a disconnection; neither
+        // can be missed, since both come after this.
+        state.connected = true;
+        state.epoch
+    }
+
+    /// Connection `epoch` is broken or gone (a timeout, an error, the task
+    /// dropped it).
+    fn lost(&self, epoch: u64) {
+        let mut state = self.state();
+        if state.epoch == epoch {
+            state.disconnected();
+        }
+    }
+
+    fn forget_connection(&self) {
+        let mut state = self.state();
+        state.disconnected();
+        state.epoch += 1;
+    }
+
+    /// What to do next, given the connection the task has.
+    fn next_step(&self, connection: Option<u64>) -> Step {
+        let state = self.state();
+        let wanted: Vec<Arc<str>> = state
+            .channels
+            .iter()
+            .filter(|(name, entry)| !entry.refused && !state.confirmed.contains(*name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let up = state.connected && connection == Some(state.epoch);
+        if !up {
+            return if wanted.is_empty() {
+                Step::Sleep
+            } else {
+                Step::Connect
+            };
+        }
+        if !wanted.is_empty() {
+            return Step::Subscribe(wanted);
+        }
+        let unwanted: Vec<Arc<str>> = state
+            .confirmed
+            .iter()
+            .filter(|name| !state.channels.contains_key(*name))
+            .cloned()
+            .collect();
+        if unwanted.is_empty() {
+            Step::Sleep
+        } else {
+            Step::Unsubscribe(unwanted)
+        }
+    }
+
+    /// After subscribing `channels` on connection `epoch`: those the server
+    /// refused, and those it accepted without a confirmation (never expected;
+    /// marked so that the task cannot loop on them), are not asked again.
+    fn subscribed(&self, epoch: u64, channels: &[Arc<str>], refused: &[bool]) {
+        let mut state = self.state();
+        if state.epoch != epoch || !state.connected {
+            return;
+        }
+        let State {
+            channels: entries,
+            confirmed,
+            ..
+        } = &mut *state;
+        for (channel, refused) in channels.iter().zip(refused) {
+            if let Some(entry) = entries.get_mut(channel)
+                && (*refused || !confirmed.contains(channel))
+            {
+                entry.refused = true;
+            }
+        }
+    }
+
+    /// After unsubscribing `channels`: forget them even without a
+    /// confirmation, so that the task cannot loop on them.
+    fn unsubscribed(&self, epoch: u64, channels: &[Arc<str>]) {
+        let mut state = self.state();
+        if state.epoch == epoch {
+            for channel in channels {
+                state.confirmed.remove(channel);
+            }
+        }
+    }
+}
+
+impl State {
+    fn set_live(&self, channel: &str, live: bool) {
+        if let Some(entry) = self.channels.get(channel) {
+            entry.set_live(live);
+        }
+    }
+
+    /// The connection is down: no channel is live, and the waiters that
+    /// counted on one hear so (a release may have been lost with it).
+    fn disconnected(&mut self) {
+        self.connected = false;
+        self.confirmed.clear();
+        for entry in self.channels.values() {
+            entry.set_live(false);
+        }
+    }
+}
+
+impl Channel {
+    /// Notifies only a change: a waiter that did not count on the channel
+    /// being live has nothing to learn from it going down, and one that did
+    /// is notified when it goes down.
+    fn set_live(&self, live: bool) {
+        self.signal.send_if_modified(|flag| {
+            let changed = *flag != live;
+            *flag = live;
+            changed
+        });
+    }
+}
+
+/// The task: connects when someone waits, keeps the subscriptions in step
+/// with the waiters, and reconnects after a disconnection: at once after a
+/// connection that lived a while, else backing off from 10 ms to 1 s, so
+/// that a server that keeps refusing or dropping it is not hammered. Runs
+/// until the notifier aborts it.
+async fn run(shared: Arc<Shared>, client: Client) {
+    let mut connection: Option<(u64, MultiplexedConnection)> = None;
+    let mut connected_at: Option<Instant> = None;
+    // Connections in a row that failed or broke within RECONNECT_MAX.
+    let mut failures: u32 = 0;
+    loop {
+        match shared.next_step(connection.as_ref().map(|(epoch, _)| *epoch)) {
+            Step::Sleep => shared.work.notified().await,
+            Step::Connect => {
+                // Let the old one go before pausing.
+                drop(connection.take());
+                match connected_at.take() {
+                    Some(at) if at.elapsed() >= RECONNECT_MAX => failures = 0,
+                    Some(_) => failures = failures.saturating_add(1),
+                    None => {}
+                }
+                let pause = reconnect_pause(failures);
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                connection = connect(&shared, &client).await;
+                if connection.is_some() {
+                    connected_at = Some(Instant::now());
+                } else {
+                    failures = failures.saturating_add(1);
+                }
+            }
+            Step::Subscribe(channels) => {
+                let Some((epoch, conn)) = &connection else {
+                    continue;
+                };
+                // One command per channel, all in flight at once, so that
+                // the server's refusal of one names it.
+                let results = join_all(channels.iter().map(|channel| {
+                    let mut conn = conn.clone();
+                    async move { conn.subscribe(&**channel).await }
+                }))
+                .await;
+                if results
+                    .iter()
+                    .any(|r| r.as_ref().is_err_and(|e| e.code().is_none()))
+                {
+                    // No answer (timeout, broken connection): start over.
+                    shared.lost(*epoch);
+                    continue;
+                }
+                let refused: Vec<bool> = results.iter().map(Result::is_err).collect();
+                shared.subscribed(*epoch, &channels, &refused);
+            }
+            Step::Unsubscribe(channels) => {
+                let Some((epoch, conn)) = &mut connection else {
+                    continue;
+                };
+                let names: Vec<&str> = channels.iter().map(|c| &**c).collect();
+                if conn.unsubscribe(&names).await.is_err() {
+                    shared.lost(*epoch);
+                    continue;
+                }
+                shared.unsubscribed(*epoch, &channels);
+            }
+        }
+    }
+}
+
+/// The pause before connecting after `failures` connections in a row failed
+/// or broke soon: none at first, then 10 ms doubling to 1 s.
+fn reconnect_pause(failures: u32) -> Duration {
+    match failures {
+        0 => Duration::ZERO,
+        n => RECONNECT_MIN
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(RECONNECT_MAX),
+    }
+}
+
+/// Opens a new subscription connection whose pushes go to `shared`.
+async fn connect(shared: &Arc<Shared>, client: &Client) -> Option<(u64, MultiplexedConnection)> {
+    let epoch = shared.next_epoch();
+    let sink = {
+        let shared = shared.clone();
+        move |push: PushInfo| {
+            shared.on_push(epoch, push);
+            Ok::<(), Infallible>(())
+        }
+    };
+    let config = AsyncConnectionConfig::new()
+        .set_push_sender(sink)
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    match client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+    {
+        Ok(connection) => Some((epoch, connection)),
+        Err(_) => {
+            shared.lost(epoch);
+            None
+        }
+    }
+}
+
+/// One waiter's interest in a channel; dropping it lets the task unsubscribe
+/// when it was the last.
+struct Subscription {
+    shared: Arc<Shared>,
+    channel: Arc<str>,
+    signal: watch::Receiver<bool>,
+}
+
+impl Subscription {
+    /// Marks every notification so far as seen; whether the channel is live.
+    fn mark(&mut self) -> bool {
+        *self.signal.borrow_and_update()
+    }
+
+    fn is_live(&self) -> bool {
+        *self.signal.borrow()
+    }
+
+    /// Whether anything happened on the channel since the last mark.
+    fn has_news(&self) -> bool {
+        self.signal.has_changed().unwrap_or(false)
+    }
+
+    /// Completes at the next notification after the last mark.
+    async fn news(&mut self) {
+        if self.signal.changed().await.is_err() {
+            // The sender lives while this waiter is counted; should it ever
+            // be gone, the caller's timer ends the wait.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut state = self.shared.state();
+        let Some(entry) = state.channels.get_mut(&self.channel) else {
+            return;
+        };
+        entry.waiters = entry.waiters.saturating_sub(1);
+        if entry.waiters == 0 {
+            state.channels.remove(&self.channel);
+            if state.confirmed.contains(&self.channel) {
+                drop(state);
+                self.shared.work.notify_one();
+            }
+        }
+    }
+}
+
+/// The waiting part of one `acquire`: between a busy answer and the next
+/// attempt.
+pub(crate) struct Waiter<'a> {
+    key: &'a str,
+    backoff: Backoff,
+    /// Where to listen and whom to ask about the holder, when the lock has a
+    /// notifier (one node only).
+    notify: Option<(&'a Notifier, &'a Node)>,
+    subscription: Option<Subscription>,
+    /// Whether the channel was live when the last attempt was sent.
+    live: bool,
+}
+
+impl<'a> Waiter<'a> {
+    pub(crate) fn new(
+        key: &'a str,
+        backoff: Backoff,
+        notify: Option<(&'a Notifier, &'a Node)>,
+    ) -> Waiter<'a> {
+        Waiter {
+            key,
+            backoff,
+            notify,
+            subscription: None,
+            live: false,
+        }
+    }
+
+    /// Waits after a busy answer until the next attempt is worth sending.
+    /// `false` when the wait policy's deadline has passed: give up.
+    ///
+    /// Cancel safe: dropping it (with the `Waiter`) only gives up this
+    /// waiter's share of the subscription.
+    pub(crate) async fn wait(&mut self) -> bool {
+        let now = Instant::now();
+        let Some(left) = self.backoff.time_left(now) else {
+            return false;
+        };
+        if self.subscription.is_none() {
+            self.subscription = self
+                .notify
+                .and_then(|(notifier, _)| notifier.subscribe(self.key));
+        }
+        let pause = match (&self.subscription, self.notify) {
+            (Some(subscription), Some((_, node))) if self.live => {
+                if subscription.has_news() {
+                    Duration::ZERO
+                } else {
+                    self.holder_bound(node, now).await
+                }
+            }
+            // Subscribed since the last attempt: try again at once, now
+            // covered; a release before the subscription was confirmed
+            // would otherwise go unheard.
+            (Some(subscription), _) if subscription.is_live() => Duration::ZERO,
+            // No live subscription (yet, or any more): back off as without
+            // notifications; the subscription coming up ends the pause.
+            _ => self.backoff.next_sleep(now).unwrap_or(Duration::ZERO),
+        };
+        let pause = pause.min(left);
+        match &mut self.subscription {
+            Some(subscription) => {
+                tokio::select! {
+                    () = subscription.news() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+            None => tokio::time::sleep(pause).await,
+        }
+        // The mark comes after the wait and right before the next attempt
+        // (nothing is awaited in between): a release after that attempt
+        // reached Redis notifies after it.
+        self.live = self.subscription.as_mut().is_some_and(Subscription::mark);
+        true
+    }
+
+    /// How long a release can take to be announced, at most. A holder of
+    /// this crate announces its release, so only its expiry (which is not
+    /// announced) bounds the wait: its `PTTL`. Anyone else is also polled
+    /// for with the wait policy's backoff, as without pub/sub.
+    async fn holder_bound(&mut self, node: &Node, now: Instant) -> Duration {
+        match node.holder(self.key).await {
+            // Gone since the busy answer: try again now.
+            Ok((None, _)) | Ok((_, -2)) => Duration::ZERO,
+            Ok((Some(holder), ttl)) if ttl >= 0 => {
+                // PTTL rounds down: one more millisecond and it has expired.
+                let expiry = Duration::from_millis(u64::try_from(ttl).unwrap_or(0) + 1);
+                if token::has_token_format(&holder) {
+                    expiry
+                } else {
+                    expiry.min(self.backoff.next_sleep(now).unwrap_or(Duration::ZERO))
+                }
+            }
+            // No TTL (a foreign lock that never expires), or no answer: the
+            // next attempt will tell.
+            _ => self.backoff.next_sleep(now).unwrap_or(Duration::ZERO),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn slot_tag(name: &str) -> &str {
         hash_tag(name).unwrap_or(name)
+    }
+
+    #[test]
+    fn reconnects_back_off_from_at_once_to_a_second() {
+        let pauses: Vec<u128> = (0..10).map(|n| reconnect_pause(n).as_millis()).collect();
+        assert_eq!(pauses, [0, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        assert_eq!(reconnect_pause(u32::MAX), RECONNECT_MAX);
     }
 
     #[test]
