@@ -175,20 +175,20 @@ impl Lock {
     ///
     /// With pub/sub (a lock from [`connect`](LockBuilder::connect),
     /// [`client`](LockBuilder::client), or
-    /// [`notify_with`](LockBuilder::notify_with)), a waiter is woken by the
-    /// holder's release and tries again at once: a handoff takes about a
-    /// round trip, and a waiter sends a `SET` (plus a `GET` and `PTTL` if it
-    /// loses the race) per release, not one per backoff step. Its wait is
-    /// bounded by the holder's remaining TTL (expiry is not announced), and
-    /// a holder using another library (which never announces) is also polled
-    /// for under the wait policy. Without pub/sub, or while its subscription
-    /// is down, a waiter polls under the wait policy.
+    /// [`notify_with`](LockBuilder::notify_with)), the holder's release wakes
+    /// a waiter, which tries again at once: a handoff takes about a round
+    /// trip, and waiting costs a few commands per release, not one per
+    /// backoff step. A wait is bounded by the holder's expiry (which is not
+    /// announced), and a holder using another library (which never
+    /// announces) is also polled for under the wait policy. Without pub/sub,
+    /// or while the subscription is down, a waiter polls under the wait
+    /// policy.
     ///
-    /// Waiters are **not** served in FIFO order: a release wakes every
-    /// waiter, in every process, and whoever's `SET` reaches Redis first
-    /// takes the lock; the others wait for the next release. A new `acquire`
-    /// (including the releasing task's own next one) can take the lock
-    /// before any waiter.
+    /// Waiters are **not** served in FIFO order. A release wakes one waiter
+    /// in each process that waits (the one there that has waited longest),
+    /// and whichever `SET` reaches Redis first takes the lock; the others
+    /// wait for the next release. A new `acquire` (including the releasing
+    /// task's own next one) can take the lock before any waiter.
     ///
     /// # Cancel safety
     ///

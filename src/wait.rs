@@ -12,33 +12,46 @@
 //! - Everything the connection pushes (subscribe and unsubscribe
 //!   confirmations, messages, its own disconnection) arrives in order in one
 //!   callback, the only place that decides whether a channel is *live*
-//!   (confirmed on a connection that is up). Each channel has a
-//!   `watch` signal holding that flag; every message and every change of the
-//!   flag notifies it.
-//! - A waiting `acquire` ([`Waiter`]) subscribes after its first busy answer
-//!   and relies on a notification only for an attempt it sent while its
-//!   channel was live, having marked the signal as seen just before sending
-//!   it. A release after that attempt reached Redis then publishes after the
-//!   subscription was confirmed, so its message, or the disconnection that
-//!   lost it, notifies the signal after the mark: the wait ends at once,
-//!   whether the message came before the wait began or during it. A
-//!   subscription that comes up (or back) notifies too, and the waiter tries
-//!   again right away, covered from then on.
+//!   (confirmed on a connection that is up). Per channel, a `watch` carries
+//!   that flag (notified when it changes) and the holder as last seen by a
+//!   waiter here; a `Notify` queues the waiters for release wake-ups.
+//! - A release wakes one waiter per process: the one queued longest
+//!   (`notify_one` is FIFO). If it leaves without its attempt failing (it got
+//!   the lock, an error, dropped), the next one is woken in its place; an
+//!   attempt that fails means the lock has a new holder, who will announce
+//!   its own release. One `SET` per process per release instead of one per
+//!   waiter, and no herd of tasks on the handoff's path.
+//! - A waiting `acquire` ([`Waiter`]) subscribes after its first busy answer,
+//!   and relies on a release wake-up only for an attempt it sent while its
+//!   channel was live, having queued for the wake-up and marked the liveness
+//!   as seen just before sending it. A release after that attempt reached
+//!   Redis then publishes after the subscription was confirmed, so its
+//!   message wakes this waiter or one queued before it (who takes the lock
+//!   or passes the wake-up on), or the disconnection that lost the message
+//!   notifies it. A subscription that comes up (or back) notifies too, and
+//!   the waiter tries again right away, covered from then on.
 //! - Pub/sub is fire-and-forget, expiry publishes nothing, and other
-//!   libraries never publish: so a wait is bounded by the holder's remaining
-//!   TTL (`PTTL`, asked after a busy answer, never on the uncontended path)
-//!   and, when the holder's token is not in this crate's format (a foreign
-//!   client), by the wait policy's backoff. Without a live subscription a
+//!   libraries never publish: so a wait is bounded by the holder's expiry.
+//!   After a busy answer a waiter asks for the holder's token and `PTTL`
+//!   (never on the uncontended path) and tells the channel's other waiters,
+//!   whose timers follow it; the wake-up passed on after a local winner
+//!   makes the next waiter do the same for the new holder. When the
+//!   holder's token is not in this crate's format (a foreign client), waiters
+//!   also poll under the wait policy's backoff. Without a live subscription a
 //!   waiter backs off as it would without pub/sub.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ProtocolVersion, PushInfo, PushKind};
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -165,11 +178,13 @@ impl Notifier {
             .entry(channel.clone())
             .or_insert_with(|| Channel {
                 waiters: 0,
-                signal: watch::channel(live).0,
+                signal: watch::channel(Signal { live, holder: None }).0,
+                released: Arc::new(Notify::new()),
                 refused: false,
             });
         entry.waiters += 1;
         let signal = entry.signal.subscribe();
+        let released = entry.released.clone();
         drop(state);
         if !live {
             self.shared.work.notify_one();
@@ -178,6 +193,9 @@ impl Notifier {
             shared: self.shared.clone(),
             channel,
             signal,
+            released,
+            armed: None,
+            woken: false,
         })
     }
 
@@ -243,12 +261,31 @@ struct State {
 
 struct Channel {
     waiters: usize,
-    /// Whether the channel is live; notified on every message and on every
-    /// change of the flag.
-    signal: watch::Sender<bool>,
+    /// Liveness and the holder as last seen, for all the channel's waiters.
+    signal: watch::Sender<Signal>,
+    /// One wake-up per announced release: the waiter here that has waited
+    /// longest.
+    released: Arc<Notify>,
     /// The server refused the subscription (an ACL without the channel):
     /// not asked again while the channel has waiters, who poll meanwhile.
     refused: bool,
+}
+
+/// What a channel's waiters share, besides the release wake-ups.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Signal {
+    /// Subscribed, on a connection that is up: a release will be heard.
+    live: bool,
+    /// The holder, as last seen by a waiter here.
+    holder: Option<Holder>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Holder {
+    /// When its key expires unless it is extended, at the latest.
+    expires: Instant,
+    /// Whether it announces its release (its token has this crate's format).
+    announces: bool,
 }
 
 /// The task's next step.
@@ -278,7 +315,7 @@ impl Shared {
         match (push.kind, channel) {
             (PushKind::Message, Some(channel)) => {
                 if let Some(entry) = state.channels.get(channel) {
-                    entry.signal.send_modify(|_| {});
+                    entry.released.notify_one();
                 }
             }
             (PushKind::Subscribe, Some(channel)) => {
@@ -415,9 +452,9 @@ impl Channel {
     /// being live has nothing to learn from it going down, and one that did
     /// is notified when it goes down.
     fn set_live(&self, live: bool) {
-        self.signal.send_if_modified(|flag| {
-            let changed = *flag != live;
-            *flag = live;
+        self.signal.send_if_modified(|signal| {
+            let changed = signal.live != live;
+            signal.live = live;
             changed
         });
     }
@@ -534,36 +571,105 @@ async fn connect(shared: &Arc<Shared>, client: &Client) -> Option<(u64, Multiple
 struct Subscription {
     shared: Arc<Shared>,
     channel: Arc<str>,
-    signal: watch::Receiver<bool>,
+    signal: watch::Receiver<Signal>,
+    released: Arc<Notify>,
+    /// In the queue for the next release wake-up, from before the attempt
+    /// it covers; `None` once it fired.
+    armed: Option<Pin<Box<OwnedNotified>>>,
+    /// This waiter took a release wake-up and its attempt has not failed
+    /// (yet): if it leaves now (it got the lock, failed, or was dropped),
+    /// the next waiter is woken in its place.
+    woken: bool,
+}
+
+/// What ended a wait early.
+enum Event {
+    /// A release was announced, and this waiter is the one woken for it.
+    Released,
+    /// The channel's liveness or the holder as seen here changed.
+    Changed,
 }
 
 impl Subscription {
-    /// Marks every notification so far as seen; whether the channel is live.
-    fn mark(&mut self) -> bool {
-        *self.signal.borrow_and_update()
+    /// Queues for the next release, unless already queued, and marks the
+    /// signal as seen; whether the channel is live. Call right before an
+    /// attempt.
+    fn arm(&mut self) -> bool {
+        if self.armed.is_none() {
+            let mut armed = Box::pin(self.released.clone().notified_owned());
+            // Queued from now on, not only once polled.
+            armed.as_mut().enable();
+            self.armed = Some(armed);
+        }
+        self.signal.borrow_and_update().live
     }
 
-    fn is_live(&self) -> bool {
+    fn signal(&self) -> Signal {
         *self.signal.borrow()
     }
 
-    /// Whether anything happened on the channel since the last mark.
-    fn has_news(&self) -> bool {
-        self.signal.has_changed().unwrap_or(false)
+    /// Whether this waiter's release wake-up came already (taking it).
+    fn released_already(&mut self) -> bool {
+        let Some(armed) = self.armed.as_mut() else {
+            return false;
+        };
+        let mut context = Context::from_waker(Waker::noop());
+        if armed.as_mut().poll(&mut context).is_pending() {
+            return false;
+        }
+        self.armed = None;
+        self.woken = true;
+        true
     }
 
-    /// Completes at the next notification after the last mark.
-    async fn news(&mut self) {
-        if self.signal.changed().await.is_err() {
-            // The sender lives while this waiter is counted; should it ever
-            // be gone, the caller's timer ends the wait.
-            std::future::pending::<()>().await;
+    /// Tells the channel's other waiters who holds the lock now (`None`:
+    /// not known).
+    fn saw_holder(&self, holder: Option<Holder>) {
+        let state = self.shared.state();
+        if let Some(entry) = state.channels.get(&self.channel) {
+            entry.signal.send_if_modified(|signal| {
+                let changed = signal.holder != holder;
+                signal.holder = holder;
+                changed
+            });
         }
+    }
+
+    /// Completes at this waiter's release wake-up, or when the signal
+    /// changes after the last mark.
+    async fn event(&mut self) -> Event {
+        let released = async {
+            match self.armed.as_mut() {
+                Some(armed) => armed.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
+        let changed = async {
+            if self.signal.changed().await.is_err() {
+                // The sender lives while this waiter is counted; should it
+                // ever be gone, the caller's timer ends the wait.
+                std::future::pending::<()>().await;
+            }
+        };
+        let event = tokio::select! {
+            () = released => Event::Released,
+            () = changed => Event::Changed,
+        };
+        if let Event::Released = event {
+            self.armed = None;
+            self.woken = true;
+        }
+        event
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if self.woken {
+            // Pass the wake-up on. (An armed one that fired but was never
+            // taken is passed on by tokio when it is dropped.)
+            self.released.notify_one();
+        }
         let mut state = self.shared.state();
         let Some(entry) = state.channels.get_mut(&self.channel) else {
             return;
@@ -610,72 +716,126 @@ impl<'a> Waiter<'a> {
     /// Waits after a busy answer until the next attempt is worth sending.
     /// `false` when the wait policy's deadline has passed: give up.
     ///
-    /// Cancel safe: dropping it (with the `Waiter`) only gives up this
-    /// waiter's share of the subscription.
+    /// Cancel safe: dropping it (with the `Waiter`) gives up this waiter's
+    /// share of the subscription, and passes on a release wake-up it took.
     pub(crate) async fn wait(&mut self) -> bool {
         let now = Instant::now();
         let Some(left) = self.backoff.time_left(now) else {
             return false;
         };
-        if self.subscription.is_none() {
+        let deadline = now.checked_add(left);
+        if let Some(subscription) = self.subscription.as_mut() {
+            // The attempt after its wake-up found the lock taken: the new
+            // holder will announce its release in turn.
+            subscription.woken = false;
+        } else {
             self.subscription = self
                 .notify
                 .and_then(|(notifier, _)| notifier.subscribe(self.key));
         }
-        let pause = match (&self.subscription, self.notify) {
-            (Some(subscription), Some((_, node))) if self.live => {
-                if subscription.has_news() {
-                    Duration::ZERO
-                } else {
-                    self.holder_bound(node, now).await
+        let (Some(subscription), Some((_, node))) = (self.subscription.as_mut(), self.notify)
+        else {
+            // No pub/sub: the wait policy's backoff.
+            let pause = self.backoff.next_sleep(now).unwrap_or(Duration::ZERO);
+            tokio::time::sleep(pause.min(left)).await;
+            return true;
+        };
+        // When to try again whatever else happens: the backoff, when
+        // releases are not (all) announced.
+        let mut poll_at = None;
+        let mut again = false;
+        if self.live {
+            if subscription.released_already() || !subscription.signal().live {
+                again = true;
+            } else {
+                match holder(node, self.key).await {
+                    // Gone since the busy answer: try again now.
+                    Seen::Gone => again = true,
+                    Seen::Holder(holder) => subscription.saw_holder(Some(holder)),
+                    // No TTL (a foreign lock that never expires), or no
+                    // answer: poll; an earlier holder's expiry means
+                    // nothing now.
+                    Seen::Unknown => {
+                        subscription.saw_holder(None);
+                        poll_at = self.backoff.next_sleep(now).map(|d| now + d);
+                    }
                 }
             }
+        } else if subscription.signal().live {
             // Subscribed since the last attempt: try again at once, now
             // covered; a release before the subscription was confirmed
             // would otherwise go unheard.
-            (Some(subscription), _) if subscription.is_live() => Duration::ZERO,
+            again = true;
+        } else {
             // No live subscription (yet, or any more): back off as without
             // notifications; the subscription coming up ends the pause.
-            _ => self.backoff.next_sleep(now).unwrap_or(Duration::ZERO),
-        };
-        let pause = pause.min(left);
-        match &mut self.subscription {
-            Some(subscription) => {
-                tokio::select! {
-                    () = subscription.news() => {}
-                    () = tokio::time::sleep(pause) => {}
-                }
-            }
-            None => tokio::time::sleep(pause).await,
+            poll_at = self.backoff.next_sleep(now).map(|d| now + d);
         }
-        // The mark comes after the wait and right before the next attempt
-        // (nothing is awaited in between): a release after that attempt
-        // reached Redis notifies after it.
-        self.live = self.subscription.as_mut().is_some_and(Subscription::mark);
+        while !again {
+            // Counting on announced releases, the holder's expiry (which is
+            // not announced) bounds the wait: the holder as last seen here,
+            // by this waiter or another. Every wake-up at it ends in an
+            // inspection that updates it.
+            let holder = subscription.signal().holder.filter(|_| self.live);
+            if let Some(holder) = holder
+                && !holder.announces
+                && poll_at.is_none()
+            {
+                // Another library's holder announces nothing: poll too.
+                poll_at = self.backoff.next_sleep(now).map(|d| now + d);
+            }
+            let until = [deadline, poll_at, holder.map(|h| h.expires)]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = async {
+                match until {
+                    Some(until) => tokio::time::sleep_until(until).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = subscription.event() => match event {
+                    Event::Released => again = true,
+                    // Liveness changed: try again (now covered, or not any
+                    // more); else the holder as seen here changed: wait
+                    // for it instead.
+                    Event::Changed => again = subscription.signal().live != self.live,
+                },
+                () = sleep => again = true,
+            }
+        }
+        // The mark and the queueing come after the wait and right before
+        // the next attempt (nothing is awaited in between): a release after
+        // that attempt reached Redis wakes this waiter or one queued before
+        // it, and a lost connection notifies it.
+        self.live = subscription.arm();
         true
     }
+}
 
-    /// How long a release can take to be announced, at most. A holder of
-    /// this crate announces its release, so only its expiry (which is not
-    /// announced) bounds the wait: its `PTTL`. Anyone else is also polled
-    /// for with the wait policy's backoff, as without pub/sub.
-    async fn holder_bound(&mut self, node: &Node, now: Instant) -> Duration {
-        match node.holder(self.key).await {
-            // Gone since the busy answer: try again now.
-            Ok((None, _)) | Ok((_, -2)) => Duration::ZERO,
-            Ok((Some(holder), ttl)) if ttl >= 0 => {
-                // PTTL rounds down: one more millisecond and it has expired.
-                let expiry = Duration::from_millis(u64::try_from(ttl).unwrap_or(0) + 1);
-                if token::has_token_format(&holder) {
-                    expiry
-                } else {
-                    expiry.min(self.backoff.next_sleep(now).unwrap_or(Duration::ZERO))
-                }
-            }
-            // No TTL (a foreign lock that never expires), or no answer: the
-            // next attempt will tell.
-            _ => self.backoff.next_sleep(now).unwrap_or(Duration::ZERO),
+/// What an inspection after a busy answer found.
+enum Seen {
+    Gone,
+    Holder(Holder),
+    Unknown,
+}
+
+/// Asks who holds `key` and until when. A holder of this crate announces its
+/// release, so only its expiry (which is not announced) bounds a wait for
+/// it; any other holder is polled for as well.
+async fn holder(node: &Node, key: &str) -> Seen {
+    match node.holder(key).await {
+        Ok((None, _)) | Ok((_, -2)) => Seen::Gone,
+        Ok((Some(token), ttl)) if ttl >= 0 => {
+            // PTTL rounds down: one more millisecond and it has expired.
+            let ttl = Duration::from_millis(u64::try_from(ttl).unwrap_or(0) + 1);
+            Seen::Holder(Holder {
+                expires: Instant::now() + ttl,
+                announces: token::has_token_format(&token),
+            })
         }
+        _ => Seen::Unknown,
     }
 }
 

@@ -230,12 +230,16 @@ async fn waiters_in_tasks_and_processes_are_woken_not_polling() {
     let long = round(&server, Duration::from_millis(200)).await;
     eprintln!("{short:?}\n{long:?}");
     for round in [&short, &long] {
-        // Each release wakes each remaining waiter once: a SET each, and an
-        // inspection (GET + PTTL) for each that lost the race. Polling
-        // would add a SET per waiter per backoff step (up to 100 ms here).
+        // A release wakes one waiter per process (3 here): a SET each, an
+        // inspection (GET + PTTL) for those that lose the race, and for the
+        // winner's process one more waiter's SET and inspection, to learn
+        // the new holder's expiry. At most 2 SETs per process, whatever the
+        // number of waiters; polling would add a SET per waiter per backoff
+        // step (up to 100 ms here).
+        let processes = (PROCESSES + 1) as f64;
         assert!(
-            round.sets_per_handoff() <= CONTENDERS as f64,
-            "{:.1} SETs per handoff with {CONTENDERS} contenders: {round:?}",
+            round.sets_per_handoff() <= 2.0 * processes + 1.0,
+            "{:.1} SETs per handoff with {CONTENDERS} contenders in {processes} processes: {round:?}",
             round.sets_per_handoff()
         );
         assert!(round.inspections <= round.sets, "{round:?}");
@@ -368,6 +372,43 @@ async fn a_foreign_holder_that_never_publishes_still_hands_over() {
         );
         guard.release().await.unwrap();
     }
+}
+
+/// A release wakes one waiter per process. When that one takes the lock,
+/// the next is woken to look at the new holder: here the new holder has a
+/// short TTL and never releases, and the other waiter must not go on
+/// waiting for the previous holder's (long) expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_local_handoff_the_other_waiters_follow_the_new_holders_ttl() {
+    let server = RedisServer::start();
+    let client = server.client();
+    let key = "handoff:next";
+    let first = notified_lock(&client, key, Duration::from_secs(10), WaitPolicy::no_wait()).await;
+    let short = notified_lock(&client, key, Duration::from_millis(300), sluggish()).await;
+    let patient = notified_lock(&client, key, Duration::from_secs(10), sluggish()).await;
+
+    let holder = first.acquire().await.unwrap();
+    let crashing = tokio::spawn(async move {
+        // Queued first, so woken first; then it never releases.
+        std::mem::forget(short.acquire().await.unwrap());
+        Instant::now()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = tokio::spawn(async move { patient.acquire().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holder.release().await.unwrap();
+
+    let crashed_holder_acquired = crashing.await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("the waiter went on waiting for the first holder's expiry (10 s)")
+        .unwrap();
+    let waited = crashed_holder_acquired.elapsed();
+    assert!(
+        waited < Duration::from_millis(300 + 300),
+        "the new holder's TTL was 300 ms, the waiter got the lock after {waited:?}"
+    );
+    guard.release().await.unwrap();
 }
 
 // --------------------------------------------------------------------------
