@@ -199,6 +199,23 @@ impl Notifier {
         })
     }
 
+    /// Registers a waiter on `key`'s release channel only if it is live
+    /// already (others in the process wait on it): local work, no command.
+    fn join_if_live(&self, key: &str) -> Option<Subscription> {
+        let state = self.shared.state();
+        // Nobody waits on anything: not even the channel's name is made.
+        if state.channels.is_empty() {
+            return None;
+        }
+        let channel = release_channel(key);
+        let live = state
+            .channels
+            .get(channel.as_str())
+            .is_some_and(|entry| entry.signal.borrow().live);
+        drop(state);
+        if live { self.subscribe(key) } else { None }
+    }
+
     /// Starts the task unless it runs. A task that ended went with its
     /// runtime (shut down), and its connection with it, without a
     /// disconnection push: the new one starts from nothing.
@@ -699,17 +716,22 @@ pub(crate) struct Waiter<'a> {
 }
 
 impl<'a> Waiter<'a> {
+    /// Made before the first attempt. When others in the process already
+    /// wait on the key, with a live subscription, the first attempt is
+    /// covered too, and a busy answer needs no second try.
     pub(crate) fn new(
         key: &'a str,
         backoff: Backoff,
         notify: Option<(&'a Notifier, &'a Node)>,
     ) -> Waiter<'a> {
+        let mut subscription = notify.and_then(|(notifier, _)| notifier.join_if_live(key));
+        let live = subscription.as_mut().is_some_and(Subscription::arm);
         Waiter {
             key,
             backoff,
             notify,
-            subscription: None,
-            live: false,
+            subscription,
+            live,
         }
     }
 

@@ -411,6 +411,35 @@ async fn after_a_local_handoff_the_other_waiters_follow_the_new_holders_ttl() {
     guard.release().await.unwrap();
 }
 
+/// A waiter that joins a key others in the process already wait on is
+/// covered from its first attempt: one SET and one inspection, then it
+/// waits (a waiter that subscribes afresh needs a second try).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_waiters_on_a_live_channel_try_once() {
+    let server = RedisServer::start();
+    let client = server.client();
+    let key = "handoff:join";
+    let lock = notified_lock(&client, key, Duration::from_secs(10), sluggish()).await;
+    let holder = lock.acquire().await.unwrap();
+    let waiter = |lock: Lock| {
+        tokio::spawn(async move { lock.acquire().await.unwrap().release().await.unwrap() })
+    };
+    let first = waiter(lock.clone());
+    eventually(Duration::from_secs(5), "subscribed", || {
+        subscribers(&server, "{handoff:join}:released") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.reset_stats();
+    let joined = waiter(lock.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.command_calls("set"), 1);
+    assert_eq!(server.command_calls("pttl"), 1);
+    holder.release().await.unwrap();
+    first.await.unwrap();
+    joined.await.unwrap();
+}
+
 // --------------------------------------------------------------------------
 // The subscription connection
 // --------------------------------------------------------------------------
