@@ -21,7 +21,8 @@
 //!   attempt that fails means the lock has a new holder, who will announce
 //!   its own release. One `SET` per process per release instead of one per
 //!   waiter, and no herd of tasks on the handoff's path.
-//! - A waiting `acquire` ([`Waiter`]) subscribes after its first busy answer,
+//! - A waiting `acquire` ([`Waiter`]) subscribes after its first busy answer
+//!   (or joins before its first attempt when the channel is live already),
 //!   and relies on a release wake-up only for an attempt it sent while its
 //!   channel was live, having queued for the wake-up and marked the liveness
 //!   as seen just before sending it. A release after that attempt reached
