@@ -92,56 +92,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Just enough to run the example without a Redis: a redis-server on a free
-/// loopback port, with no persistence, killed when dropped.
-mod throwaway {
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    pub struct RedisServer {
-        child: Child,
-        port: u16,
-    }
-
-    impl RedisServer {
-        pub fn start() -> std::io::Result<RedisServer> {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-            let child = Command::new(&bin)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .spawn()
-                .map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!(
-                            "cannot start {bin:?} ({e}): install redis-server or set REDIS_URL"
-                        ),
-                    )
-                })?;
-            let server = RedisServer { child, port };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if Instant::now() > deadline {
-                    return Err(std::io::Error::other("redis-server did not start in 10 s"));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Ok(server)
-        }
-
-        pub fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}/", self.port)
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+/// A private redis-server for when `REDIS_URL` is unset (see the file).
+#[path = "support/throwaway.rs"]
+mod throwaway;

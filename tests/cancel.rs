@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use redis_mutex::{Lock, WaitPolicy};
-use support::RedisServer;
+use support::{RedisServer, yields};
 
 const TTL: Duration = Duration::from_secs(60);
 /// How long background cleanups may take; far below the TTL.
@@ -24,16 +24,6 @@ async fn wait_until_gone(server: &RedisServer, key: &str) -> Duration {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     started.elapsed()
-}
-
-/// Completes after `n` trips through the scheduler; each lets the I/O driver
-/// run, so an `acquire` raced against it gets cut off at every stage of its
-/// life as `n` grows. (`tokio::time::timeout` cannot do this: its timer ticks
-/// in milliseconds, longer than a loopback round trip.)
-async fn yields(n: usize) {
-    for _ in 0..n {
-        tokio::task::yield_now().await;
-    }
 }
 
 #[tokio::test]

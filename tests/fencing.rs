@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis_mutex::{Error, FencedResource, FencedWrite, Lock, WaitPolicy};
-use support::RedisServer;
+use support::{RedisServer, commands_processed, yields};
 
 fn fenced(connection: MultiplexedConnection, key: &str, ttl_ms: u64) -> Lock {
     Lock::builder(key)
@@ -661,17 +661,6 @@ async fn fenced_acquire_survives_a_script_flush() {
     assert!(!server.exists("flush:lock"));
 }
 
-/// `total_commands_processed`: every command run, including the admin
-/// connection's own and those a script runs inside.
-fn commands_processed(server: &RedisServer) -> u64 {
-    let stats = server.info("stats");
-    let line = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .unwrap();
-    line.trim().parse().unwrap()
-}
-
 #[tokio::test]
 async fn an_uncontended_fenced_acquire_and_release_is_exactly_two_commands() {
     let server = RedisServer::start();
@@ -749,10 +738,4 @@ async fn cut_off_fenced_acquires_leave_no_lock_and_fences_still_increase() {
         "no script was in flight when cut off: {issued} fences issued, {} acquired",
         fences.len()
     );
-}
-
-async fn yields(n: usize) {
-    for _ in 0..n {
-        tokio::task::yield_now().await;
-    }
 }

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use redis_mutex::{Error, Lock, MAX_TTL, Operation, WaitPolicy};
-use support::RedisServer;
+use support::{RedisServer, commands_processed};
 
 fn lock_on(server_conn: redis::aio::MultiplexedConnection, key: &str, ttl_ms: u64) -> Lock {
     Lock::builder(key)
@@ -216,17 +216,6 @@ async fn release_survives_a_script_flush() {
     // redis::Script loaded each script again after NOSCRIPT: release, then
     // extend after the first flush, then release after the second.
     assert_eq!(server.command_calls("script|load"), 3);
-}
-
-/// `total_commands_processed`: every command run, including the admin
-/// connection's own and the GET, DEL and PUBLISH a script runs inside.
-fn commands_processed(server: &RedisServer) -> u64 {
-    let stats = server.info("stats");
-    let line = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .unwrap();
-    line.trim().parse().unwrap()
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redis_mutex::{Error, Lock, NodeFailureReason, Operation, WaitPolicy};
-use support::RedisServer;
+use support::{RedisServer, yields};
 
 const NODES: usize = 5;
 const NODE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -438,12 +438,6 @@ async fn a_node_restarted_empty_under_a_held_guard_leaves_the_lock_held() {
 // ---------------------------------------------------------------------------
 // Cancellation
 // ---------------------------------------------------------------------------
-
-async fn yields(n: usize) {
-    for _ in 0..n {
-        tokio::task::yield_now().await;
-    }
-}
 
 #[tokio::test]
 async fn acquires_cut_off_at_any_point_leave_no_key_on_any_node() {

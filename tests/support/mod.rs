@@ -583,3 +583,24 @@ fn send_signal_quiet(sig: &str, pid: u32) {
         .stderr(Stdio::null())
         .status();
 }
+
+/// `total_commands_processed` from `INFO stats`: every command run,
+/// including the admin connection's own and those a script runs inside.
+pub fn commands_processed(server: &RedisServer) -> u64 {
+    let stats = server.info("stats");
+    let line = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .expect("INFO stats has total_commands_processed");
+    line.trim().parse().expect("a number")
+}
+
+/// Completes after `n` trips through the scheduler; each lets the I/O driver
+/// run, so an `acquire` raced against it gets cut off at every stage of its
+/// life as `n` grows. (`tokio::time::timeout` cannot do this: its timer ticks
+/// in milliseconds, longer than a loopback round trip.)
+pub async fn yields(n: usize) {
+    for _ in 0..n {
+        tokio::task::yield_now().await;
+    }
+}
