@@ -8,6 +8,8 @@
 //! Failures panic with a clear message: this is test support, not library code.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::fmt;
 use std::fs;
 use std::io::ErrorKind;
