@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use redis_mutex::{Error, Lock, Operation, WaitPolicy};
 use support::RedisServer;
+use support::proxy::{Mode, Proxy};
 
 /// Retries `try_acquire` until the server answers again, as a caller would.
 async fn acquire_once_back(lock: &Lock) -> redis_mutex::LockGuard {
@@ -206,4 +207,101 @@ async fn a_stalled_server_times_out_release_and_extend_with_typed_errors() {
     // The timed-out extend still ran once the server woke; the lock is ours.
     assert!(lock.try_acquire().await.unwrap().is_none(), "still held");
     assert!(guard.is_held().await.unwrap());
+}
+
+/// Polls until `key` is gone from `server`; panics after `bound`.
+async fn gone_within(server: &RedisServer, key: &str, bound: Duration) -> Duration {
+    let started = Instant::now();
+    while server.exists(key) {
+        assert!(
+            started.elapsed() < bound,
+            "{key} still held after {bound:?} (PTTL {} ms)",
+            server.pttl(key)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+/// The `SET` reaches the server, its reply is lost and the connection breaks
+/// (D1): the acquire must not report a lock it never saw confirmed, and the
+/// key it may have set must not stay held for its TTL.
+#[tokio::test]
+async fn an_acquire_whose_reply_is_lost_is_not_acquired_and_leaves_no_lock() {
+    let server = RedisServer::start();
+    let proxy = Proxy::to(&server);
+    let key = "faults:ambiguous";
+    let lock = Lock::builder(key)
+        .ttl(Duration::from_secs(30))
+        .connect(proxy.url())
+        .await
+        .unwrap();
+    for round in 0..3 {
+        proxy.set(Mode::DropReplies);
+        let acquiring = tokio::spawn({
+            let lock = lock.clone();
+            async move { lock.acquire().await }
+        });
+        proxy
+            .wait_forwarded("set", round + 1, Duration::from_secs(2))
+            .await;
+        let started = Instant::now();
+        while !server.exists(key) {
+            assert!(started.elapsed() < Duration::from_secs(1), "the SET ran");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let token = server.get(key).unwrap();
+        proxy.set(Mode::Pass);
+        proxy.reset_connections();
+        let err = acquiring.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Redis {
+                    operation: Operation::Acquire,
+                    ..
+                }
+            ),
+            "round {round}: {err:?}"
+        );
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(
+            !format!("{err:?}{err}").contains(&token),
+            "no token in errors"
+        );
+        // Released by token in the background, far sooner than the 30 s TTL.
+        gone_within(&server, key, Duration::from_secs(3)).await;
+        let guard = lock.try_acquire().await.unwrap().expect("free again");
+        guard.release().await.unwrap();
+    }
+}
+
+/// As above, but the connection stays open and the client's response
+/// timeout fires: the cleanup goes out on the same connection, still without
+/// answers, and runs after the SET.
+#[tokio::test]
+async fn an_acquire_that_times_out_with_its_reply_lost_leaves_no_lock() {
+    let server = RedisServer::start();
+    let proxy = Proxy::to(&server);
+    let key = "faults:ambiguous-timeout";
+    let lock = Lock::builder(key)
+        .ttl(Duration::from_secs(30))
+        .connect(proxy.url())
+        .await
+        .unwrap();
+    proxy.set(Mode::DropReplies);
+    let err = lock.acquire().await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        err.redis_error().is_some_and(|e| e.is_timeout()),
+        "the connection's response timeout: {err:?}"
+    );
+    assert_eq!(proxy.forwarded("set"), 1);
+    gone_within(&server, key, Duration::from_secs(3)).await;
+    // Answers were lost on that connection: reset it, as a real network
+    // failure would, and the lock works again.
+    proxy.set(Mode::Pass);
+    proxy.reset_connections();
+    let guard = acquire_once_back(&lock).await;
+    guard.release().await.unwrap();
 }
