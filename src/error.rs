@@ -120,7 +120,30 @@ pub enum Error {
         source: redis::RedisError,
     },
 
-    /// Redis could not be reached, timed out, or answered with an error.
+    /// Redis did not answer in time: the lock's
+    /// [command timeout](crate::LockBuilder::command_timeout) fired, or the
+    /// connection's own response timeout.
+    ///
+    /// The command was sent and may still run. For [`Operation::Acquire`]
+    /// the crate then releases the token it sent in the background, so the
+    /// lock is not left held until its TTL; a timed-out extend leaves the
+    /// guard's deadline where it was; a timed-out release leaves the key to
+    /// expire by its TTL (or to be deleted when the release runs late).
+    #[error("no answer from redis{} during {operation} of lock {key:?}", Within(*.after))]
+    TimedOut {
+        /// What the crate was doing.
+        operation: Operation,
+        /// The lock's key.
+        key: String,
+        /// The timeout that fired, when it was the lock's own; `None` for the
+        /// connection's.
+        after: Option<Duration>,
+        /// The timeout error from the `redis` crate.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// Redis could not be reached, or answered with an error.
     ///
     /// For [`Operation::Acquire`] the `SET` may still have reached the server;
     /// the crate then releases the token it sent in the background, so the
@@ -164,12 +187,15 @@ pub enum Error {
         failures: Vec<NodeFailure>,
     },
 
-    /// A Redlock step reached a majority of the nodes, but their answers took
-    /// so long that none of the lease was left to trust: the time taken
-    /// exceeded the TTL minus the clock-drift margin. For
-    /// [`Operation::Acquire`] our token was released on every node.
+    /// An acquire or extend succeeded (on the one node, or on a majority of a
+    /// Redlock's nodes), but the answer took so long that none of the lease
+    /// was left to trust: the time taken exceeded the TTL minus the
+    /// clock-drift margin (for an extend, it came after the guard's
+    /// deadline). For [`Operation::Acquire`] our token was released (on
+    /// every node) and no guard was made; for [`Operation::Extend`] the
+    /// guard's lease is lost.
     #[error(
-        "{operation} of lock {key:?} reached a majority of the nodes, but only after {elapsed:?}, when no validity was left"
+        "{operation} of lock {key:?} succeeded, but only after {elapsed:?}, when no validity was left"
     )]
     ValidityExpired {
         /// What the crate was doing.
@@ -201,6 +227,14 @@ impl Error {
     /// Classifies an error from the `redis` crate met during `operation`.
     pub(crate) fn from_redis(operation: Operation, key: &str, source: redis::RedisError) -> Error {
         let key = key.to_owned();
+        if source.code().is_none() && source.is_timeout() {
+            return Error::TimedOut {
+                operation,
+                key,
+                after: crate::timeout::command_timeout_of(&source),
+                source,
+            };
+        }
         match source.code() {
             Some("WRONGTYPE") => Error::WrongType { key, source },
             Some("NOPERM") => Error::PermissionDenied {
@@ -256,6 +290,12 @@ impl Error {
         matches!(self, Error::NotHeld { .. } | Error::Lost { .. })
     }
 
+    /// Whether Redis did not answer in time ([`TimedOut`](Error::TimedOut)).
+    /// The command may still have run.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::TimedOut { .. })
+    }
+
     /// Whether trying again later may succeed: the lock was busy, or Redis
     /// could not be reached or timed out. A missed quorum is retryable when no
     /// node failed with an error reply (only busy, timed-out or unreachable
@@ -266,6 +306,7 @@ impl Error {
             Error::QuorumNotReached { failures, .. } => failures
                 .iter()
                 .all(|f| !matches!(f.reason, NodeFailureReason::Redis(_))),
+            Error::TimedOut { .. } => true,
             Error::Redis { source, .. } => {
                 source.is_io_error()
                     || source.is_timeout()
@@ -282,6 +323,7 @@ impl Error {
             Error::WrongType { source, .. }
             | Error::PermissionDenied { source, .. }
             | Error::UnsupportedServer { source, .. }
+            | Error::TimedOut { source, .. }
             | Error::Redis { source, .. } => Some(source),
             _ => None,
         }
@@ -360,6 +402,18 @@ impl fmt::Display for NodeFailure {
             NodeFailureReason::TimedOut(after) => write!(f, "no answer within {after:?}"),
             NodeFailureReason::Unreachable(e) => write!(f, "unreachable ({e})"),
             NodeFailureReason::Redis(e) => write!(f, "error reply ({e})"),
+        }
+    }
+}
+
+/// Formats a timeout as ` within 200ms`, or nothing when unknown.
+struct Within(Option<Duration>);
+
+impl fmt::Display for Within {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(after) => write!(f, " within {after:?}"),
+            None => f.write_str(" in time"),
         }
     }
 }

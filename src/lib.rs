@@ -14,6 +14,7 @@ mod quorum;
 mod renew;
 mod retry;
 mod scripts;
+mod timeout;
 mod token;
 mod topology;
 

@@ -17,6 +17,7 @@ use crate::guard::LockGuard;
 use crate::lease::Lease;
 use crate::quorum::{self, Quorum, join_all};
 use crate::retry::WaitPolicy;
+use crate::timeout::TimedConnection;
 use crate::token::Token;
 use crate::topology::{AcquireStep, Topology};
 
@@ -89,6 +90,7 @@ impl Lock {
             fencing: false,
             drift: ClockDrift::DEFAULT,
             node_timeout: None,
+            command_timeout: None,
         }
     }
 
@@ -374,6 +376,17 @@ impl PendingAcquire<'_> {
         valid_from: Instant,
         fence: Option<u64>,
     ) -> Result<LockGuard> {
+        // An answer that came after the lease's validity proves nothing any
+        // more: the key may have expired and been taken meanwhile. No guard;
+        // the token stays pending, so Drop releases it in the background.
+        let ttl = lock.inner.ttl;
+        if valid_from + lock.inner.drift.validity(ttl) <= Instant::now() {
+            return Err(Error::ValidityExpired {
+                operation: Operation::Acquire,
+                key: lock.key().to_owned(),
+                elapsed: valid_from.elapsed(),
+            });
+        }
         self.maybe_set = false;
         let token = self
             .token
@@ -503,6 +516,7 @@ pub struct LockBuilder {
     fencing: bool,
     drift: ClockDrift,
     node_timeout: Option<Duration>,
+    command_timeout: Option<Duration>,
 }
 
 impl LockBuilder {
@@ -639,6 +653,34 @@ impl LockBuilder {
         self
     }
 
+    /// Sets how long each command of this lock (acquire, release, extend,
+    /// `is_held`) waits for Redis's answer before it fails with
+    /// [`Error::TimedOut`]. The command may still run on the server after
+    /// that: a timed-out acquire is released by token in the background, a
+    /// timed-out extend leaves the guard's deadline where it was.
+    ///
+    /// The connection's own response timeout applies as well, so this can
+    /// only shorten the wait: connections opened by the `redis` crate
+    /// (including those of [`connect`](LockBuilder::connect)) give up after
+    /// 500 ms unless configured otherwise. On a Redlock, the
+    /// [per-node timeout](LockBuilder::node_timeout) bounds each node too.
+    ///
+    /// Renewal never waits past the guard's deadline, whatever the timeout.
+    ///
+    /// Defaults to none: the connection's own response timeout only. Must
+    /// be above zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = redis_mutex::Lock::builder("jobs:import")
+    ///     .ttl(Duration::from_secs(2))
+    ///     .command_timeout(Duration::from_millis(200));
+    /// ```
+    pub fn command_timeout(mut self, timeout: Duration) -> LockBuilder {
+        self.command_timeout = Some(timeout);
+        self
+    }
+
     /// Builds the lock over an existing connection, such as a clone of your
     /// application's [`ConnectionManager`] or
     /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection). Many locks
@@ -666,6 +708,7 @@ impl LockBuilder {
     /// ```
     pub fn build(self, connection: impl LockConnection) -> Result<Lock> {
         let ttl = self.validate()?;
+        let connection = TimedConnection::new(connection, self.command_timeout);
         self.finish(ttl, Topology::Single(Node::new(connection)))
     }
 
@@ -704,7 +747,10 @@ impl LockBuilder {
         connections: impl IntoIterator<Item = C>,
     ) -> Result<Lock> {
         let ttl = self.validate()?;
-        let nodes: Vec<Node> = connections.into_iter().map(Node::new).collect();
+        let nodes: Vec<Node> = connections
+            .into_iter()
+            .map(|connection| Node::new(TimedConnection::new(connection, self.command_timeout)))
+            .collect();
         let node_timeout = self.validate_quorum(ttl, nodes.len())?;
         let quorum = Quorum::new(nodes, node_timeout, self.drift);
         self.finish(ttl, Topology::Quorum(quorum))
@@ -880,6 +926,9 @@ impl LockBuilder {
             ));
         }
         self.fence_key()?;
+        if self.command_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::invalid("command_timeout", "must be above zero"));
+        }
         let ttl = check_ttl(self.ttl)?;
         self.drift.check()?;
         if self.drift.validity(ttl).is_zero() {
