@@ -24,6 +24,11 @@ pub enum Operation {
     FencedWrite,
     /// Reading a [`FencedResource`](crate::FencedResource).
     FencedRead,
+    /// Reading the server's settings for [`Lock::diagnose`](crate::Lock::diagnose).
+    Diagnose,
+    /// `WAIT`/`WAITAOF` after an acquire, for
+    /// [`LockBuilder::wait_for_replicas`](crate::LockBuilder::wait_for_replicas).
+    Replicate,
 }
 
 impl fmt::Display for Operation {
@@ -36,6 +41,8 @@ impl fmt::Display for Operation {
             Operation::Inspect => "inspect",
             Operation::FencedWrite => "fenced write",
             Operation::FencedRead => "fenced read",
+            Operation::Diagnose => "diagnose",
+            Operation::Replicate => "replicate",
         })
     }
 }
@@ -106,6 +113,23 @@ pub enum Error {
         /// The lock's key.
         key: String,
         /// The server's `NOPERM` (or script permission) reply.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// The server refused a write because it is out of memory: `maxmemory`
+    /// is reached and the eviction policy (`noeviction`, the one to use for
+    /// locks) frees nothing. Nothing was written. Release and extend still
+    /// work on a full server; acquires fail until memory is freed.
+    #[error(
+        "redis is out of memory (maxmemory reached) and refused the {operation} of lock {key:?}; nothing was written"
+    )]
+    OutOfMemory {
+        /// What the crate was doing.
+        operation: Operation,
+        /// The lock's key.
+        key: String,
+        /// The server's `OOM` reply.
         #[source]
         source: redis::RedisError,
     },
@@ -237,6 +261,11 @@ impl Error {
         }
         match source.code() {
             Some("WRONGTYPE") => Error::WrongType { key, source },
+            Some("OOM") => Error::OutOfMemory {
+                operation,
+                key,
+                source,
+            },
             Some("NOPERM") => Error::PermissionDenied {
                 operation,
                 key,
@@ -323,6 +352,7 @@ impl Error {
             Error::WrongType { source, .. }
             | Error::PermissionDenied { source, .. }
             | Error::UnsupportedServer { source, .. }
+            | Error::OutOfMemory { source, .. }
             | Error::TimedOut { source, .. }
             | Error::Redis { source, .. } => Some(source),
             _ => None,

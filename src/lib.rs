@@ -5,6 +5,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod connection;
+mod diagnose;
 mod error;
 mod fence;
 mod guard;
@@ -19,6 +20,7 @@ mod token;
 mod topology;
 
 pub use connection::LockConnection;
+pub use diagnose::{ServerReport, Weakness};
 pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
 pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;

@@ -605,3 +605,96 @@ async fn replies_delayed_past_the_ttl_fire_lost_and_never_make_two_holders() {
         settle_to(baseline, Duration::from_secs(3)).await;
     }
 }
+
+/// `maxmemory` reached under `noeviction` (C7): an acquire fails with a
+/// clear out-of-memory error and writes nothing, while release and extend
+/// (scripts without a `#!lua` line) and renewal still work.
+#[tokio::test]
+async fn a_full_server_refuses_acquire_but_release_extend_and_renewal_work() {
+    let server = RedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
+    let conn = server.conn().await;
+    let renewing = Lock::builder("faults:oom-held")
+        .ttl(Duration::from_millis(300))
+        .auto_renew(true)
+        .build(conn.clone())
+        .unwrap();
+    let other = Lock::builder("faults:oom-other")
+        .wait(WaitPolicy::no_wait())
+        .build(conn.clone())
+        .unwrap();
+    let guard = renewing.acquire().await.unwrap();
+    // Load the scripts while there is memory, as a running service would
+    // have; SCRIPT LOAD itself is refused when full.
+    guard.extend(Duration::from_millis(300)).await.unwrap();
+    other.acquire().await.unwrap().release().await.unwrap();
+
+    // Full: more used than allowed, and nothing may be evicted.
+    server.cmd(&["DEBUG", "POPULATE", "20000", "fill", "64"]);
+    server.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+
+    let err = other.acquire().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutOfMemory {
+                operation: Operation::Acquire,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("out of memory"), "{err}");
+    assert!(!err.is_retryable(), "not a busy lock: {err:?}");
+    assert_eq!(err.redis_error().and_then(|e| e.code()), Some("OOM"));
+    assert!(!server.exists("faults:oom-other"), "nothing written");
+    // Even a held lock is refused as OOM, not reported busy.
+    let err = renewing.try_acquire().await.unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "{err:?}");
+
+    // Renewal keeps the lock over several TTLs; a manual extend works.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!guard.is_lost(), "renewal works out of memory");
+    guard.extend(Duration::from_millis(300)).await.unwrap();
+    assert!(server.pttl("faults:oom-held") > 200);
+    guard.release().await.unwrap();
+    assert!(!server.exists("faults:oom-held"), "released out of memory");
+
+    server.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    other.acquire().await.unwrap().release().await.unwrap();
+}
+
+/// With a `volatile-*` eviction policy, memory pressure deletes held locks
+/// (V8, C6): `diagnose()` flags the policy, and a renewing guard hears of
+/// the loss at its next extend instead of believing it still holds the lock.
+#[tokio::test]
+async fn an_evicted_lock_is_reported_lost_and_diagnose_flags_the_policy() {
+    let server = RedisServer::start_with(&["--maxmemory-policy", "volatile-lru"]);
+    let lock = Lock::builder("faults:evicted")
+        .ttl(Duration::from_secs(3))
+        .auto_renew(true)
+        .build(server.conn().await)
+        .unwrap();
+    server.cmd(&["CONFIG", "SET", "maxmemory", "100mb"]);
+    let report = &lock.diagnose().await.unwrap()[0];
+    assert!(
+        report
+            .weaknesses()
+            .contains(&redis_mutex::Weakness::Eviction {
+                policy: "volatile-lru".into()
+            }),
+        "{report}"
+    );
+    let guard = lock.acquire().await.unwrap();
+    // Keys without a TTL fill the memory; only keys with one (the lock) can
+    // be evicted, and the next write evicts it.
+    server.cmd(&["DEBUG", "POPULATE", "20000", "fill", "64"]);
+    server.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+    let _ = server.try_cmd(&["SET", "trigger", "x"]);
+    assert!(!server.exists("faults:evicted"), "the lock was evicted");
+    server.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    // Renewal runs every second; the deadline is ~2.97 s away.
+    tokio::time::timeout(Duration::from_secs(2), guard.lost())
+        .await
+        .expect("the next extend reports the loss");
+    assert!(guard.release().await.unwrap_err().is_not_held());
+}
