@@ -134,6 +134,30 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// The lock was acquired on the master, but fewer replicas than
+    /// required confirmed the write within the timeout
+    /// ([`LockBuilder::wait_for_replicas`](crate::LockBuilder::wait_for_replicas),
+    /// [`wait_for_aof`](crate::LockBuilder::wait_for_aof)), so a failover
+    /// could lose it. The lock was released again (token-checked); no guard
+    /// was made.
+    #[error(
+        "lock {key:?} was acquired, but only {acknowledged} of {required} replicas confirmed it within {timeout:?}{}, so it was released",
+        LocalFsync(*.local_fsynced)
+    )]
+    NotReplicated {
+        /// The lock's key.
+        key: String,
+        /// How many replicas confirmed the write.
+        acknowledged: u32,
+        /// How many were required.
+        required: u32,
+        /// For `WAITAOF` with the local fsync asked for: whether the master
+        /// fsynced the write to its append-only file. `None` for `WAIT`.
+        local_fsynced: Option<bool>,
+        /// How long the server waited for them.
+        timeout: Duration,
+    },
+
     /// The server does not support a command the crate needs.
     #[error("the server does not support {needed}")]
     UnsupportedServer {
@@ -331,7 +355,9 @@ impl Error {
     /// nodes).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Busy { .. } | Error::ValidityExpired { .. } => true,
+            Error::Busy { .. } | Error::ValidityExpired { .. } | Error::NotReplicated { .. } => {
+                true
+            }
             Error::QuorumNotReached { failures, .. } => failures
                 .iter()
                 .all(|f| !matches!(f.reason, NodeFailureReason::Redis(_))),
@@ -432,6 +458,18 @@ impl fmt::Display for NodeFailure {
             NodeFailureReason::TimedOut(after) => write!(f, "no answer within {after:?}"),
             NodeFailureReason::Unreachable(e) => write!(f, "unreachable ({e})"),
             NodeFailureReason::Redis(e) => write!(f, "error reply ({e})"),
+        }
+    }
+}
+
+/// Says that the master did not fsync, when it was asked to and did not.
+struct LocalFsync(Option<bool>);
+
+impl fmt::Display for LocalFsync {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(false) => f.write_str(" (and the master did not fsync it)"),
+            _ => Ok(()),
         }
     }
 }

@@ -13,6 +13,7 @@ mod lease;
 mod lock;
 mod quorum;
 mod renew;
+mod replicas;
 mod retry;
 mod scripts;
 mod timeout;

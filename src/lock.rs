@@ -16,6 +16,7 @@ use crate::fence;
 use crate::guard::LockGuard;
 use crate::lease::Lease;
 use crate::quorum::{self, Quorum, join_all};
+use crate::replicas::ReplicaSync;
 use crate::retry::WaitPolicy;
 use crate::timeout::TimedConnection;
 use crate::token::Token;
@@ -71,6 +72,8 @@ pub(crate) struct LockInner {
     pub(crate) fence_key: Option<Arc<str>>,
     pub(crate) drift: ClockDrift,
     pub(crate) topology: Topology,
+    /// `WAIT`/`WAITAOF` after each acquire (single node only).
+    pub(crate) replica_sync: Option<ReplicaSync>,
 }
 
 impl Lock {
@@ -91,6 +94,7 @@ impl Lock {
             drift: ClockDrift::DEFAULT,
             node_timeout: None,
             command_timeout: None,
+            replica_sync: None,
         }
     }
 
@@ -323,6 +327,16 @@ impl Lock {
                     // Only an earlier send of this call can have set our
                     // token; count validity from the first one.
                     let from = if from_earlier_send { started } else { sent_at };
+                    if let Some(sync) = &self.inner.replica_sync
+                        && let Err(error) = sync.confirm(topology, key).await
+                    {
+                        // Not confirmed: undo now, so that the failed acquire
+                        // leaves nothing; Drop retries if this goes unanswered.
+                        if topology.release(key, pending.token_str()).await.is_ok() {
+                            pending.maybe_set = false;
+                        }
+                        return Err(error);
+                    }
                     return pending.into_guard(self, from, fence);
                 }
                 AcquireStep::Fail { error, maybe_set } => {
@@ -517,6 +531,7 @@ pub struct LockBuilder {
     drift: ClockDrift,
     node_timeout: Option<Duration>,
     command_timeout: Option<Duration>,
+    replica_sync: Option<ReplicaSync>,
 }
 
 impl LockBuilder {
@@ -678,6 +693,63 @@ impl LockBuilder {
     /// ```
     pub fn command_timeout(mut self, timeout: Duration) -> LockBuilder {
         self.command_timeout = Some(timeout);
+        self
+    }
+
+    /// After each acquire, waits (`WAIT replicas timeout`, on the connection
+    /// the `SET` went on) until `replicas` replicas have the lock. If fewer
+    /// confirm within `timeout`, the acquire fails with
+    /// [`Error::NotReplicated`] and the lock is released again. For
+    /// deployments with failover: a lock only the master had is lost when a
+    /// replica is promoted, and the same lock can then be granted twice.
+    ///
+    /// This narrows that window; it does not close it. Replication stays
+    /// asynchronous: a replica that confirmed can still lose the write, and
+    /// failover may promote one that did not confirm. An acquire takes one
+    /// more round trip, plus the replicas' delay (up to `timeout` when they
+    /// lag). `WAIT` blocks the connection it is sent on for that long, so
+    /// give such locks their own connection rather than one shared with
+    /// latency-sensitive work, and keep `timeout` below the connection's
+    /// response timeout (500 ms by default) and the
+    /// [command timeout](LockBuilder::command_timeout).
+    ///
+    /// Single-node locks only (a Redlock's nodes are independent masters).
+    /// `timeout` must be at least 1 ms and below half the lease's validity.
+    ///
+    /// Defaults to off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = redis_mutex::Lock::builder("jobs:import")
+    ///     .wait_for_replicas(1, Duration::from_millis(100));
+    /// ```
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> LockBuilder {
+        self.replica_sync = Some(ReplicaSync::Wait { replicas, timeout });
+        self
+    }
+
+    /// Like [`wait_for_replicas`](LockBuilder::wait_for_replicas), but with
+    /// `WAITAOF` (Redis 7.2 and later): waits until the lock is fsynced to
+    /// the append-only file of the master (when `local`; the master needs
+    /// `appendonly yes`) and of `replicas` replicas. Older servers answer
+    /// that they have no such command: the acquire then fails with
+    /// [`Error::UnsupportedServer`] and the lock is released.
+    /// [`ServerReport::has_waitaof`](crate::ServerReport::has_waitaof) tells
+    /// ahead of time.
+    ///
+    /// Defaults to off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = redis_mutex::Lock::builder("jobs:import")
+    ///     .wait_for_aof(true, 1, Duration::from_millis(100));
+    /// ```
+    pub fn wait_for_aof(mut self, local: bool, replicas: u32, timeout: Duration) -> LockBuilder {
+        self.replica_sync = Some(ReplicaSync::Aof {
+            local,
+            replicas,
+            timeout,
+        });
         self
     }
 
@@ -876,6 +948,7 @@ impl LockBuilder {
                 fence_key,
                 drift: self.drift,
                 topology,
+                replica_sync: self.replica_sync,
             }),
         })
     }
@@ -930,6 +1003,20 @@ impl LockBuilder {
             return Err(Error::invalid("command_timeout", "must be above zero"));
         }
         let ttl = check_ttl(self.ttl)?;
+        if let Some(sync) = &self.replica_sync {
+            sync.validate(self.drift.validity(ttl))?;
+            if let Some(command_timeout) = self.command_timeout
+                && command_timeout <= sync.timeout()
+            {
+                return Err(Error::invalid(
+                    "command_timeout",
+                    format!(
+                        "{command_timeout:?} must be above the replica timeout ({:?}), or every WAIT times out on the client first",
+                        sync.timeout()
+                    ),
+                ));
+            }
+        }
         self.drift.check()?;
         if self.drift.validity(ttl).is_zero() {
             return Err(Error::invalid(
@@ -945,6 +1032,12 @@ impl LockBuilder {
 
     /// Checks a Redlock of `nodes` nodes; returns the per-node timeout.
     fn validate_quorum(&self, ttl: Duration, nodes: usize) -> Result<Duration> {
+        if self.replica_sync.is_some() {
+            return Err(Error::invalid(
+                "replicas",
+                "a Redlock's nodes are independent masters: wait for replicas on a lock on one node",
+            ));
+        }
         if self.fencing {
             return Err(Error::invalid(
                 "fencing",
