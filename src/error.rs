@@ -105,13 +105,20 @@ pub enum Error {
     },
 
     /// The server refused a command for lack of permission (ACL), for example
-    /// a user that may not run `EVALSHA`.
-    #[error("permission denied by the server during {operation} of lock {key:?}")]
+    /// a user that may not run `EVALSHA`. The message says which command
+    /// when the server named it, or which commands the script calls when the
+    /// refusal came from inside a script. The README lists the ACL a lock
+    /// user needs.
+    #[error("permission denied by the server during {operation} of lock {key:?}: {}", Denied(*.operation, .command.as_deref(), .source))]
     PermissionDenied {
         /// What the crate was doing.
         operation: Operation,
         /// The lock's key.
         key: String,
+        /// The command the server refused, lower case (e.g. `"evalsha"`),
+        /// when it named one. `None` when a script was refused a command it
+        /// calls, or access to a key.
+        command: Option<String>,
         /// The server's `NOPERM` (or script permission) reply.
         #[source]
         source: redis::RedisError,
@@ -293,6 +300,7 @@ impl Error {
             Some("NOPERM") => Error::PermissionDenied {
                 operation,
                 key,
+                command: source.detail().and_then(quoted_command),
                 source,
             },
             // A script that calls a command the ACL user may not run fails with
@@ -305,6 +313,7 @@ impl Error {
                 Error::PermissionDenied {
                     operation,
                     key,
+                    command: None,
                     source,
                 }
             }
@@ -459,6 +468,49 @@ impl fmt::Display for NodeFailure {
             NodeFailureReason::Unreachable(e) => write!(f, "unreachable ({e})"),
             NodeFailureReason::Redis(e) => write!(f, "error reply ({e})"),
         }
+    }
+}
+
+/// The command in `... run the 'evalsha' command`, the shape of a `NOPERM`
+/// reply for a refused command.
+fn quoted_command(detail: &str) -> Option<String> {
+    let (_, rest) = detail.split_once("run the '")?;
+    let (command, _) = rest.split_once('\'')?;
+    Some(command.to_owned())
+}
+
+/// The reason of a permission error, in words.
+struct Denied<'a>(Operation, Option<&'a str>, &'a redis::RedisError);
+
+impl fmt::Display for Denied<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Denied(operation, command, source) = *self;
+        let detail = source.detail().unwrap_or("");
+        if let Some(command) = command {
+            return write!(f, "the user may not run `{command}`");
+        }
+        if detail.contains("access one of the keys") {
+            return f.write_str(
+                "the user may not access this key (check its ACL key patterns, `~...`)",
+            );
+        }
+        if detail.contains("can't run this command") {
+            let calls = match operation {
+                Operation::Acquire => "GET, INCR and SET",
+                Operation::Release => "GET and DEL",
+                Operation::Extend => "GET and PEXPIRE",
+                Operation::FencedWrite => "GET and SET",
+                _ => "",
+            };
+            if calls.is_empty() {
+                return f.write_str("a script calls a command the user may not run");
+            }
+            return write!(
+                f,
+                "the {operation} script calls {calls}, which the user may not all run"
+            );
+        }
+        f.write_str(detail)
     }
 }
 
