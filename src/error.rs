@@ -165,6 +165,24 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// The server refused the credentials: a wrong user name or password in
+    /// the URL, or none where the server requires one (`NOAUTH`,
+    /// `WRONGPASS`). The message never contains the password. Trying again
+    /// with the same credentials will not help.
+    #[error(
+        "redis refused the credentials (wrong or missing user name or password) during {operation} of lock {key:?}"
+    )]
+    AuthenticationFailed {
+        /// What the crate was doing: [`Operation::Connect`], or the first
+        /// command on a connection that had not authenticated.
+        operation: Operation,
+        /// The lock's key.
+        key: String,
+        /// The error from the `redis` crate.
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// The server does not support a command the crate needs.
     #[error("the server does not support {needed}")]
     UnsupportedServer {
@@ -290,6 +308,15 @@ impl Error {
                 source,
             };
         }
+        if source.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(source.code(), Some("NOAUTH" | "WRONGPASS"))
+        {
+            return Error::AuthenticationFailed {
+                operation,
+                key,
+                source,
+            };
+        }
         match source.code() {
             Some("WRONGTYPE") => Error::WrongType { key, source },
             Some("OOM") => Error::OutOfMemory {
@@ -388,6 +415,7 @@ impl Error {
             | Error::PermissionDenied { source, .. }
             | Error::UnsupportedServer { source, .. }
             | Error::OutOfMemory { source, .. }
+            | Error::AuthenticationFailed { source, .. }
             | Error::TimedOut { source, .. }
             | Error::Redis { source, .. } => Some(source),
             _ => None,

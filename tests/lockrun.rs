@@ -369,3 +369,26 @@ fn a_three_node_quorum_with_one_node_down_still_runs_and_excludes() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_password_in_the_url_never_reaches_lockruns_messages() {
+    const SENTINEL: &str = "s3ntinel-pw-lockrun-77a1";
+    let server = RedisServer::start();
+    server.cmd(&["CONFIG", "SET", "requirepass", "the-real-one"]);
+    let url = format!("redis://:{SENTINEL}@127.0.0.1:{}/", server.port());
+    for use_env in [false, true] {
+        let mut command = Command::new(lockrun_bin());
+        if use_env {
+            command.env("REDIS_URL", &url);
+        } else {
+            command.env_remove("REDIS_URL").arg("--url").arg(&url);
+        }
+        command.args(["--key", "secret", "--", "true"]);
+        let output = run(command);
+        assert_eq!(output.status.code(), Some(69), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("credentials"), "{stderr}");
+        assert!(!stderr.contains(SENTINEL), "{stderr}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains(SENTINEL));
+    }
+}
