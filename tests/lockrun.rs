@@ -4,30 +4,9 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::RedisServer;
-
-/// The built `lockrun` example; built once per test run (`cargo test` also
-/// builds examples, but not when only this test target is selected).
-fn lockrun_bin() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "lockrun"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the lockrun example failed");
-        // target/<profile>/deps/<this test> -> target/<profile>/examples/lockrun
-        let deps = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        deps.parent().unwrap().join("examples").join("lockrun")
-    })
-}
+use support::{RedisServer, lockrun_bin};
 
 fn lockrun(server: &RedisServer, args: &[&str]) -> Command {
     let mut command = Command::new(lockrun_bin());
