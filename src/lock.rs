@@ -173,6 +173,14 @@ impl Lock {
     /// of the wait it reports the last attempt: [`Error::Busy`] if other
     /// owners held enough nodes to decide it, else the quorum error.
     ///
+    /// Other failures: [`Error::TimedOut`] when Redis did not answer in time
+    /// (the [command timeout](LockBuilder::command_timeout) or the
+    /// connection's), [`Error::ValidityExpired`] when the answer came after
+    /// the lease was already over, [`Error::NotReplicated`] when
+    /// [replicas](LockBuilder::wait_for_replicas) did not confirm it,
+    /// [`Error::OutOfMemory`] on a full server. In each case no guard is
+    /// made and a `SET` that may have landed is released by token.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future never leaves the lock held until its TTL. The

@@ -31,19 +31,34 @@ fn master_and_replica() -> (RedisServer, RedisServer) {
     (master, replica)
 }
 
-async fn replicated(master: &RedisServer, key: &str, replicas: u32) -> Lock {
+/// A connection that waits 5 s for answers: `WAIT` holds its answer back
+/// for up to its timeout, longer than the redis crate's default 500 ms.
+async fn patient_conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+    server
+        .client()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
+}
+
+/// A lock that waits up to `timeout_ms` for `replicas` replicas. Where the
+/// replica should confirm, tests give it a generous timeout: the machine is
+/// small and shared, and a busy replica can take a while to acknowledge.
+async fn replicated(master: &RedisServer, key: &str, replicas: u32, timeout_ms: u64) -> Lock {
     Lock::builder(key)
         .ttl(Duration::from_secs(10))
         .wait(WaitPolicy::no_wait())
-        .wait_for_replicas(replicas, Duration::from_millis(200))
-        .build(master.conn().await)
+        .wait_for_replicas(replicas, Duration::from_millis(timeout_ms))
+        .build(patient_conn(master).await)
         .unwrap()
 }
 
 #[tokio::test]
 async fn an_acquire_confirmed_by_the_replica_is_on_the_replica() {
     let (master, replica) = master_and_replica();
-    let lock = replicated(&master, "replicas:ok", 1).await;
+    let lock = replicated(&master, "replicas:ok", 1, 2_000).await;
     master.reset_stats();
     let guard = lock.acquire().await.unwrap();
     // WAIT returned, so the replica has it: no polling needed.
@@ -77,7 +92,7 @@ async fn an_acquire_confirmed_by_the_replica_is_on_the_replica() {
 #[tokio::test]
 async fn a_paused_replica_fails_the_acquire_and_the_lock_is_released() {
     let (master, replica) = master_and_replica();
-    let lock = replicated(&master, "replicas:paused", 1).await;
+    let lock = replicated(&master, "replicas:paused", 1, 200).await;
     replica.pause();
     let started = Instant::now();
     let err = lock.acquire().await.unwrap_err();
@@ -103,7 +118,8 @@ async fn a_paused_replica_fails_the_acquire_and_the_lock_is_released() {
     );
     assert!(!master.exists("replicas:paused"), "released on the master");
     replica.resume();
-    let guard = lock.acquire().await.unwrap();
+    let patient = replicated(&master, "replicas:paused", 1, 2_000).await;
+    let guard = patient.acquire().await.unwrap();
     assert!(replica.exists("replicas:paused"));
     guard.release().await.unwrap();
 }
@@ -111,7 +127,7 @@ async fn a_paused_replica_fails_the_acquire_and_the_lock_is_released() {
 #[tokio::test]
 async fn more_replicas_than_there_are_is_never_confirmed() {
     let (master, _replica) = master_and_replica();
-    let lock = replicated(&master, "replicas:two", 2).await;
+    let lock = replicated(&master, "replicas:two", 2, 1_500).await;
     let err = lock.acquire().await.unwrap_err();
     assert!(
         matches!(
@@ -134,8 +150,8 @@ async fn waitaof_is_detected_and_unsupported_servers_release_the_lock() {
     let (master, replica) = master_and_replica();
     let lock = Lock::builder("replicas:aof")
         .ttl(Duration::from_secs(10))
-        .wait_for_aof(false, 1, Duration::from_millis(200))
-        .build(master.conn().await)
+        .wait_for_aof(false, 1, Duration::from_millis(2_000))
+        .build(patient_conn(&master).await)
         .unwrap();
     let has_waitaof = lock.diagnose().await.unwrap()[0].has_waitaof();
     match lock.acquire().await {
