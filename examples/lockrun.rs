@@ -35,6 +35,8 @@ usage: lockrun --key KEY [--url URL]... [--ttl DURATION] [--wait DURATION]
 Runs COMMAND while holding the Redis lock KEY.
   --key KEY         the lock's key (required)
   --url URL         Redis server; defaults to $REDIS_URL, then redis://127.0.0.1:6379.
+                    rediss:// (TLS) when built with --features tls; the server's
+                    certificate is checked against the system's CAs (SSL_CERT_FILE).
                     Give it 3 or 5 times for a Redlock over independent servers
   --ttl DURATION    lease length (default 30s); DURATION is like 500ms, 10s, 2m, 1h
   --wait DURATION   how long to wait for a busy lock (default 0: fail at once)

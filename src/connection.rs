@@ -162,12 +162,34 @@ impl Node {
     /// Sends a token-checked release without waiting for it, when a tokio
     /// runtime is there to run it; otherwise the key expires by its TTL.
     /// Safe whatever the key holds now: it only ever deletes our own token.
+    ///
+    /// It is sent by the script's body (`EVAL`), one command that runs
+    /// whatever the script cache holds: the connection may be the one whose
+    /// answers were just lost, where an `EVALSHA` answered `NOSCRIPT` would
+    /// be the last word. Without an answer (timeout, broken connection) it is
+    /// sent again a few times with backoff: a repeated release is harmless,
+    /// and a connection that reconnects by itself gets it through once it is
+    /// back. The task gives up after [`BACKGROUND_RELEASE_ATTEMPTS`]; the TTL
+    /// then ends the lock.
     pub(crate) fn release_in_background(&self, key: Arc<str>, token: String) {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let node = self.clone();
             runtime.spawn(async move {
-                // Best effort: on failure the TTL ends the lock.
-                let _ = node.release(&key, &token).await;
+                let mut pause = BACKGROUND_RELEASE_FIRST_PAUSE;
+                for attempt in 1..=BACKGROUND_RELEASE_ATTEMPTS {
+                    match node.release_uncached(&key, &token).await {
+                        // Answered: released, or not ours (any more).
+                        Ok(_) => return,
+                        // An error reply: the server refused it; asking again
+                        // would get the same answer.
+                        Err(e) if e.code().is_some() => return,
+                        Err(_) if attempt < BACKGROUND_RELEASE_ATTEMPTS => {
+                            tokio::time::sleep(pause).await;
+                            pause *= 2;
+                        }
+                        Err(_) => return,
+                    }
+                }
             });
         }
     }
@@ -182,6 +204,14 @@ impl std::fmt::Debug for Node {
         f.write_str("Node")
     }
 }
+
+/// How many times a background release is sent before the task gives up
+/// and leaves the key to its TTL.
+pub(crate) const BACKGROUND_RELEASE_ATTEMPTS: u32 = 5;
+
+/// The pause after the first unanswered background release; it doubles
+/// after each (100 ms, 200 ms, 400 ms, 800 ms: about 1.5 s of pauses).
+const BACKGROUND_RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(100);
 
 /// TTLs are validated to whole milliseconds within `MAX_TTL` before they get
 /// here, so this never truncates a meaningful amount.

@@ -24,6 +24,11 @@ pub enum Operation {
     FencedWrite,
     /// Reading a [`FencedResource`](crate::FencedResource).
     FencedRead,
+    /// Reading the server's settings for [`Lock::diagnose`](crate::Lock::diagnose).
+    Diagnose,
+    /// `WAIT`/`WAITAOF` after an acquire, for
+    /// [`LockBuilder::wait_for_replicas`](crate::LockBuilder::wait_for_replicas).
+    Replicate,
 }
 
 impl fmt::Display for Operation {
@@ -36,6 +41,8 @@ impl fmt::Display for Operation {
             Operation::Inspect => "inspect",
             Operation::FencedWrite => "fenced write",
             Operation::FencedRead => "fenced read",
+            Operation::Diagnose => "diagnose",
+            Operation::Replicate => "replicate",
         })
     }
 }
@@ -98,14 +105,80 @@ pub enum Error {
     },
 
     /// The server refused a command for lack of permission (ACL), for example
-    /// a user that may not run `EVALSHA`.
-    #[error("permission denied by the server during {operation} of lock {key:?}")]
+    /// a user that may not run `EVALSHA`. The message says which command
+    /// when the server named it, or which commands the script calls when the
+    /// refusal came from inside a script. The README lists the ACL a lock
+    /// user needs.
+    #[error("permission denied by the server during {operation} of lock {key:?}: {}", Denied(*.operation, .command.as_deref(), .source))]
     PermissionDenied {
         /// What the crate was doing.
         operation: Operation,
         /// The lock's key.
         key: String,
+        /// The command the server refused, lower case (e.g. `"evalsha"`),
+        /// when it named one. `None` when a script was refused a command it
+        /// calls, or access to a key.
+        command: Option<String>,
         /// The server's `NOPERM` (or script permission) reply.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// The server refused a write because it is out of memory: `maxmemory`
+    /// is reached and the eviction policy (`noeviction`, the one to use for
+    /// locks) frees nothing. Nothing was written. Release and extend still
+    /// work on a full server; acquires fail until memory is freed.
+    #[error(
+        "redis is out of memory (maxmemory reached) and refused the {operation} of lock {key:?}; nothing was written"
+    )]
+    OutOfMemory {
+        /// What the crate was doing.
+        operation: Operation,
+        /// The lock's key.
+        key: String,
+        /// The server's `OOM` reply.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// The lock was acquired on the master, but fewer replicas than
+    /// required confirmed the write within the timeout
+    /// ([`LockBuilder::wait_for_replicas`](crate::LockBuilder::wait_for_replicas),
+    /// [`wait_for_aof`](crate::LockBuilder::wait_for_aof)), so a failover
+    /// could lose it. The lock was released again (token-checked); no guard
+    /// was made.
+    #[error(
+        "lock {key:?} was acquired, but only {acknowledged} of {required} replicas confirmed it within {timeout:?}{}, so it was released",
+        LocalFsync(*.local_fsynced)
+    )]
+    NotReplicated {
+        /// The lock's key.
+        key: String,
+        /// How many replicas confirmed the write.
+        acknowledged: u32,
+        /// How many were required.
+        required: u32,
+        /// For `WAITAOF` with the local fsync asked for: whether the master
+        /// fsynced the write to its append-only file. `None` for `WAIT`.
+        local_fsynced: Option<bool>,
+        /// How long the server waited for them.
+        timeout: Duration,
+    },
+
+    /// The server refused the credentials: a wrong user name or password in
+    /// the URL, or none where the server requires one (`NOAUTH`,
+    /// `WRONGPASS`). The message never contains the password. Trying again
+    /// with the same credentials will not help.
+    #[error(
+        "redis refused the credentials (wrong or missing user name or password) during {operation} of lock {key:?}"
+    )]
+    AuthenticationFailed {
+        /// What the crate was doing: [`Operation::Connect`], or the first
+        /// command on a connection that had not authenticated.
+        operation: Operation,
+        /// The lock's key.
+        key: String,
+        /// The error from the `redis` crate.
         #[source]
         source: redis::RedisError,
     },
@@ -120,7 +193,30 @@ pub enum Error {
         source: redis::RedisError,
     },
 
-    /// Redis could not be reached, timed out, or answered with an error.
+    /// Redis did not answer in time: the lock's
+    /// [command timeout](crate::LockBuilder::command_timeout) fired, or the
+    /// connection's own response timeout.
+    ///
+    /// The command was sent and may still run. For [`Operation::Acquire`]
+    /// the crate then releases the token it sent in the background, so the
+    /// lock is not left held until its TTL; a timed-out extend leaves the
+    /// guard's deadline where it was; a timed-out release leaves the key to
+    /// expire by its TTL (or to be deleted when the release runs late).
+    #[error("no answer from redis{} during {operation} of lock {key:?}", Within(*.after))]
+    TimedOut {
+        /// What the crate was doing.
+        operation: Operation,
+        /// The lock's key.
+        key: String,
+        /// The timeout that fired, when it was the lock's own; `None` for the
+        /// connection's.
+        after: Option<Duration>,
+        /// The timeout error from the `redis` crate.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// Redis could not be reached, or answered with an error.
     ///
     /// For [`Operation::Acquire`] the `SET` may still have reached the server;
     /// the crate then releases the token it sent in the background, so the
@@ -164,12 +260,15 @@ pub enum Error {
         failures: Vec<NodeFailure>,
     },
 
-    /// A Redlock step reached a majority of the nodes, but their answers took
-    /// so long that none of the lease was left to trust: the time taken
-    /// exceeded the TTL minus the clock-drift margin. For
-    /// [`Operation::Acquire`] our token was released on every node.
+    /// An acquire or extend succeeded (on the one node, or on a majority of a
+    /// Redlock's nodes), but the answer took so long that none of the lease
+    /// was left to trust: the time taken exceeded the TTL minus the
+    /// clock-drift margin (for an extend, it came after the guard's
+    /// deadline). For [`Operation::Acquire`] our token was released (on
+    /// every node) and no guard was made; for [`Operation::Extend`] the
+    /// guard's lease is lost.
     #[error(
-        "{operation} of lock {key:?} reached a majority of the nodes, but only after {elapsed:?}, when no validity was left"
+        "{operation} of lock {key:?} succeeded, but only after {elapsed:?}, when no validity was left"
     )]
     ValidityExpired {
         /// What the crate was doing.
@@ -201,11 +300,34 @@ impl Error {
     /// Classifies an error from the `redis` crate met during `operation`.
     pub(crate) fn from_redis(operation: Operation, key: &str, source: redis::RedisError) -> Error {
         let key = key.to_owned();
+        if source.code().is_none() && source.is_timeout() {
+            return Error::TimedOut {
+                operation,
+                key,
+                after: crate::timeout::command_timeout_of(&source),
+                source,
+            };
+        }
+        if source.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(source.code(), Some("NOAUTH" | "WRONGPASS"))
+        {
+            return Error::AuthenticationFailed {
+                operation,
+                key,
+                source,
+            };
+        }
         match source.code() {
             Some("WRONGTYPE") => Error::WrongType { key, source },
+            Some("OOM") => Error::OutOfMemory {
+                operation,
+                key,
+                source,
+            },
             Some("NOPERM") => Error::PermissionDenied {
                 operation,
                 key,
+                command: source.detail().and_then(quoted_command),
                 source,
             },
             // A script that calls a command the ACL user may not run fails with
@@ -218,6 +340,7 @@ impl Error {
                 Error::PermissionDenied {
                     operation,
                     key,
+                    command: None,
                     source,
                 }
             }
@@ -256,16 +379,25 @@ impl Error {
         matches!(self, Error::NotHeld { .. } | Error::Lost { .. })
     }
 
+    /// Whether Redis did not answer in time ([`TimedOut`](Error::TimedOut)).
+    /// The command may still have run.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::TimedOut { .. })
+    }
+
     /// Whether trying again later may succeed: the lock was busy, or Redis
     /// could not be reached or timed out. A missed quorum is retryable when no
     /// node failed with an error reply (only busy, timed-out or unreachable
     /// nodes).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Busy { .. } | Error::ValidityExpired { .. } => true,
+            Error::Busy { .. } | Error::ValidityExpired { .. } | Error::NotReplicated { .. } => {
+                true
+            }
             Error::QuorumNotReached { failures, .. } => failures
                 .iter()
                 .all(|f| !matches!(f.reason, NodeFailureReason::Redis(_))),
+            Error::TimedOut { .. } => true,
             Error::Redis { source, .. } => {
                 source.is_io_error()
                     || source.is_timeout()
@@ -282,6 +414,9 @@ impl Error {
             Error::WrongType { source, .. }
             | Error::PermissionDenied { source, .. }
             | Error::UnsupportedServer { source, .. }
+            | Error::OutOfMemory { source, .. }
+            | Error::AuthenticationFailed { source, .. }
+            | Error::TimedOut { source, .. }
             | Error::Redis { source, .. } => Some(source),
             _ => None,
         }
@@ -360,6 +495,73 @@ impl fmt::Display for NodeFailure {
             NodeFailureReason::TimedOut(after) => write!(f, "no answer within {after:?}"),
             NodeFailureReason::Unreachable(e) => write!(f, "unreachable ({e})"),
             NodeFailureReason::Redis(e) => write!(f, "error reply ({e})"),
+        }
+    }
+}
+
+/// The command in `... run the 'evalsha' command`, the shape of a `NOPERM`
+/// reply for a refused command.
+fn quoted_command(detail: &str) -> Option<String> {
+    let (_, rest) = detail.split_once("run the '")?;
+    let (command, _) = rest.split_once('\'')?;
+    Some(command.to_owned())
+}
+
+/// The reason of a permission error, in words.
+struct Denied<'a>(Operation, Option<&'a str>, &'a redis::RedisError);
+
+impl fmt::Display for Denied<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Denied(operation, command, source) = *self;
+        let detail = source.detail().unwrap_or("");
+        if let Some(command) = command {
+            return write!(f, "the user may not run `{command}`");
+        }
+        if detail.contains("access one of the keys") {
+            return f.write_str(
+                "the user may not access this key (check its ACL key patterns, `~...`)",
+            );
+        }
+        if detail.contains("can't run this command") {
+            let calls = match operation {
+                Operation::Acquire => "GET, INCR and SET",
+                Operation::Release => "GET and DEL",
+                Operation::Extend => "GET and PEXPIRE",
+                Operation::FencedWrite => "GET and SET",
+                _ => "",
+            };
+            if calls.is_empty() {
+                return f.write_str("a script calls a command the user may not run");
+            }
+            return write!(
+                f,
+                "the {operation} script calls {calls}, which the user may not all run"
+            );
+        }
+        f.write_str(detail)
+    }
+}
+
+/// Says that the master did not fsync, when it was asked to and did not.
+struct LocalFsync(Option<bool>);
+
+impl fmt::Display for LocalFsync {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(false) => f.write_str(" (and the master did not fsync it)"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Formats a timeout as ` within 200ms`, or nothing when unknown.
+struct Within(Option<Duration>);
+
+impl fmt::Display for Within {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(after) => write!(f, " within {after:?}"),
+            None => f.write_str(" in time"),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Operation, Result};
 use crate::lease::Lease;
 use crate::lock::{Lock, check_ttl};
 use crate::renew::Renewal;
@@ -268,7 +268,15 @@ impl LockGuard {
             self.lease.mark_lost();
             return Err(self.not_held());
         }
-        self.lease.extended(sent_at + validity);
+        // Not trusted past the deadline: an answer that came after it
+        // cannot revive the lease.
+        if !self.lease.extended(sent_at + validity) {
+            return Err(Error::ValidityExpired {
+                operation: Operation::Extend,
+                key: self.key().to_owned(),
+                elapsed: sent_at.elapsed(),
+            });
+        }
         Ok(())
     }
 

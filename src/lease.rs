@@ -114,18 +114,21 @@ impl Lease {
         }
     }
 
-    /// Moves the deadline after a successful extend, unless already lost.
-    /// Loss is final: a lease that ran out stays lost even if a late extend
-    /// succeeds.
-    pub(crate) fn extended(&self, deadline: Instant) {
+    /// Moves the deadline after a successful extend, unless already lost;
+    /// `false` when it was. Loss is final: a lease that ran out stays lost
+    /// even if a late extend succeeds.
+    pub(crate) fn extended(&self, deadline: Instant) -> bool {
+        let mut moved = false;
         self.shared.state.send_if_modified(|state| {
             if state.lost || Instant::now() >= state.deadline {
                 state.lost = true;
                 return true;
             }
             state.deadline = deadline;
+            moved = true;
             true
         });
+        moved
     }
 
     /// Records that Redis answered "not ours any more".

@@ -5,6 +5,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod connection;
+mod diagnose;
 mod error;
 mod fence;
 mod guard;
@@ -12,13 +13,16 @@ mod lease;
 mod lock;
 mod quorum;
 mod renew;
+mod replicas;
 mod retry;
 mod scripts;
+mod timeout;
 mod token;
 mod topology;
 mod wait;
 
 pub use connection::LockConnection;
+pub use diagnose::{ServerReport, Weakness};
 pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
 pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;

@@ -16,7 +16,9 @@ use crate::fence;
 use crate::guard::LockGuard;
 use crate::lease::Lease;
 use crate::quorum::{self, Quorum, join_all};
+use crate::replicas::ReplicaSync;
 use crate::retry::WaitPolicy;
+use crate::timeout::TimedConnection;
 use crate::token::Token;
 use crate::topology::{AcquireStep, Topology};
 use crate::wait::{Notifier, Waiter};
@@ -73,6 +75,8 @@ pub(crate) struct LockInner {
     pub(crate) topology: Topology,
     /// Wakes waiters on release (one node only); without it they poll.
     pub(crate) notifier: Option<Arc<Notifier>>,
+    /// `WAIT`/`WAITAOF` after each acquire (single node only).
+    pub(crate) replica_sync: Option<ReplicaSync>,
 }
 
 impl Lock {
@@ -93,6 +97,8 @@ impl Lock {
             drift: ClockDrift::DEFAULT,
             node_timeout: None,
             notify: None,
+            command_timeout: None,
+            replica_sync: None,
         }
     }
 
@@ -170,6 +176,14 @@ impl Lock {
     /// lock on one Redis that is down fails with [`Error::Redis`]. At the end
     /// of the wait it reports the last attempt: [`Error::Busy`] if other
     /// owners held enough nodes to decide it, else the quorum error.
+    ///
+    /// Other failures: [`Error::TimedOut`] when Redis did not answer in time
+    /// (the [command timeout](LockBuilder::command_timeout) or the
+    /// connection's), [`Error::ValidityExpired`] when the answer came after
+    /// the lease was already over, [`Error::NotReplicated`] when
+    /// [replicas](LockBuilder::wait_for_replicas) did not confirm it,
+    /// [`Error::OutOfMemory`] on a full server. In each case no guard is
+    /// made and a `SET` that may have landed is released by token.
     ///
     /// # Waiting
     ///
@@ -350,6 +364,16 @@ impl Lock {
                     // Only an earlier send of this call can have set our
                     // token; count validity from the first one.
                     let from = if from_earlier_send { started } else { sent_at };
+                    if let Some(sync) = &self.inner.replica_sync
+                        && let Err(error) = sync.confirm(topology, key).await
+                    {
+                        // Not confirmed: undo now, so that the failed acquire
+                        // leaves nothing; Drop retries if this goes unanswered.
+                        if topology.release(key, pending.token_str()).await.is_ok() {
+                            pending.maybe_set = false;
+                        }
+                        return Err(error);
+                    }
                     return pending.into_guard(self, from, fence);
                 }
                 AcquireStep::Fail { error, maybe_set } => {
@@ -400,6 +424,17 @@ impl PendingAcquire<'_> {
         valid_from: Instant,
         fence: Option<u64>,
     ) -> Result<LockGuard> {
+        // An answer that came after the lease's validity proves nothing any
+        // more: the key may have expired and been taken meanwhile. No guard;
+        // the token stays pending, so Drop releases it in the background.
+        let ttl = lock.inner.ttl;
+        if valid_from + lock.inner.drift.validity(ttl) <= Instant::now() {
+            return Err(Error::ValidityExpired {
+                operation: Operation::Acquire,
+                key: lock.key().to_owned(),
+                elapsed: valid_from.elapsed(),
+            });
+        }
         self.maybe_set = false;
         let token = self
             .token
@@ -531,6 +566,8 @@ pub struct LockBuilder {
     drift: ClockDrift,
     node_timeout: Option<Duration>,
     notify: Option<redis::Client>,
+    command_timeout: Option<Duration>,
+    replica_sync: Option<ReplicaSync>,
 }
 
 impl LockBuilder {
@@ -698,6 +735,91 @@ impl LockBuilder {
         self
     }
 
+    /// Sets how long each command of this lock (acquire, release, extend,
+    /// `is_held`) waits for Redis's answer before it fails with
+    /// [`Error::TimedOut`]. The command may still run on the server after
+    /// that: a timed-out acquire is released by token in the background, a
+    /// timed-out extend leaves the guard's deadline where it was.
+    ///
+    /// The connection's own response timeout applies as well, so this can
+    /// only shorten the wait: connections opened by the `redis` crate
+    /// (including those of [`connect`](LockBuilder::connect)) give up after
+    /// 500 ms unless configured otherwise. On a Redlock, the
+    /// [per-node timeout](LockBuilder::node_timeout) bounds each node too.
+    ///
+    /// Renewal never waits past the guard's deadline, whatever the timeout.
+    ///
+    /// Defaults to none: the connection's own response timeout only. Must
+    /// be above zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = redis_mutex::Lock::builder("jobs:import")
+    ///     .ttl(Duration::from_secs(2))
+    ///     .command_timeout(Duration::from_millis(200));
+    /// ```
+    pub fn command_timeout(mut self, timeout: Duration) -> LockBuilder {
+        self.command_timeout = Some(timeout);
+        self
+    }
+
+    /// After each acquire, waits (`WAIT replicas timeout`, on the connection
+    /// the `SET` went on) until `replicas` replicas have the lock. If fewer
+    /// confirm within `timeout`, the acquire fails with
+    /// [`Error::NotReplicated`] and the lock is released again. For
+    /// deployments with failover: a lock only the master had is lost when a
+    /// replica is promoted, and the same lock can then be granted twice.
+    ///
+    /// This narrows that window; it does not close it. Replication stays
+    /// asynchronous: a replica that confirmed can still lose the write, and
+    /// failover may promote one that did not confirm. An acquire takes one
+    /// more round trip, plus the replicas' delay (up to `timeout` when they
+    /// lag). `WAIT` blocks the connection it is sent on for that long, so
+    /// give such locks their own connection rather than one shared with
+    /// latency-sensitive work, and keep `timeout` below the connection's
+    /// response timeout (500 ms by default) and the
+    /// [command timeout](LockBuilder::command_timeout).
+    ///
+    /// Single-node locks only (a Redlock's nodes are independent masters).
+    /// `timeout` must be at least 1 ms and below half the lease's validity.
+    ///
+    /// Defaults to off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = redis_mutex::Lock::builder("jobs:import")
+    ///     .wait_for_replicas(1, Duration::from_millis(100));
+    /// ```
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> LockBuilder {
+        self.replica_sync = Some(ReplicaSync::Wait { replicas, timeout });
+        self
+    }
+
+    /// Like [`wait_for_replicas`](LockBuilder::wait_for_replicas), but with
+    /// `WAITAOF` (Redis 7.2 and later): waits until the lock is fsynced to
+    /// the append-only file of the master (when `local`; the master needs
+    /// `appendonly yes`) and of `replicas` replicas. Older servers answer
+    /// that they have no such command: the acquire then fails with
+    /// [`Error::UnsupportedServer`] and the lock is released.
+    /// [`ServerReport::has_waitaof`](crate::ServerReport::has_waitaof) tells
+    /// ahead of time.
+    ///
+    /// Defaults to off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = redis_mutex::Lock::builder("jobs:import")
+    ///     .wait_for_aof(true, 1, Duration::from_millis(100));
+    /// ```
+    pub fn wait_for_aof(mut self, local: bool, replicas: u32, timeout: Duration) -> LockBuilder {
+        self.replica_sync = Some(ReplicaSync::Aof {
+            local,
+            replicas,
+            timeout,
+        });
+        self
+    }
+
     /// Builds the lock over an existing connection, such as a clone of your
     /// application's [`ConnectionManager`] or
     /// [`MultiplexedConnection`](redis::aio::MultiplexedConnection). Many locks
@@ -725,6 +847,7 @@ impl LockBuilder {
     /// ```
     pub fn build(self, connection: impl LockConnection) -> Result<Lock> {
         let ttl = self.validate()?;
+        let connection = TimedConnection::new(connection, self.command_timeout);
         self.finish(ttl, Topology::Single(Node::new(connection)))
     }
 
@@ -763,7 +886,10 @@ impl LockBuilder {
         connections: impl IntoIterator<Item = C>,
     ) -> Result<Lock> {
         let ttl = self.validate()?;
-        let nodes: Vec<Node> = connections.into_iter().map(Node::new).collect();
+        let nodes: Vec<Node> = connections
+            .into_iter()
+            .map(|connection| Node::new(TimedConnection::new(connection, self.command_timeout)))
+            .collect();
         let node_timeout = self.validate_quorum(ttl, nodes.len())?;
         let quorum = Quorum::new(nodes, node_timeout, self.drift);
         self.finish(ttl, Topology::Quorum(quorum))
@@ -894,6 +1020,7 @@ impl LockBuilder {
                 drift: self.drift,
                 topology,
                 notifier,
+                replica_sync: self.replica_sync,
             }),
         })
     }
@@ -949,7 +1076,24 @@ impl LockBuilder {
             ));
         }
         self.fence_key()?;
+        if self.command_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::invalid("command_timeout", "must be above zero"));
+        }
         let ttl = check_ttl(self.ttl)?;
+        if let Some(sync) = &self.replica_sync {
+            sync.validate(self.drift.validity(ttl))?;
+            if let Some(command_timeout) = self.command_timeout
+                && command_timeout <= sync.timeout()
+            {
+                return Err(Error::invalid(
+                    "command_timeout",
+                    format!(
+                        "{command_timeout:?} must be above the replica timeout ({:?}), or every WAIT times out on the client first",
+                        sync.timeout()
+                    ),
+                ));
+            }
+        }
         self.drift.check()?;
         if self.drift.validity(ttl).is_zero() {
             return Err(Error::invalid(
@@ -965,6 +1109,12 @@ impl LockBuilder {
 
     /// Checks a Redlock of `nodes` nodes; returns the per-node timeout.
     fn validate_quorum(&self, ttl: Duration, nodes: usize) -> Result<Duration> {
+        if self.replica_sync.is_some() {
+            return Err(Error::invalid(
+                "replicas",
+                "a Redlock's nodes are independent masters: wait for replicas on a lock on one node",
+            ));
+        }
         if self.fencing {
             return Err(Error::invalid(
                 "fencing",

@@ -68,6 +68,11 @@ impl Quorum {
         }
     }
 
+    /// The nodes, in the order the lock was built with.
+    pub(crate) fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.nodes.len()
     }

@@ -78,7 +78,9 @@ async fn renew(lock: Lock, token: Token, lease: Lease, hold_until: Option<Instan
         };
         let extend = inner.topology.extend(&inner.key, token.as_str(), ttl);
         match tokio::time::timeout(left, extend).await {
-            Ok(Ok(true)) => lease.extended(now + inner.drift.validity(ttl)),
+            Ok(Ok(true)) => {
+                lease.extended(now + inner.drift.validity(ttl));
+            }
             Ok(Ok(false)) => {
                 lease.mark_lost();
                 return;

@@ -158,8 +158,9 @@ async fn a_timed_out_acquire_is_a_typed_error_and_leaves_no_lock_behind() {
     assert!(
         matches!(
             err,
-            redis_mutex::Error::Redis {
+            redis_mutex::Error::TimedOut {
                 operation: redis_mutex::Operation::Acquire,
+                after: None, // the connection's own timeout
                 ..
             }
         ),

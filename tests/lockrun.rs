@@ -4,30 +4,9 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::RedisServer;
-
-/// The built `lockrun` example; built once per test run (`cargo test` also
-/// builds examples, but not when only this test target is selected).
-fn lockrun_bin() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "lockrun"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the lockrun example failed");
-        // target/<profile>/deps/<this test> -> target/<profile>/examples/lockrun
-        let deps = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        deps.parent().unwrap().join("examples").join("lockrun")
-    })
-}
+use support::{RedisServer, lockrun_bin};
 
 fn lockrun(server: &RedisServer, args: &[&str]) -> Command {
     let mut command = Command::new(lockrun_bin());
@@ -368,4 +347,27 @@ fn a_three_node_quorum_with_one_node_down_still_runs_and_excludes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_password_in_the_url_never_reaches_lockruns_messages() {
+    const SENTINEL: &str = "s3ntinel-pw-lockrun-77a1";
+    let server = RedisServer::start();
+    server.cmd(&["CONFIG", "SET", "requirepass", "the-real-one"]);
+    let url = format!("redis://:{SENTINEL}@127.0.0.1:{}/", server.port());
+    for use_env in [false, true] {
+        let mut command = Command::new(lockrun_bin());
+        if use_env {
+            command.env("REDIS_URL", &url);
+        } else {
+            command.env_remove("REDIS_URL").arg("--url").arg(&url);
+        }
+        command.args(["--key", "secret", "--", "true"]);
+        let output = run(command);
+        assert_eq!(output.status.code(), Some(69), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("credentials"), "{stderr}");
+        assert!(!stderr.contains(SENTINEL), "{stderr}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains(SENTINEL));
+    }
 }

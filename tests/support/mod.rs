@@ -8,6 +8,9 @@
 //! Failures panic with a clear message: this is test support, not library code.
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod tls;
+
 use std::fmt;
 use std::fs;
 use std::io::ErrorKind;
@@ -448,7 +451,7 @@ fn server_bin() -> PathBuf {
 }
 
 /// Asks the OS for a free port on 127.0.0.1 (racy by nature: callers retry).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
 }
@@ -603,4 +606,28 @@ pub async fn yields(n: usize) {
     for _ in 0..n {
         tokio::task::yield_now().await;
     }
+}
+
+/// The built `lockrun` example, with the features this test binary was built with
+/// (`tls`), so that test binaries of one `cargo test` run share one build. Built once per
+/// test binary (`cargo test` also builds examples, but not when only one test target is
+/// selected).
+pub fn lockrun_bin() -> &'static PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "--example", "lockrun"]);
+        if cfg!(feature = "tls") {
+            build.args(["--features", "tls"]);
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building the lockrun example failed");
+        // target/<profile>/deps/<this test> -> target/<profile>/examples/lockrun
+        let deps = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        deps.parent().unwrap().join("examples").join("lockrun")
+    })
 }

@@ -1,0 +1,158 @@
+//! ACL users (F2-F4, L7): the least-privilege user of the README works, and a
+//! user missing a permission gets a `PermissionDenied` that says which.
+
+mod support;
+
+use std::time::Duration;
+
+use redis_mutex::{Error, Lock, Operation, WaitPolicy};
+use support::RedisServer;
+
+/// The README's ACL line for a lock user, keys under `locks:`.
+const LOCK_USER_RULES: &[&str] = &[
+    "on",
+    ">pw",
+    "resetkeys",
+    "~locks:*",
+    "~{locks:*",
+    "resetchannels",
+    "-@all",
+    "+set",
+    "+get",
+    "+evalsha",
+    "+eval",
+    "+script|load",
+    "+del",
+    "+pexpire",
+    "+incr",
+];
+
+fn user(server: &RedisServer, name: &str, rules: &[&str]) -> String {
+    let mut command = vec!["ACL", "SETUSER", name];
+    command.extend_from_slice(rules);
+    server.cmd(&command);
+    format!("redis://{name}:pw@127.0.0.1:{}/", server.port())
+}
+
+/// `LOCK_USER_RULES` without `rule`.
+fn without(rule: &str) -> Vec<&'static str> {
+    LOCK_USER_RULES
+        .iter()
+        .copied()
+        .filter(|r| *r != rule)
+        .collect()
+}
+
+async fn lock(url: &str, key: &str, fencing: bool) -> Lock {
+    Lock::builder(key)
+        .ttl(Duration::from_millis(600))
+        .wait(WaitPolicy::timeout(Duration::from_millis(100)))
+        .fencing(fencing)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_least_privilege_user_can_do_everything_a_lock_does() {
+    let server = RedisServer::start();
+    let url = user(&server, "locker", LOCK_USER_RULES);
+    for fencing in [false, true] {
+        let lock = lock(&url, "locks:job", fencing).await;
+        let mut guard = lock.acquire().await.unwrap();
+        assert_eq!(guard.fence().is_some(), fencing);
+        assert!(lock.try_acquire().await.unwrap().is_none(), "busy");
+        assert!(guard.is_held().await.unwrap());
+        guard.extend(Duration::from_millis(600)).await.unwrap();
+        guard.auto_renew().unwrap();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(!guard.is_lost(), "renewal works");
+        guard.release().await.unwrap();
+        // A dropped guard is released in the background (by EVAL).
+        drop(lock.acquire().await.unwrap());
+        let started = std::time::Instant::now();
+        while server.exists("locks:job") {
+            assert!(started.elapsed() < Duration::from_secs(1), "not released");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lock.run(|_| async {}).await.unwrap();
+    }
+    // Diagnose is not part of the user's rights: it reports unknowns.
+    let lock = lock(&url, "locks:job", false).await;
+    assert_eq!(lock.diagnose().await.unwrap()[0].maxmemory_policy, None);
+}
+
+#[tokio::test]
+async fn a_user_without_evalsha_gets_a_permission_error_naming_it() {
+    let server = RedisServer::start();
+    let rules: Vec<_> = without("+evalsha")
+        .into_iter()
+        .filter(|r| *r != "+eval")
+        .collect();
+    let url = user(&server, "noscripts", &rules);
+    let lock = lock(&url, "locks:noeval", false).await;
+    let guard = lock.acquire().await.unwrap(); // SET is allowed
+    let err = guard.release().await.unwrap_err();
+    match &err {
+        Error::PermissionDenied {
+            operation: Operation::Release,
+            command,
+            ..
+        } => assert_eq!(command.as_deref(), Some("evalsha")),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("`evalsha`"), "{err}");
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn a_user_whose_scripts_may_not_delete_gets_a_permission_error_naming_the_scripts_commands() {
+    let server = RedisServer::start();
+    let url = user(&server, "nodel", &without("+del"));
+    let lock = lock(&url, "locks:nodel", false).await;
+    let guard = lock.acquire().await.unwrap();
+    let err = guard.release().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PermissionDenied {
+                operation: Operation::Release,
+                command: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("GET and DEL"), "{err}");
+}
+
+#[tokio::test]
+async fn a_key_outside_the_users_patterns_is_a_permission_error_not_busy() {
+    let server = RedisServer::start();
+    let url = user(&server, "locker", LOCK_USER_RULES);
+    let lock = lock(&url, "elsewhere:job", false).await;
+    let err = lock.acquire().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PermissionDenied {
+                operation: Operation::Acquire,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("key"), "{err}");
+    // Fencing needs INCR on the counter: without it, no lock and a clear error.
+    let url = user(&server, "noincr", &without("+incr"));
+    let err = lock_err(&url).await;
+    assert!(err.to_string().contains("GET, INCR and SET"), "{err}");
+}
+
+async fn lock_err(url: &str) -> Error {
+    lock(url, "locks:fenced", true)
+        .await
+        .acquire()
+        .await
+        .unwrap_err()
+}

@@ -1,0 +1,128 @@
+//! A throwaway certificate authority and a TLS `redis-server`, made at test time with the
+//! `openssl` command line tool (as `scripts/ensure-redis-server` installs it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{RedisServer, TempDir};
+
+/// A test CA and a server certificate it signed for `127.0.0.1` and `localhost`.
+pub struct TestCa {
+    dir: TempDir,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run openssl ({e}): the TLS tests make their certificates with it; \
+                 install it (`apt-get install openssl`, or ./scripts/ensure-redis-server)"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl TestCa {
+    /// Makes a fresh CA (`ca.crt`) and a server key and certificate (`server.key`,
+    /// `server.crt`) for `127.0.0.1` and `localhost`, valid for a day.
+    pub fn new() -> TestCa {
+        let dir = TempDir::new("tls");
+        let d = dir.path();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec![
+            "req",
+            "-x509",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=redis-mutex test CA",
+        ];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+        ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+        ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(d, &ca);
+        let mut csr = vec!["req", "-new", "-subj", "/CN=localhost"];
+        csr.extend(ec);
+        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+        openssl(d, &csr);
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n\
+             basicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-out",
+                "server.crt",
+                "-extfile",
+                "server.ext",
+            ],
+        );
+        TestCa { dir }
+    }
+
+    /// The CA certificate (PEM file).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.ca_file()).unwrap()
+    }
+
+    /// Starts a redis-server with a TLS port (besides its plain port, which the harness
+    /// uses) serving this CA's server certificate. Returns it and the TLS port.
+    pub fn server(&self) -> (RedisServer, u16) {
+        let port = super::free_port();
+        let file = |name: &str| self.dir.path().join(name).display().to_string();
+        let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));
+        let server = RedisServer::start_with(&[
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        (server, port)
+    }
+}
+
+/// `rediss://127.0.0.1:PORT/`
+pub fn tls_url(port: u16) -> String {
+    format!("rediss://127.0.0.1:{port}/")
+}

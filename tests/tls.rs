@@ -1,0 +1,153 @@
+//! TLS (L4): `rediss://` against a redis-server with a TLS port and a test
+//! CA made at test time. Certificates are verified by default against the
+//! system trust store (which honours `SSL_CERT_FILE`); there is no way to
+//! turn verification off. Without the `tls` feature, `rediss://` fails with
+//! a clear error.
+//!
+//! Run with `cargo test --features tls --test tls` (CI does).
+
+mod support;
+
+use redis_mutex::Lock;
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = format!("{error} {error:?}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(" {cause} {cause:?}"));
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(not(feature = "tls"))]
+#[tokio::test]
+async fn without_the_tls_feature_rediss_is_refused_clearly() {
+    let err = Lock::builder("tls:lock")
+        .connect("rediss://127.0.0.1:1/")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            redis_mutex::Error::Redis {
+                operation: redis_mutex::Operation::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        chain(&err).to_lowercase().contains("tls"),
+        "{}",
+        chain(&err)
+    );
+}
+
+#[cfg(feature = "tls")]
+mod with_tls {
+    use super::*;
+
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use redis::TlsCertificates;
+    use support::lockrun_bin;
+    use support::tls::{TestCa, tls_url};
+
+    fn trusting(ca: &TestCa, url: &str) -> redis::Client {
+        redis::Client::build_with_tls(
+            url,
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.ca_pem()),
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn rediss_with_the_test_ca_locks_and_releases() {
+        let ca = TestCa::new();
+        let (server, port) = ca.server();
+        let lock = Lock::builder("tls:lock")
+            .ttl(Duration::from_secs(5))
+            .client(&trusting(&ca, &tls_url(port)))
+            .await
+            .unwrap();
+        server.reset_stats();
+        let guard = lock.acquire().await.unwrap();
+        assert!(server.exists("tls:lock"), "set over TLS");
+        assert!(guard.is_held().await.unwrap());
+        guard.extend(Duration::from_secs(5)).await.unwrap();
+        guard.release().await.unwrap();
+        assert!(!server.exists("tls:lock"));
+        assert!(server.command_calls("set") >= 1);
+        assert!(
+            server.info("clients").contains("connected_clients:"),
+            "the server is up"
+        );
+    }
+
+    #[tokio::test]
+    async fn verification_is_on_by_default_and_cannot_be_skipped() {
+        let ca = TestCa::new();
+        let (_server, port) = ca.server();
+        // The system trust store does not know the test CA.
+        let err = Lock::builder("tls:lock")
+            .connect(tls_url(port))
+            .await
+            .unwrap_err();
+        let text = chain(&err).to_lowercase();
+        assert!(text.contains("certificate"), "{text}");
+        // A CA that did not sign the server's certificate.
+        let other = TestCa::new();
+        let err = Lock::builder("tls:lock")
+            .client(&trusting(&other, &tls_url(port)))
+            .await
+            .unwrap_err();
+        assert!(
+            chain(&err).to_lowercase().contains("certificate"),
+            "{}",
+            chain(&err)
+        );
+        // `#insecure` needs a redis feature this crate does not enable.
+        let insecure = format!("{}#insecure", tls_url(port));
+        let refused = match redis::Client::open(insecure.as_str()) {
+            Err(e) => chain(&e),
+            Ok(client) => chain(&Lock::builder("tls:lock").client(&client).await.unwrap_err()),
+        };
+        assert!(refused.to_lowercase().contains("insecure"), "{refused}");
+    }
+
+    /// `lockrun` built with the feature takes `rediss://` URLs, and trusts a
+    /// CA given by `SSL_CERT_FILE` (rustls-native-certs reads it).
+    #[test]
+    fn lockrun_takes_rediss_urls_and_honours_ssl_cert_file() {
+        let ca = TestCa::new();
+        let (server, port) = ca.server();
+        let lockrun = |cert_file: Option<&std::path::Path>| {
+            let mut command = Command::new(lockrun_bin());
+            command
+                .env_remove("REDIS_URL")
+                .env_remove("SSL_CERT_DIR")
+                .args(["--url", &tls_url(port), "--key", "tls:run", "--"])
+                .args(["sh", "-c", "echo ran"])
+                .stdin(Stdio::null());
+            match cert_file {
+                Some(file) => command.env("SSL_CERT_FILE", file),
+                None => command.env_remove("SSL_CERT_FILE"),
+            };
+            command.output().unwrap()
+        };
+        let trusted = lockrun(Some(&ca.ca_file()));
+        assert_eq!(trusted.status.code(), Some(0), "{trusted:?}");
+        assert_eq!(String::from_utf8_lossy(&trusted.stdout), "ran\n");
+        assert!(!server.exists("tls:run"), "released");
+
+        let untrusted = lockrun(None);
+        assert_eq!(untrusted.status.code(), Some(69), "{untrusted:?}");
+        let stderr = String::from_utf8_lossy(&untrusted.stderr).to_lowercase();
+        assert!(stderr.contains("certificate"), "{stderr}");
+    }
+}
