@@ -2,7 +2,7 @@
 //! across machines.
 //!
 //! ```text
-//! lockrun --key KEY [--url URL]... [--ttl DURATION] [--wait DURATION]
+//! lockrun --key KEY [--url URL]... [--cluster] [--ttl DURATION] [--wait DURATION]
 //!         [--renew | --no-renew] [--grace DURATION] [--fence] -- COMMAND [ARGS...]
 //! ```
 //!
@@ -29,7 +29,7 @@ const EX_SOFTWARE: u8 = 70;
 const EX_TEMPFAIL: u8 = 75;
 
 const USAGE: &str = "\
-usage: lockrun --key KEY [--url URL]... [--ttl DURATION] [--wait DURATION]
+usage: lockrun --key KEY [--url URL]... [--cluster] [--ttl DURATION] [--wait DURATION]
                [--renew | --no-renew] [--grace DURATION] [--fence] -- COMMAND [ARGS...]
 
 Runs COMMAND while holding the Redis lock KEY.
@@ -38,6 +38,7 @@ Runs COMMAND while holding the Redis lock KEY.
                     rediss:// (TLS) when built with --features tls; the server's
                     certificate is checked against the system's CAs (SSL_CERT_FILE).
                     Give it 3 or 5 times for a Redlock over independent servers
+  --cluster         the --url(s) are seed nodes of one Redis Cluster
   --ttl DURATION    lease length (default 30s); DURATION is like 500ms, 10s, 2m, 1h
   --wait DURATION   how long to wait for a busy lock (default 0: fail at once)
   --renew           keep the lock renewed while COMMAND runs (the default)
@@ -55,6 +56,7 @@ struct Args {
     renew: bool,
     grace: Duration,
     fence: bool,
+    cluster: bool,
     command: Vec<String>,
 }
 
@@ -67,6 +69,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         renew: true,
         grace: Duration::from_secs(5),
         fence: false,
+        cluster: false,
         command: Vec::new(),
     };
     while let Some(arg) = args.next() {
@@ -80,7 +83,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--renew" => parsed.renew = true,
             "--no-renew" => parsed.renew = false,
             "--fence" => parsed.fence = true,
-            "--cluster" => return Err("--cluster is not supported by this build yet".into()),
+            "--cluster" => parsed.cluster = true,
             "--" => {
                 parsed.command = args.collect();
                 break;
@@ -143,8 +146,10 @@ async fn main() -> ExitCode {
         .wait(WaitPolicy::timeout(args.wait))
         .auto_renew(args.renew)
         .fencing(args.fence);
-    // One URL: a single node. Several: a Redlock over independent servers.
+    // --cluster: the URLs are seeds of one Redis Cluster. Otherwise one URL
+    // is a single node, several a Redlock over independent servers.
     let connected = match args.urls.as_slice() {
+        urls if args.cluster => connect_cluster(builder, urls).await,
         [url] => builder.connect(url.as_str()).await,
         urls => {
             builder
@@ -163,6 +168,24 @@ async fn main() -> ExitCode {
         Err(e) => return fail(EX_UNAVAILABLE, error_chain(&e)),
     };
     run(&args, guard).await
+}
+
+#[cfg(feature = "cluster")]
+async fn connect_cluster(
+    builder: redis_mutex::LockBuilder,
+    seeds: &[String],
+) -> redis_mutex::Result<Lock> {
+    builder
+        .connect_cluster(seeds.iter().map(String::as_str))
+        .await
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn connect_cluster(_: redis_mutex::LockBuilder, _: &[String]) -> redis_mutex::Result<Lock> {
+    Err(Error::InvalidArgument {
+        field: "--cluster",
+        reason: "this lockrun was built without the `cluster` feature (cargo build --example lockrun --features cluster)".into(),
+    })
 }
 
 /// Runs the command under the held lock and turns the outcome into lockrun's

@@ -1025,6 +1025,70 @@ impl LockBuilder {
         })
     }
 
+    /// Builds the lock over a new async connection to the Redis Cluster that
+    /// `seeds` belong to (any of its nodes; more than one in case one is
+    /// down). Needs the crate feature `cluster`.
+    ///
+    /// The lock lives on the master that owns its key's slot; the cluster
+    /// connection follows `MOVED` and `ASK` redirections while slots move
+    /// (resharding, failover), so a lock whose slot moved while held is still
+    /// extended and released where it went. Every script touches only keys
+    /// of one slot: the lock key, and with [`fencing`](LockBuilder::fencing)
+    /// its counter `{key}:fence` (or `key:fence` when the key has a hash tag).
+    ///
+    /// What a failover does: replication is asynchronous, so a replica
+    /// promoted before it saw the `SET` does not know the lock, and another
+    /// client can take it. Use
+    /// [`wait_for_replicas`](LockBuilder::wait_for_replicas) to narrow that
+    /// window, or a Redlock across independent clusters or servers.
+    ///
+    /// Waiters poll under the [`WaitPolicy`] on a cluster: the release's
+    /// wake-up is not yet delivered through sharded pub/sub.
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let lock = redis_mutex::Lock::builder("{orders}:import")
+    ///     .connect_cluster(["redis://10.0.0.1:7000/", "redis://10.0.0.2:7000/"])
+    ///     .await?;
+    /// let guard = lock.acquire().await?;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub async fn connect_cluster<U: IntoConnectionInfo>(
+        self,
+        seeds: impl IntoIterator<Item = U>,
+    ) -> Result<Lock> {
+        self.validate()?;
+        let client =
+            redis::cluster::ClusterClient::new(seeds).map_err(|e| self.connect_error(e))?;
+        self.cluster_client(&client).await
+    }
+
+    /// Builds the lock over a new async connection from a
+    /// [`ClusterClient`](redis::cluster::ClusterClient): see
+    /// [`connect_cluster`](LockBuilder::connect_cluster). A lock can also be
+    /// [built](LockBuilder::build) over a cluster connection you already
+    /// have, since it is a [`LockConnection`].
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let client = redis::cluster::ClusterClient::new(["redis://10.0.0.1:7000/"]).unwrap();
+    /// let lock = redis_mutex::Lock::builder("{orders}:import").cluster_client(&client).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub async fn cluster_client(self, client: &redis::cluster::ClusterClient) -> Result<Lock> {
+        self.validate()?;
+        let connection = client
+            .get_async_connection()
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        self.build(connection)
+    }
+
     /// Builds the lock over a new [`ConnectionManager`] (which reconnects by
     /// itself) to the server at `url`, e.g. `"redis://127.0.0.1:6379/"`, with
     /// waiters woken through pub/sub on the same server (see

@@ -8,6 +8,7 @@
 //! Failures panic with a clear message: this is test support, not library code.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod proxy;
 pub mod tls;
 
@@ -617,8 +618,16 @@ pub fn lockrun_bin() -> &'static PathBuf {
     BIN.get_or_init(|| {
         let mut build = Command::new(env!("CARGO"));
         build.args(["build", "--quiet", "--example", "lockrun"]);
-        if cfg!(feature = "tls") {
-            build.args(["--features", "tls"]);
+        // The example gets the features this test was built with.
+        let features: Vec<&str> = [
+            ("tls", cfg!(feature = "tls")),
+            ("cluster", cfg!(feature = "cluster")),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        if !features.is_empty() {
+            build.args(["--features", &features.join(",")]);
         }
         let status = build.status().expect("cargo runs");
         assert!(status.success(), "building the lockrun example failed");
