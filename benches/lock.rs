@@ -39,7 +39,7 @@ const TTL: Duration = Duration::from_secs(30);
 const TASKS: usize = 32;
 
 async fn floor_cycle(
-    connection: &mut MultiplexedConnection,
+    connection: &mut impl redis::aio::ConnectionLike,
     script: &redis::Script,
     key: &str,
     token: &str,
@@ -229,11 +229,112 @@ fn bench(c: &mut Criterion) {
     renewal(c, &runtime, &server, &multiplexed);
     drop(server);
     bench_redlock(c, &runtime);
+    #[cfg(feature = "cluster")]
+    bench_cluster(c, &runtime);
 }
 
 /// Acquire + release latency on a Redlock of 5 nodes against 1 node. The
 /// quorum sends each step to all nodes at once, so the ratio should stay
 /// near 1 (a sequential loop would be about 5x).
+/// Throughput of 32 tasks, each acquiring and releasing its own key, over a
+/// 3-master Redis Cluster vs over one node, in the same run:
+/// `cargo bench --bench lock --features cluster -- cluster`.
+#[cfg(feature = "cluster")]
+fn bench_cluster(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let node = support::RedisServer::start();
+    let cluster = support::cluster::RedisCluster::start();
+    let (one, many) = runtime.block_on(async {
+        let one = redis::Client::open(node.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let many = redis::cluster::ClusterClient::new(cluster.seeds())
+            .unwrap()
+            .get_async_connection()
+            .await
+            .unwrap();
+        (one, many)
+    });
+    let mut group = c.benchmark_group("cluster/32_tasks_distinct_keys");
+    group.throughput(Throughput::Elements(TASKS as u64));
+    let one_node: Vec<Lock> = (0..TASKS)
+        .map(|task| {
+            Lock::builder(format!("bench:cluster:{task}"))
+                .ttl(TTL)
+                .build(one.clone())
+                .unwrap()
+        })
+        .collect();
+    let three_masters: Vec<Lock> = (0..TASKS)
+        .map(|task| {
+            Lock::builder(format!("bench:cluster:{task}"))
+                .ttl(TTL)
+                .build(many.clone())
+                .unwrap()
+        })
+        .collect();
+    // The floor: the redis crate alone on the same cluster connection.
+    let script = redis::Script::new(RELEASE_LUA);
+    group.bench_function(
+        "floor: SET NX PX + EVALSHA on the cluster connection",
+        |b| {
+            b.to_async(runtime).iter_custom(|iters| {
+                let (connection, script) = (many.clone(), script.clone());
+                async move {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|task| {
+                            let (mut connection, script) = (connection.clone(), script.clone());
+                            tokio::spawn(async move {
+                                let key = format!("bench:cluster-floor:{task}");
+                                for _ in 0..iters {
+                                    floor_cycle(
+                                        &mut connection,
+                                        &script,
+                                        &key,
+                                        "token-of-the-floor",
+                                    )
+                                    .await;
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                    start.elapsed()
+                }
+            })
+        },
+    );
+    for (name, locks) in [("1 node", one_node), ("3-master cluster", three_masters)] {
+        group.bench_function(name, |b| {
+            b.to_async(runtime).iter_custom(|iters| {
+                let locks = locks.clone();
+                async move {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = locks
+                        .into_iter()
+                        .map(|lock| {
+                            tokio::spawn(async move {
+                                for _ in 0..iters {
+                                    lock_cycle(&lock).await;
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                    start.elapsed()
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench_redlock(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let servers: Vec<support::RedisServer> =
         (0..5).map(|_| support::RedisServer::start()).collect();
