@@ -22,7 +22,12 @@ impl<C> LockConnection for C where C: ConnectionLike + Clone + Send + Sync + 'st
 /// One Redis node, behind a type-erased connection so that `Lock` and
 /// `LockGuard` carry no type parameter.
 #[derive(Clone)]
-pub(crate) struct Node(Arc<dyn CloneConnection>);
+pub(crate) struct Node {
+    connection: Arc<dyn CloneConnection>,
+    /// A Redis Cluster connection: the release announces itself with a
+    /// sharded publish.
+    sharded: bool,
+}
 
 /// What `SET key token NX GET PX ttl` answered.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,7 +42,17 @@ pub(crate) enum SetReply {
 
 impl Node {
     pub(crate) fn new(connection: impl LockConnection) -> Node {
-        Node(Arc::new(connection))
+        Node {
+            connection: Arc::new(connection),
+            sharded: false,
+        }
+    }
+
+    /// Announces releases with a sharded publish (`SPUBLISH`): for a node
+    /// reached through a Redis Cluster connection.
+    pub(crate) fn sharded(mut self, on: bool) -> Node {
+        self.sharded = on;
+        self
     }
 
     /// Acquire: `SET key token NX GET PX ttl`, one round trip. The `GET`
@@ -99,7 +114,12 @@ impl Node {
     /// Release: compare-and-delete, announced on the key's release channel
     /// to wake waiters. `true` when our lock was deleted.
     pub(crate) async fn release(&self, key: &str, token: &str) -> RedisResult<bool> {
-        let deleted: i64 = scripts::RELEASE
+        let script = if self.sharded {
+            &scripts::RELEASE_SHARDED
+        } else {
+            &scripts::RELEASE
+        };
+        let deleted: i64 = script
             .key(key)
             .arg(token)
             .arg(wait::release_channel(key))
@@ -195,7 +215,7 @@ impl Node {
     }
 
     pub(crate) fn connection(&self) -> DynConnection {
-        self.0.clone_connection()
+        self.connection.clone_connection()
     }
 }
 
@@ -217,6 +237,20 @@ const BACKGROUND_RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// here, so this never truncates a meaningful amount.
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether `C` is the redis crate's async Redis Cluster connection (known by
+/// its type, so that a lock built over one with `build` is recognised too).
+pub(crate) fn is_cluster<C: 'static>(_: &C) -> bool {
+    #[cfg(feature = "cluster")]
+    {
+        std::any::TypeId::of::<C>()
+            == std::any::TypeId::of::<redis::cluster_async::ClusterConnection>()
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        false
+    }
 }
 
 /// Object-safe cloning of a connection.

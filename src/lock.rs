@@ -847,8 +847,12 @@ impl LockBuilder {
     /// ```
     pub fn build(self, connection: impl LockConnection) -> Result<Lock> {
         let ttl = self.validate()?;
+        let sharded = crate::connection::is_cluster(&connection);
         let connection = TimedConnection::new(connection, self.command_timeout);
-        self.finish(ttl, Topology::Single(Node::new(connection)))
+        self.finish(
+            ttl,
+            Topology::Single(Node::new(connection).sharded(sharded)),
+        )
     }
 
     /// Builds a Redlock: one lock over N independent Redis masters (not
@@ -1042,8 +1046,9 @@ impl LockBuilder {
     /// [`wait_for_replicas`](LockBuilder::wait_for_replicas) to narrow that
     /// window, or a Redlock across independent clusters or servers.
     ///
-    /// Waiters poll under the [`WaitPolicy`] on a cluster: the release's
-    /// wake-up is not yet delivered through sharded pub/sub.
+    /// A release announces itself with a sharded publish (`SPUBLISH`, in the
+    /// key's shard); waiters on a cluster do not subscribe to it yet and poll
+    /// under the [`WaitPolicy`].
     ///
     /// ```no_run
     /// # async fn example() -> redis_mutex::Result<()> {

@@ -20,16 +20,36 @@ use redis::Script;
 /// `pcall`: a publish the server refuses (an ACL without the channel) must not
 /// turn a release that already deleted the key into an error; waiters then
 /// find out by their TTL-bounded wait.
-pub(crate) const RELEASE_LUA: &str = r#"
+///
+/// On a Redis Cluster the wake-up goes by `SPUBLISH` ([`RELEASE_SHARDED_LUA`]):
+/// it stays in the key's shard (the channel hashes to the key's slot) instead
+/// of being broadcast to every node over the cluster bus.
+pub(crate) const RELEASE_LUA: &str = release_lua!("PUBLISH");
+
+/// [`RELEASE_LUA`] with a sharded publish, for a Redis Cluster.
+pub(crate) const RELEASE_SHARDED_LUA: &str = release_lua!("SPUBLISH");
+
+/// The release script for a publish command; one body for both, so they
+/// cannot drift apart.
+macro_rules! release_lua {
+    ($publish:literal) => {
+        concat!(
+            r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then
     redis.call("DEL", KEYS[1])
     if ARGV[2] then
-        redis.pcall("PUBLISH", ARGV[2], "")
+        redis.pcall(""#,
+            $publish,
+            r#"", ARGV[2], "")
     end
     return 1
 end
 return 0
-"#;
+"#
+        )
+    };
+}
+use release_lua;
 
 /// Sets the lock's time to live to `ARGV[2]` ms only while it still holds our
 /// token. Returns 1 when extended, 0 when the key is gone or holds another
@@ -122,6 +142,10 @@ return false
 /// failover or `SCRIPT FLUSH`).
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 
+/// The release script of a lock on a Redis Cluster (`SPUBLISH`).
+pub(crate) static RELEASE_SHARDED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(RELEASE_SHARDED_LUA));
+
 /// The extend script, cached like [`RELEASE`].
 pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 
@@ -137,8 +161,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_release_scripts_differ_only_in_the_publish_command() {
+        assert_eq!(
+            RELEASE_LUA.replace("PUBLISH", "SPUBLISH"),
+            RELEASE_SHARDED_LUA
+        );
+        assert!(RELEASE_LUA.contains(r#"redis.pcall("PUBLISH", ARGV[2], "")"#));
+    }
+
+    #[test]
     fn scripts_have_no_shebang_so_they_run_under_oom() {
-        for lua in [RELEASE_LUA, EXTEND_LUA, FENCED_ACQUIRE_LUA, FENCED_SET_LUA] {
+        for lua in [
+            RELEASE_LUA,
+            RELEASE_SHARDED_LUA,
+            EXTEND_LUA,
+            FENCED_ACQUIRE_LUA,
+            FENCED_SET_LUA,
+        ] {
             assert!(!lua.trim_start().starts_with("#!"));
         }
     }

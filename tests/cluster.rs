@@ -71,6 +71,16 @@ async fn locks_on_many_keys_spread_over_every_master_renew_and_release() {
         guard.release().await.unwrap();
     }
     no_keys_anywhere(&cluster);
+    // Each release announced itself in its key's shard, not cluster-wide.
+    let calls = |command: &str| -> u64 {
+        cluster
+            .masters
+            .iter()
+            .map(|m| m.command_calls(command))
+            .sum()
+    };
+    assert_eq!(calls("spublish"), keys.len() as u64);
+    assert_eq!(calls("publish"), 0);
 }
 
 #[tokio::test]
