@@ -262,3 +262,43 @@ fn no_keys_anywhere_but_fences(cluster: &RedisCluster) {
         assert_eq!(left, Vec::<String>::new(), "keys left on master {master}");
     }
 }
+
+#[tokio::test]
+async fn run_renews_and_lost_fires_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let lock = Lock::builder("cluster:run")
+        .ttl(Duration::from_millis(300))
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap();
+    let value = lock
+        .run(|lease| async move {
+            tokio::time::sleep(Duration::from_millis(1_000)).await; // > 3 TTLs
+            assert!(!lease.is_lost());
+            7
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 7);
+    no_keys_anywhere(&cluster);
+
+    // The key deleted behind the holder's back, on the master that owns it.
+    let lock = Lock::builder("cluster:lost")
+        .ttl(Duration::from_millis(1_500))
+        .auto_renew(true)
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap();
+    let guard = lock.acquire().await.unwrap();
+    cluster.masters[cluster.owner_of("cluster:lost")].cmd(&["DEL", "cluster:lost"]);
+    let deleted = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), guard.lost())
+        .await
+        .expect("lost() fired");
+    assert!(
+        deleted.elapsed() < Duration::from_millis(1_200),
+        "within a renewal period: {:?}",
+        deleted.elapsed()
+    );
+    assert!(guard.release().await.unwrap_err().is_not_held());
+}
