@@ -106,6 +106,26 @@ async fn floor_cycle_on_five(connections: &[MultiplexedConnection], key: &str) {
     );
 }
 
+/// `iters` acquire + release cycles on each lock, one task per lock, all at
+/// once; the time they all took.
+async fn cycles_in_parallel(locks: Vec<Lock>, iters: u64) -> Duration {
+    let start = Instant::now();
+    let tasks: Vec<_> = locks
+        .into_iter()
+        .map(|lock| {
+            tokio::spawn(async move {
+                for _ in 0..iters {
+                    lock_cycle(&lock).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    start.elapsed()
+}
+
 async fn lock_cycle(lock: &Lock) {
     let guard = lock.acquire().await.unwrap();
     guard.release().await.unwrap();
@@ -205,23 +225,7 @@ fn bench(c: &mut Criterion) {
     many.bench_function(BenchmarkId::new("Lock", TASKS), |b| {
         b.to_async(&runtime).iter_custom(|iters| {
             let locks = locks.clone();
-            async move {
-                let start = Instant::now();
-                let tasks: Vec<_> = locks
-                    .into_iter()
-                    .map(|lock| {
-                        tokio::spawn(async move {
-                            for _ in 0..iters {
-                                lock_cycle(&lock).await;
-                            }
-                        })
-                    })
-                    .collect();
-                for task in tasks {
-                    task.await.unwrap();
-                }
-                start.elapsed()
-            }
+            cycles_in_parallel(locks, iters)
         })
     });
     many.finish();
@@ -310,26 +314,8 @@ fn bench_cluster(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     );
     for (name, locks) in [("1 node", one_node), ("3-master cluster", three_masters)] {
         group.bench_function(name, |b| {
-            b.to_async(runtime).iter_custom(|iters| {
-                let locks = locks.clone();
-                async move {
-                    let start = Instant::now();
-                    let tasks: Vec<_> = locks
-                        .into_iter()
-                        .map(|lock| {
-                            tokio::spawn(async move {
-                                for _ in 0..iters {
-                                    lock_cycle(&lock).await;
-                                }
-                            })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.unwrap();
-                    }
-                    start.elapsed()
-                }
-            })
+            b.to_async(runtime)
+                .iter_custom(|iters| cycles_in_parallel(locks.clone(), iters))
         });
     }
     group.finish();

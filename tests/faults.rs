@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use redis_mutex::{Error, Lock, Operation, WaitPolicy};
-use support::RedisServer;
 use support::proxy::{Mode, Proxy};
+use support::{RedisServer, alive_tasks, settle_within};
 use tokio::time::Instant;
 
 /// Retries `try_acquire` until the server answers again, as a caller would.
@@ -318,25 +318,6 @@ async fn an_acquire_that_times_out_with_its_reply_lost_leaves_no_lock() {
     guard.release().await.unwrap();
 }
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
-
-/// Waits (boundedly) until the runtime is back to `baseline` tasks.
-async fn settle_to(baseline: usize, bound: Duration) {
-    let started = Instant::now();
-    while alive_tasks() > baseline {
-        assert!(
-            started.elapsed() < bound,
-            "{} tasks left over {baseline} after {bound:?}",
-            alive_tasks()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Runs `DEBUG SLEEP secs` on its own connection, in a thread.
 fn stall(server: &RedisServer, secs: &str) -> std::thread::JoinHandle<()> {
     let mut admin = server.sync_conn();
@@ -427,7 +408,7 @@ async fn a_slow_server_past_the_command_timeout_gives_typed_timeouts_and_leaves_
     // background release (sent behind it on the same connection) removed it.
     gone_within(&server, "faults:slow-other", Duration::from_secs(2)).await;
     assert_eq!(server.command_calls("set"), 2, "both SETs ran");
-    settle_to(baseline, Duration::from_secs(3)).await;
+    settle_within(baseline, Duration::from_secs(3)).await;
 
     other
         .try_acquire()
@@ -464,7 +445,7 @@ async fn replies_delayed_past_the_command_timeout_are_typed_timeouts() {
     // The SET ran at once; the release sent after the timeout runs too.
     gone_within(&server, key, Duration::from_secs(2)).await;
     proxy.set(Mode::Pass);
-    settle_to(baseline, Duration::from_secs(3)).await;
+    settle_within(baseline, Duration::from_secs(3)).await;
     let guard = lock.acquire().await.unwrap();
     guard.release().await.unwrap();
 }
@@ -600,7 +581,7 @@ async fn replies_delayed_past_the_ttl_fire_lost_and_never_make_two_holders() {
         drop(guard);
         rival_guard.release().await.unwrap();
         // The renewal task and any release tasks end.
-        settle_to(baseline, Duration::from_secs(3)).await;
+        settle_within(baseline, Duration::from_secs(3)).await;
     }
 }
 

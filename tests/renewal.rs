@@ -11,31 +11,12 @@ use std::time::Duration;
 use rand::RngExt;
 use redis::AsyncCommands;
 use redis_mutex::{Error, Lock, WaitPolicy};
-use support::RedisServer;
+use support::{RedisServer, alive_tasks, settle_within};
 use tokio::time::Instant;
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
-
-/// Waits (boundedly) until the runtime is back to `baseline` tasks: aborted
-/// tasks are reaped on the runtime's next tick.
+/// Waits (boundedly, 2 s) until the runtime is back to `baseline` tasks.
 async fn settle_to(baseline: usize) {
     settle_within(baseline, Duration::from_secs(2)).await;
-}
-
-async fn settle_within(baseline: usize, bound: Duration) {
-    let started = Instant::now();
-    while alive_tasks() > baseline {
-        assert!(
-            started.elapsed() < bound,
-            "{} tasks left over {baseline} after {bound:?}",
-            alive_tasks()
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 fn renewing(conn: redis::aio::MultiplexedConnection, key: &str, ttl_ms: u64) -> Lock {

@@ -640,3 +640,24 @@ pub fn lockrun_bin() -> &'static PathBuf {
         deps.parent().unwrap().join("examples").join("lockrun")
     })
 }
+
+/// Tasks alive on the current tokio runtime (its own metrics).
+pub fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Waits (boundedly) until the runtime is back to `baseline` tasks: aborted
+/// tasks are reaped on the runtime's next tick.
+pub async fn settle_within(baseline: usize, bound: std::time::Duration) {
+    let started = std::time::Instant::now();
+    while alive_tasks() > baseline {
+        assert!(
+            started.elapsed() < bound,
+            "{} tasks left over {baseline} after {bound:?}",
+            alive_tasks()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
