@@ -21,7 +21,7 @@ use crate::retry::WaitPolicy;
 use crate::timeout::TimedConnection;
 use crate::token::Token;
 use crate::topology::{AcquireStep, Topology};
-use crate::wait::{Notifier, Waiter};
+use crate::wait::{Notifier, Source, Waiter};
 
 /// The shortest TTL a lock accepts. Shorter leases leave no validity after the
 /// clock-drift margin (see [`LockGuard::deadline`]).
@@ -565,7 +565,7 @@ pub struct LockBuilder {
     fencing: bool,
     drift: ClockDrift,
     node_timeout: Option<Duration>,
-    notify: Option<redis::Client>,
+    notify: Option<Source>,
     command_timeout: Option<Duration>,
     replica_sync: Option<ReplicaSync>,
 }
@@ -731,7 +731,39 @@ impl LockBuilder {
     /// # Ok(()) }
     /// ```
     pub fn notify_with(mut self, client: &redis::Client) -> LockBuilder {
-        self.notify = Some(client.clone());
+        self.notify = Some(Source::Server(client.clone()));
+        self
+    }
+
+    /// Wakes waiting [`acquire`](Lock::acquire)s through sharded pub/sub
+    /// (`SSUBSCRIBE`) on the Redis Cluster `client` points to: the
+    /// counterpart of [`notify_with`](LockBuilder::notify_with) for a lock
+    /// [built](LockBuilder::build) over a cluster connection of yours.
+    /// [`connect_cluster`](LockBuilder::connect_cluster) and
+    /// [`cluster_client`](LockBuilder::cluster_client) do this by themselves.
+    ///
+    /// `client` must speak RESP3 (`.use_protocol(redis::ProtocolVersion::RESP3)`
+    /// on its builder); otherwise the subscriptions are refused and waiters
+    /// poll. A key with a `}` but no hash tag (say `"a}b"`) has no release
+    /// channel in its slot: its waiters poll too. Needs the crate feature
+    /// `cluster`.
+    ///
+    /// ```no_run
+    /// # async fn example() -> redis_mutex::Result<()> {
+    /// let client = redis::cluster::ClusterClient::builder(["redis://10.0.0.1:7000/"])
+    ///     .use_protocol(redis::ProtocolVersion::RESP3)
+    ///     .build()
+    ///     .unwrap();
+    /// let connection = client.get_async_connection().await.unwrap();
+    /// let lock = redis_mutex::Lock::builder("{orders}:import")
+    ///     .notify_with_cluster(&client)
+    ///     .build(connection)?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn notify_with_cluster(mut self, client: &redis::cluster::ClusterClient) -> LockBuilder {
+        self.notify = Some(Source::Cluster(client.clone()));
         self
     }
 
@@ -1010,7 +1042,7 @@ impl LockBuilder {
     fn finish(self, ttl: Duration, topology: Topology) -> Result<Lock> {
         let fence_key = self.fence_key()?;
         let notifier = match (&topology, &self.notify) {
-            (Topology::Single(_), Some(client)) => Some(Notifier::for_client(client)),
+            (Topology::Single(_), Some(source)) => Some(Notifier::for_source(source.clone())),
             _ => None,
         };
         Ok(Lock {
@@ -1047,8 +1079,11 @@ impl LockBuilder {
     /// window, or a Redlock across independent clusters or servers.
     ///
     /// A release announces itself with a sharded publish (`SPUBLISH`, in the
-    /// key's shard); waiters on a cluster do not subscribe to it yet and poll
-    /// under the [`WaitPolicy`].
+    /// key's shard), and waiters subscribe to it with `SSUBSCRIBE` on that
+    /// shard: one subscription connection set per cluster and process,
+    /// opened when a first `acquire` has to wait, following the channel when
+    /// its slot moves. The client speaks RESP3 (needed for subscriptions on a
+    /// cluster connection) for every command.
     ///
     /// ```no_run
     /// # async fn example() -> redis_mutex::Result<()> {
@@ -1066,8 +1101,10 @@ impl LockBuilder {
         seeds: impl IntoIterator<Item = U>,
     ) -> Result<Lock> {
         self.validate()?;
-        let client =
-            redis::cluster::ClusterClient::new(seeds).map_err(|e| self.connect_error(e))?;
+        let client = redis::cluster::ClusterClient::builder(seeds)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .build()
+            .map_err(|e| self.connect_error(e))?;
         self.cluster_client(&client).await
     }
 
@@ -1075,7 +1112,14 @@ impl LockBuilder {
     /// [`ClusterClient`](redis::cluster::ClusterClient): see
     /// [`connect_cluster`](LockBuilder::connect_cluster). A lock can also be
     /// [built](LockBuilder::build) over a cluster connection you already
-    /// have, since it is a [`LockConnection`].
+    /// have, since it is a [`LockConnection`] (add
+    /// [`notify_with_cluster`](LockBuilder::notify_with_cluster) for its
+    /// waiters to be woken).
+    ///
+    /// Waiters are woken through sharded pub/sub when `client` speaks RESP3
+    /// (`.use_protocol(redis::ProtocolVersion::RESP3)` on its builder, as
+    /// `connect_cluster` does); a RESP2 client cannot subscribe on a cluster
+    /// connection, and its waiters poll under the [`WaitPolicy`].
     ///
     /// ```no_run
     /// # async fn example() -> redis_mutex::Result<()> {
@@ -1085,8 +1129,10 @@ impl LockBuilder {
     /// ```
     #[cfg(feature = "cluster")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-    pub async fn cluster_client(self, client: &redis::cluster::ClusterClient) -> Result<Lock> {
+    pub async fn cluster_client(mut self, client: &redis::cluster::ClusterClient) -> Result<Lock> {
         self.validate()?;
+        self.notify
+            .get_or_insert_with(|| Source::Cluster(client.clone()));
         let connection = client
             .get_async_connection()
             .await
@@ -1126,7 +1172,8 @@ impl LockBuilder {
     /// ```
     pub async fn client(mut self, client: &redis::Client) -> Result<Lock> {
         self.validate()?;
-        self.notify.get_or_insert_with(|| client.clone());
+        self.notify
+            .get_or_insert_with(|| Source::Server(client.clone()));
         let manager = ConnectionManager::new_with_config(client.clone(), manager_config())
             .await
             .map_err(|e| self.connect_error(e))?;

@@ -51,7 +51,14 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ProtocolVersion, PushInfo, PushKind};
+#[cfg(feature = "cluster")]
+use redis::cluster::{ClusterClient, ClusterConfig};
+#[cfg(feature = "cluster")]
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, ProtocolVersion, PushInfo, PushKind,
+    RedisError, RedisResult,
+};
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -83,10 +90,18 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// does not matter.
 pub(crate) fn release_channel(key: &str) -> String {
     if hash_tag(key).is_some() || key.contains('}') {
+        // Either the tag, or (for `a}b`) nothing, decides the slot.
         format!("{key}{CHANNEL_SUFFIX}")
     } else {
         format!("{{{key}}}{CHANNEL_SUFFIX}")
     }
+}
+
+/// Whether `key`'s release channel hashes to `key`'s Cluster slot: always,
+/// unless the key has a `}` but no hash tag (then it is hashed whole, and no
+/// other name shares its slot).
+fn channel_shares_slot(key: &str) -> bool {
+    hash_tag(key).is_some() || !key.contains('}')
 }
 
 /// Locks the mutex, ignoring poisoning: every critical section here leaves
@@ -95,15 +110,79 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// `client` switched to RESP3, for pushes on a multiplexed connection.
+fn resp3(client: &Client) -> Client {
+    let info = client.get_connection_info();
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    Client::open(info.clone().set_redis_settings(resp3))
+        // Opening a client from a `ConnectionInfo` cannot fail; if it ever
+        // did, a plain RESP2 client fails to subscribe instead, and waiters
+        // poll.
+        .unwrap_or_else(|_| client.clone())
+}
+
 /// The shared subscription connection to one server, and the task that
 /// keeps it subscribed to the channels someone waits on.
 pub(crate) struct Notifier {
     shared: Arc<Shared>,
-    /// The server's client, switched to RESP3 (pushes on a multiplexed
-    /// connection).
-    client: Client,
+    /// Where the subscription connection goes.
+    source: Source,
     /// The task, started by the first waiter; aborted when the notifier goes.
     task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Where a notifier subscribes, and how.
+// Made once per lock and kept by its notifier: its size does not matter.
+#[cfg_attr(feature = "cluster", allow(clippy::large_enum_variant))]
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// One server: `SUBSCRIBE` on a multiplexed connection of this client,
+    /// switched to RESP3 (pushes).
+    Server(Client),
+    /// A Redis Cluster: sharded pub/sub (`SSUBSCRIBE`), each channel in the
+    /// shard that owns its slot (which is its key's slot), through the
+    /// cluster connection's routing. Needs a client that speaks RESP3; with
+    /// RESP2 the subscriptions are refused and waiters poll.
+    #[cfg(feature = "cluster")]
+    Cluster(ClusterClient),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Server(client) => f
+                .debug_tuple("Server")
+                .field(client.get_connection_info().addr())
+                .finish(),
+            #[cfg(feature = "cluster")]
+            Source::Cluster(_) => f.write_str("Cluster"),
+        }
+    }
+}
+
+/// Which server or cluster (and user) a notifier is for.
+#[derive(PartialEq)]
+enum SourceId {
+    Server(ServerId),
+    /// A `ClusterClient` offers no accessor for its seeds or settings; its
+    /// `Debug` text lists both (password redacted), so two clients that
+    /// print the same connect the same way, as the same user, and share a
+    /// notifier.
+    #[cfg(feature = "cluster")]
+    Cluster(String),
+}
+
+impl SourceId {
+    fn of(source: &Source) -> SourceId {
+        match source {
+            Source::Server(client) => SourceId::Server(ServerId::of(client)),
+            #[cfg(feature = "cluster")]
+            Source::Cluster(client) => SourceId::Cluster(format!("{client:?}")),
+        }
+    }
 }
 
 /// Which server (and user) a notifier is for.
@@ -129,46 +208,48 @@ impl ServerId {
 }
 
 /// The notifiers of this process, one per server while any lock uses it.
-static REGISTRY: Mutex<Vec<(ServerId, Weak<Notifier>)>> = Mutex::new(Vec::new());
+static REGISTRY: Mutex<Vec<(SourceId, Weak<Notifier>)>> = Mutex::new(Vec::new());
 
 impl Notifier {
-    /// The process's notifier for `client`'s server, made if there is none.
-    /// Connects nothing yet: that waits for the first waiter.
-    pub(crate) fn for_client(client: &Client) -> Arc<Notifier> {
-        let id = ServerId::of(client);
+    /// The process's notifier for `source`, made if there is none. Connects
+    /// nothing yet: that waits for the first waiter.
+    pub(crate) fn for_source(source: Source) -> Arc<Notifier> {
+        let id = SourceId::of(&source);
         let mut registry = lock(&REGISTRY);
         registry.retain(|(_, notifier)| notifier.strong_count() > 0);
         if let Some(notifier) = registry
             .iter()
-            .find(|(server, _)| *server == id)
+            .find(|(known, _)| *known == id)
             .and_then(|(_, notifier)| notifier.upgrade())
         {
             return notifier;
         }
-        let info = client.get_connection_info();
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.clone().set_redis_settings(resp3))
-            // Opening a client from a `ConnectionInfo` cannot fail; if it
-            // ever did, a plain RESP2 client fails to connect instead, and
-            // waiters poll.
-            .unwrap_or_else(|_| client.clone());
+        let source = match source {
+            Source::Server(client) => Source::Server(resp3(&client)),
+            #[cfg(feature = "cluster")]
+            cluster @ Source::Cluster(_) => cluster,
+        };
         let notifier = Arc::new(Notifier {
             shared: Arc::new(Shared::default()),
-            client,
+            source,
             task: Mutex::new(None),
         });
         registry.push((id, Arc::downgrade(&notifier)));
         notifier
     }
 
+    /// Whether a release of `key` is heard on this notifier's subscription:
+    /// on a cluster, only when the release channel shares the key's slot
+    /// (the release script's `SPUBLISH` may only reach that slot's shard).
+    fn hears(&self, key: &str) -> bool {
+        matches!(self.source, Source::Server(_)) || channel_shares_slot(key)
+    }
+
     /// Registers a waiter on `key`'s release channel; the task subscribes the
     /// channel if it is not yet. `None` without a tokio runtime to run the
     /// task on.
     fn subscribe(&self, key: &str) -> Option<Subscription> {
-        if !self.ensure_running() {
+        if !self.hears(key) || !self.ensure_running() {
             return None;
         }
         let channel: Arc<str> = release_channel(key).into();
@@ -229,7 +310,7 @@ impl Notifier {
             return false;
         };
         self.shared.forget_connection();
-        *task = Some(runtime.spawn(run(self.shared.clone(), self.client.clone())));
+        *task = Some(runtime.spawn(run(self.shared.clone(), self.source.clone())));
         true
     }
 }
@@ -248,7 +329,7 @@ impl fmt::Debug for Notifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.shared.state();
         f.debug_struct("Notifier")
-            .field("addr", &self.client.get_connection_info().addr())
+            .field("source", &self.source)
             .field("connected", &state.connected)
             .field("channels", &state.channels.len())
             .finish_non_exhaustive()
@@ -330,18 +411,22 @@ impl Shared {
             Some(redis::Value::SimpleString(name)) => Some(name.as_str()),
             _ => None,
         };
+        // A cluster's sharded pushes mean the same as a server's plain ones.
+        // The server also pushes `sunsubscribe` by itself when the channel's
+        // slot moves to another shard: the channel is then no longer live,
+        // and the task subscribes it again, where its slot went.
         match (push.kind, channel) {
-            (PushKind::Message, Some(channel)) => {
+            (PushKind::Message | PushKind::SMessage, Some(channel)) => {
                 if let Some(entry) = state.channels.get(channel) {
                     entry.released.notify_one();
                 }
             }
-            (PushKind::Subscribe, Some(channel)) => {
+            (PushKind::Subscribe | PushKind::SSubscribe, Some(channel)) => {
                 let channel: Arc<str> = channel.into();
                 state.set_live(&channel, true);
                 state.confirmed.insert(channel);
             }
-            (PushKind::Unsubscribe, Some(channel)) => {
+            (PushKind::Unsubscribe | PushKind::SUnsubscribe, Some(channel)) => {
                 state.set_live(channel, false);
                 state.confirmed.remove(channel);
             }
@@ -483,8 +568,8 @@ impl Channel {
 /// connection that lived a while, else backing off from 10 ms to 1 s, so
 /// that a server that keeps refusing or dropping it is not hammered. Runs
 /// until the notifier aborts it.
-async fn run(shared: Arc<Shared>, client: Client) {
-    let mut connection: Option<(u64, MultiplexedConnection)> = None;
+async fn run(shared: Arc<Shared>, source: Source) {
+    let mut connection: Option<(u64, Subscriber)> = None;
     let mut connected_at: Option<Instant> = None;
     // Connections in a row that failed or broke within RECONNECT_MAX.
     let mut failures: u32 = 0;
@@ -503,7 +588,7 @@ async fn run(shared: Arc<Shared>, client: Client) {
                 if !pause.is_zero() {
                     tokio::time::sleep(pause).await;
                 }
-                connection = connect(&shared, &client).await;
+                connection = connect(&shared, &source).await;
                 if connection.is_some() {
                     connected_at = Some(Instant::now());
                 } else {
@@ -518,13 +603,10 @@ async fn run(shared: Arc<Shared>, client: Client) {
                 // the server's refusal of one names it.
                 let results = join_all(channels.iter().map(|channel| {
                     let mut conn = conn.clone();
-                    async move { conn.subscribe(&**channel).await }
+                    async move { conn.subscribe(channel).await }
                 }))
                 .await;
-                if results
-                    .iter()
-                    .any(|r| r.as_ref().is_err_and(|e| e.code().is_none()))
-                {
+                if results.iter().any(|r| r.as_ref().is_err_and(unanswered)) {
                     // No answer (timeout, broken connection): start over.
                     shared.lost(*epoch);
                     continue;
@@ -536,8 +618,7 @@ async fn run(shared: Arc<Shared>, client: Client) {
                 let Some((epoch, conn)) = &mut connection else {
                     continue;
                 };
-                let names: Vec<&str> = channels.iter().map(|c| &**c).collect();
-                if conn.unsubscribe(&names).await.is_err() {
+                if conn.unsubscribe(&channels).await.is_err() {
                     shared.lost(*epoch);
                     continue;
                 }
@@ -558,8 +639,53 @@ fn reconnect_pause(failures: u32) -> Duration {
     }
 }
 
+/// Whether a failed (un)subscribe went unanswered (a timeout, a broken
+/// connection), rather than refused: by the server (an error reply), or by
+/// the client before sending (a RESP2 cluster client cannot subscribe).
+fn unanswered(error: &RedisError) -> bool {
+    error.code().is_none() && error.kind() != ErrorKind::InvalidClientConfig
+}
+
+/// The subscription connection: to one server, or to a cluster.
+#[derive(Clone)]
+enum Subscriber {
+    Server(MultiplexedConnection),
+    #[cfg(feature = "cluster")]
+    Cluster(ClusterConnection),
+}
+
+impl Subscriber {
+    async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
+        match self {
+            Subscriber::Server(conn) => conn.subscribe(channel).await,
+            #[cfg(feature = "cluster")]
+            Subscriber::Cluster(conn) => conn.ssubscribe(channel).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, channels: &[Arc<str>]) -> RedisResult<()> {
+        match self {
+            Subscriber::Server(conn) => {
+                let names: Vec<&str> = channels.iter().map(|c| &**c).collect();
+                conn.unsubscribe(&names).await
+            }
+            // One command per channel: channels of different slots in one
+            // `SUNSUBSCRIBE` are a cross-slot error.
+            #[cfg(feature = "cluster")]
+            Subscriber::Cluster(conn) => {
+                let results = join_all(channels.iter().map(|channel| {
+                    let mut conn = conn.clone();
+                    async move { conn.sunsubscribe(&**channel).await }
+                }))
+                .await;
+                results.into_iter().collect()
+            }
+        }
+    }
+}
+
 /// Opens a new subscription connection whose pushes go to `shared`.
-async fn connect(shared: &Arc<Shared>, client: &Client) -> Option<(u64, MultiplexedConnection)> {
+async fn connect(shared: &Arc<Shared>, source: &Source) -> Option<(u64, Subscriber)> {
     let epoch = shared.next_epoch();
     let sink = {
         let shared = shared.clone();
@@ -568,14 +694,30 @@ async fn connect(shared: &Arc<Shared>, client: &Client) -> Option<(u64, Multiple
             Ok::<(), Infallible>(())
         }
     };
-    let config = AsyncConnectionConfig::new()
-        .set_push_sender(sink)
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT));
-    match client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-    {
+    let connection = match source {
+        Source::Server(client) => {
+            let config = AsyncConnectionConfig::new()
+                .set_push_sender(sink)
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map(Subscriber::Server)
+        }
+        #[cfg(feature = "cluster")]
+        Source::Cluster(client) => {
+            let config = ClusterConfig::new()
+                .set_push_sender(sink)
+                .set_connection_timeout(CONNECT_TIMEOUT)
+                .set_response_timeout(RESPONSE_TIMEOUT);
+            client
+                .get_async_connection_with_config(config)
+                .await
+                .map(Subscriber::Cluster)
+        }
+    };
+    match connection {
         Ok(connection) => Some((epoch, connection)),
         Err(_) => {
             shared.lost(epoch);
@@ -891,5 +1033,11 @@ mod tests {
         // No name shares the slot of a key hashed whole despite a `}`.
         assert_eq!(release_channel("a}b"), "a}b:released");
         assert_eq!(release_channel("foo{}bar"), "foo{}bar:released");
+        for key in ["orders", "{orders}:lock", "a{b", "{"] {
+            assert!(channel_shares_slot(key), "{key}");
+        }
+        for key in ["a}b", "foo{}bar"] {
+            assert!(!channel_shares_slot(key), "{key}");
+        }
     }
 }

@@ -8,7 +8,7 @@ mod support;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redis_mutex::{Lock, WaitPolicy};
@@ -301,4 +301,149 @@ async fn run_renews_and_lost_fires_on_a_cluster() {
         deleted.elapsed()
     );
     assert!(guard.release().await.unwrap_err().is_not_held());
+}
+
+// --------------------------------------------------------------------------
+// Waiting: sharded pub/sub in the key's shard
+// --------------------------------------------------------------------------
+
+/// A wait policy that polls only every 5 s (and waits up to 30 s): a waiter
+/// that gets the lock sooner was woken.
+fn sluggish() -> WaitPolicy {
+    WaitPolicy::timeout(Duration::from_secs(30))
+        .backoff(Duration::from_secs(5), Duration::from_secs(5))
+}
+
+/// How many clients of `master` are subscribed to the sharded `channel`.
+fn shard_subscribers(cluster: &RedisCluster, master: usize, channel: &str) -> i64 {
+    let (_, count): (String, i64) =
+        redis::from_redis_value(cluster.masters[master].cmd(&["PUBSUB", "SHARDNUMSUB", channel]))
+            .unwrap();
+    count
+}
+
+/// Polls `condition` every 5 ms until it holds; panics with `what` after
+/// `within`.
+async fn eventually(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One key per master, named `prefix:N`, in master order.
+fn key_per_master(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<Option<String>> = vec![None; 3];
+    for i in 0.. {
+        let key = format!("{prefix}:{i}");
+        let owner = cluster.owner_of(&key);
+        keys[owner].get_or_insert(key);
+        if keys.iter().all(Option::is_some) {
+            return keys.into_iter().flatten().collect();
+        }
+    }
+    unreachable!()
+}
+
+/// Holds `lock`, starts a waiter on it, and returns the time from the
+/// release to the waiter's acquire, once `subscribed` says the waiter listens.
+async fn handoff(lock: &Lock, subscribed: impl FnMut() -> bool) -> Duration {
+    let holder = lock.acquire().await.unwrap();
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    eventually(Duration::from_secs(5), "subscribed", subscribed).await;
+    // The waiter's try after the subscription, and its look at the holder.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter hung")
+        .unwrap();
+    let took = released.elapsed();
+    guard.release().await.unwrap();
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_every_master_are_woken_by_the_sharded_release() {
+    let cluster = RedisCluster::start();
+    for key in key_per_master(&cluster, "wake") {
+        let owner = cluster.owner_of(&key);
+        let channel = format!("{{{key}}}:released");
+        let lock = Lock::builder(key.as_str())
+            .ttl(Duration::from_secs(10))
+            .wait(sluggish())
+            .connect_cluster(cluster.seeds())
+            .await
+            .unwrap();
+        let took = handoff(&lock, || shard_subscribers(&cluster, owner, &channel) == 1).await;
+        assert!(took < Duration::from_millis(250), "{key}: {took:?}");
+        eventually(Duration::from_secs(2), "unsubscribed", || {
+            shard_subscribers(&cluster, owner, &channel) == 0
+        })
+        .await;
+    }
+    for master in 0..3 {
+        let server = &cluster.masters[master];
+        assert!(server.command_calls("ssubscribe") >= 1, "master {master}");
+        assert!(server.command_calls("spublish") >= 1, "master {master}");
+        assert_eq!(server.command_calls("subscribe"), 0, "master {master}");
+        assert_eq!(server.command_calls("publish"), 0, "master {master}");
+        let channels: Vec<String> =
+            redis::from_redis_value(server.cmd(&["PUBSUB", "SHARDCHANNELS"])).unwrap();
+        assert!(channels.is_empty(), "master {master}: {channels:?}");
+    }
+    no_keys_anywhere(&cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_built_apart_share_one_subscription_per_cluster() {
+    let cluster = RedisCluster::start();
+    let key = "shared:wait";
+    let channel = "{shared:wait}:released";
+    let owner = cluster.owner_of(key);
+    let mut locks = Vec::new();
+    for _ in 0..3 {
+        locks.push(
+            Lock::builder(key)
+                .ttl(Duration::from_secs(10))
+                .wait(sluggish())
+                .connect_cluster(cluster.seeds())
+                .await
+                .unwrap(),
+        );
+    }
+    let holder = locks[0].acquire().await.unwrap();
+    let waiters: Vec<_> = locks
+        .iter()
+        .map(|lock| {
+            let lock = lock.clone();
+            tokio::spawn(async move { lock.acquire().await.unwrap().release().await.unwrap() })
+        })
+        .collect();
+    // Three locks made with the same seeds: one notifier, one subscriber.
+    eventually(Duration::from_secs(5), "subscribed", || {
+        shard_subscribers(&cluster, owner, channel) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(shard_subscribers(&cluster, owner, channel), 1);
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    for waiter in waiters {
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("a waiter hung")
+            .unwrap();
+    }
+    // Three handoffs in turn, each woken (polling would take 5 s each).
+    assert!(
+        released.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        released.elapsed()
+    );
 }
