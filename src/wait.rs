@@ -429,6 +429,12 @@ impl Shared {
             (PushKind::Unsubscribe | PushKind::SUnsubscribe, Some(channel)) => {
                 state.set_live(channel, false);
                 state.confirmed.remove(channel);
+                // Not asked for by the task (the channel still has waiters):
+                // the server dropped it (its slot moved); subscribe again.
+                if state.channels.contains_key(channel) {
+                    drop(state);
+                    self.work.notify_one();
+                }
             }
             (PushKind::Disconnection, _) => {
                 state.disconnected();

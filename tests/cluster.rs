@@ -447,3 +447,152 @@ async fn locks_built_apart_share_one_subscription_per_cluster() {
         released.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiters_subscription_follows_its_slot_to_another_master() {
+    let cluster = RedisCluster::start();
+    let key = "moving:wait";
+    let channel = "{moving:wait}:released";
+    let lock = Lock::builder(key)
+        .ttl(Duration::from_secs(10))
+        .wait(sluggish())
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap();
+    let from = cluster.owner_of(key);
+    let to = (from + 1) % 3;
+    let holder = lock.acquire().await.unwrap();
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    eventually(Duration::from_secs(5), "subscribed on the owner", || {
+        shard_subscribers(&cluster, from, channel) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // The old owner drops the channel's subscribers (`sunsubscribe`) when
+    // its slot goes; the waiter subscribes again where it went.
+    cluster.migrate_slot_of(key, &[key], to);
+    eventually(
+        Duration::from_secs(5),
+        "subscribed where the slot went",
+        || {
+            shard_subscribers(&cluster, to, channel) == 1
+                && shard_subscribers(&cluster, from, channel) == 0
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter hung")
+        .unwrap();
+    let took = released.elapsed();
+    assert!(took < Duration::from_millis(250), "handoff took {took:?}");
+    guard.release().await.unwrap();
+    no_keys_anywhere(&cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_sharded_subscription_loses_no_waiter_and_it_comes_back() {
+    let cluster = RedisCluster::start();
+    let key = "killed:wait";
+    let channel = "{killed:wait}:released";
+    let owner = cluster.owner_of(key);
+    let lock = Lock::builder(key)
+        .ttl(Duration::from_secs(10))
+        .wait(sluggish())
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap();
+    let kill = || {
+        let killed: i64 = redis::from_redis_value(
+            cluster.masters[owner].cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]),
+        )
+        .unwrap();
+        assert_eq!(killed, 1);
+    };
+
+    // Killed while 4 tasks wait, and released before the subscription is
+    // back: the release's message is lost, the disconnection wakes them.
+    let holder = lock.acquire().await.unwrap();
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let lock = lock.clone();
+            tokio::spawn(async move {
+                let guard = lock.acquire().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                guard.release().await.unwrap();
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(5), "subscribed", || {
+        shard_subscribers(&cluster, owner, channel) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    kill();
+    let started = Instant::now();
+    holder.release().await.unwrap();
+    for waiter in waiters {
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("a waiter hung after the subscription was killed")
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Killed while one task waits: the subscription comes back by itself,
+    // and the next release wakes the waiter at once.
+    let took = handoff(&lock, || {
+        let subscribed = shard_subscribers(&cluster, owner, channel) == 1;
+        if subscribed {
+            kill();
+        }
+        subscribed
+    })
+    .await;
+    // `handoff` waited for the first subscription, killed it, then slept
+    // 50 ms; the resubscription must come back before the release is heard.
+    assert!(took < Duration::from_millis(250), "handoff took {took:?}");
+    no_keys_anywhere(&cluster);
+}
+
+#[tokio::test]
+async fn a_resp2_cluster_client_polls_instead_of_subscribing() {
+    let cluster = RedisCluster::start();
+    let key = "resp2:wait";
+    let client = redis::cluster::ClusterClient::new(cluster.seeds()).unwrap();
+    let lock = Lock::builder(key)
+        .ttl(Duration::from_secs(10))
+        .wait(
+            WaitPolicy::timeout(Duration::from_secs(10))
+                .backoff(Duration::from_millis(20), Duration::from_millis(20)),
+        )
+        .cluster_client(&client)
+        .await
+        .unwrap();
+    let holder = lock.acquire().await.unwrap();
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .expect("a polling waiter still gets the lock")
+        .unwrap();
+    guard.release().await.unwrap();
+    for master in &cluster.masters {
+        assert_eq!(master.command_calls("ssubscribe"), 0);
+    }
+}
