@@ -24,9 +24,11 @@ impl<C> LockConnection for C where C: ConnectionLike + Clone + Send + Sync + 'st
 #[derive(Clone)]
 pub(crate) struct Node {
     connection: Arc<dyn CloneConnection>,
-    /// A Redis Cluster connection: the release announces itself with a
-    /// sharded publish.
-    sharded: bool,
+    /// The same connection when it is a Redis Cluster connection: the
+    /// release announces itself with a sharded publish, and keyless commands
+    /// about the lock go to its key's master.
+    #[cfg(feature = "cluster")]
+    cluster: Option<redis::cluster_async::ClusterConnection>,
 }
 
 /// What `SET key token NX GET PX ttl` answered.
@@ -44,15 +46,56 @@ impl Node {
     pub(crate) fn new(connection: impl LockConnection) -> Node {
         Node {
             connection: Arc::new(connection),
-            sharded: false,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 
-    /// Announces releases with a sharded publish (`SPUBLISH`): for a node
-    /// reached through a Redis Cluster connection.
-    pub(crate) fn sharded(mut self, on: bool) -> Node {
-        self.sharded = on;
+    /// Marks the node as a Redis Cluster reached through `cluster` (the
+    /// connection it was made over, before any wrapper): see
+    /// [`cluster_connection`].
+    #[cfg(feature = "cluster")]
+    pub(crate) fn on_cluster(
+        mut self,
+        cluster: Option<redis::cluster_async::ClusterConnection>,
+    ) -> Node {
+        self.cluster = cluster;
         self
+    }
+
+    /// Whether the node is a Redis Cluster.
+    fn is_cluster(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        {
+            self.cluster.is_some()
+        }
+        #[cfg(not(feature = "cluster"))]
+        {
+            false
+        }
+    }
+
+    /// Sends `cmd`, a command that names no key but is about `key` (`WAIT`,
+    /// `WAITAOF`: they count the replicas that acknowledged this
+    /// connection's writes), to the node that holds `key`. On a cluster that
+    /// is the master of the key's slot, where the lock's `SET` went; the
+    /// cluster connection would send a keyless `WAIT` to every master, and
+    /// one master down would fail every lock's wait.
+    pub(crate) async fn query_for_key<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        cmd: Cmd,
+    ) -> RedisResult<T> {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.cluster {
+            use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+            let route = Route::with_key(key, SlotAddr::Master);
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            let value = cluster.clone().route_command(cmd, routing).await?;
+            return redis::from_redis_value(value).map_err(Into::into);
+        }
+        let _ = key;
+        cmd.query_async(&mut self.connection()).await
     }
 
     /// Acquire: `SET key token NX GET PX ttl`, one round trip. The `GET`
@@ -114,7 +157,7 @@ impl Node {
     /// Release: compare-and-delete, announced on the key's release channel
     /// to wake waiters. `true` when our lock was deleted.
     pub(crate) async fn release(&self, key: &str, token: &str) -> RedisResult<bool> {
-        let script = if self.sharded {
+        let script = if self.is_cluster() {
             &scripts::RELEASE_SHARDED
         } else {
             &scripts::RELEASE
@@ -239,18 +282,16 @@ fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Whether `C` is the redis crate's async Redis Cluster connection (known by
-/// its type, so that a lock built over one with `build` is recognised too).
-pub(crate) fn is_cluster<C: 'static>(_: &C) -> bool {
-    #[cfg(feature = "cluster")]
-    {
-        std::any::TypeId::of::<C>()
-            == std::any::TypeId::of::<redis::cluster_async::ClusterConnection>()
-    }
-    #[cfg(not(feature = "cluster"))]
-    {
-        false
-    }
+/// `connection` itself when it is the redis crate's async Redis Cluster
+/// connection (known by its type, so that a lock built over one with `build`
+/// is recognised too).
+#[cfg(feature = "cluster")]
+pub(crate) fn as_cluster<C: 'static>(
+    connection: &C,
+) -> Option<redis::cluster_async::ClusterConnection> {
+    (connection as &dyn std::any::Any)
+        .downcast_ref::<redis::cluster_async::ClusterConnection>()
+        .cloned()
 }
 
 /// Object-safe cloning of a connection.

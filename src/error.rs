@@ -386,7 +386,9 @@ impl Error {
     }
 
     /// Whether trying again later may succeed: the lock was busy, or Redis
-    /// could not be reached or timed out. A missed quorum is retryable when no
+    /// could not be reached, timed out, or was in a passing state (loading
+    /// its data; on a cluster, a failover or resharding in progress:
+    /// `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `READONLY`). A missed quorum is retryable when no
     /// node failed with an error reply (only busy, timed-out or unreachable
     /// nodes).
     pub fn is_retryable(&self) -> bool {
@@ -403,6 +405,7 @@ impl Error {
                     || source.is_timeout()
                     || source.is_connection_dropped()
                     || source.is_connection_refusal()
+                    || is_transient_server_state(source)
             }
             _ => false,
         }
@@ -578,5 +581,55 @@ impl fmt::Display for FailureList<'_> {
             write!(f, "{failure}")?;
         }
         Ok(())
+    }
+}
+
+/// Error replies that a server sends while it passes through a state that
+/// ends by itself: loading its data, or (on a cluster) a failover or a
+/// resharding in progress.
+fn is_transient_server_state(error: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+        ) | ErrorKind::ClusterConnectionNotFound
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+    fn server_error(kind: ServerErrorKind, code: &'static str) -> Error {
+        let source = RedisError::from((ErrorKind::Server(kind), code, "detail".to_owned()));
+        Error::from_redis(Operation::Acquire, "k", source)
+    }
+
+    /// The classification only: a cluster in failover answers these while
+    /// the redis crate's own retries run out.
+    #[test]
+    fn passing_server_states_are_retryable_and_refusals_are_not() {
+        for (kind, code) in [
+            (ServerErrorKind::ClusterDown, "CLUSTERDOWN"),
+            (ServerErrorKind::TryAgain, "TRYAGAIN"),
+            (ServerErrorKind::MasterDown, "MASTERDOWN"),
+            (ServerErrorKind::BusyLoading, "LOADING"),
+            (ServerErrorKind::ReadOnly, "READONLY"),
+        ] {
+            assert!(server_error(kind, code).is_retryable(), "{code}");
+        }
+        for (kind, code) in [
+            (ServerErrorKind::CrossSlot, "CROSSSLOT"),
+            (ServerErrorKind::NoScript, "NOSCRIPT"),
+            (ServerErrorKind::ResponseError, "ERR"),
+        ] {
+            assert!(!server_error(kind, code).is_retryable(), "{code}");
+        }
     }
 }

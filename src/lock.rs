@@ -73,7 +73,8 @@ pub(crate) struct LockInner {
     pub(crate) fence_key: Option<Arc<str>>,
     pub(crate) drift: ClockDrift,
     pub(crate) topology: Topology,
-    /// Wakes waiters on release (one node only); without it they poll.
+    /// Wakes waiters on release (one node or a cluster; not a Redlock);
+    /// without it they poll.
     pub(crate) notifier: Option<Arc<Notifier>>,
     /// `WAIT`/`WAITAOF` after each acquire (single node only).
     pub(crate) replica_sync: Option<ReplicaSync>,
@@ -879,12 +880,12 @@ impl LockBuilder {
     /// ```
     pub fn build(self, connection: impl LockConnection) -> Result<Lock> {
         let ttl = self.validate()?;
-        let sharded = crate::connection::is_cluster(&connection);
-        let connection = TimedConnection::new(connection, self.command_timeout);
-        self.finish(
-            ttl,
-            Topology::Single(Node::new(connection).sharded(sharded)),
-        )
+        #[cfg(feature = "cluster")]
+        let cluster = crate::connection::as_cluster(&connection);
+        let node = Node::new(TimedConnection::new(connection, self.command_timeout));
+        #[cfg(feature = "cluster")]
+        let node = node.on_cluster(cluster);
+        self.finish(ttl, Topology::Single(node))
     }
 
     /// Builds a Redlock: one lock over N independent Redis masters (not

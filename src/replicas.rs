@@ -80,13 +80,12 @@ impl ReplicaSync {
             return Ok(());
         };
         let millis = u64::try_from(self.timeout().as_millis()).unwrap_or(u64::MAX);
-        let mut connection = node.connection();
         let (confirmed, required, local_fsynced) = match *self {
             ReplicaSync::Wait { replicas, .. } => {
-                let acked: u64 = redis::cmd("WAIT")
-                    .arg(replicas)
-                    .arg(millis)
-                    .query_async(&mut connection)
+                let mut wait = redis::cmd("WAIT");
+                wait.arg(replicas).arg(millis);
+                let acked: u64 = node
+                    .query_for_key(key, wait)
                     .await
                     .map_err(|e| Error::from_redis(Operation::Replicate, key, e))?;
                 (acked, replicas, None)
@@ -94,12 +93,9 @@ impl ReplicaSync {
             ReplicaSync::Aof {
                 local, replicas, ..
             } => {
-                let reply: redis::RedisResult<(u64, u64)> = redis::cmd("WAITAOF")
-                    .arg(u32::from(local))
-                    .arg(replicas)
-                    .arg(millis)
-                    .query_async(&mut connection)
-                    .await;
+                let mut wait = redis::cmd("WAITAOF");
+                wait.arg(u32::from(local)).arg(replicas).arg(millis);
+                let reply: redis::RedisResult<(u64, u64)> = node.query_for_key(key, wait).await;
                 let (local_acked, acked) = reply.map_err(|e| {
                     if e.code() == Some("ERR")
                         && e.detail().is_some_and(|d| d.contains("unknown command"))

@@ -3,10 +3,13 @@
 //!
 //! - The release script deletes the lock and, in the same script, `PUBLISH`es
 //!   on the key's [release channel](release_channel).
-//! - One [`Notifier`] per server and process (shared through a registry of
-//!   weak references by every lock built for that server) owns one RESP3
+//! - One [`Notifier`] per server (or cluster) and process (shared through a
+//!   registry of weak references by every lock built for it) owns one RESP3
 //!   connection that is subscribed to the channels of the keys someone in the
-//!   process waits for, counted per channel. Its task connects, subscribes,
+//!   process waits for, counted per channel. On a cluster the release
+//!   publishes with `SPUBLISH` and the connection is a cluster connection
+//!   that `SSUBSCRIBE`s each channel on its slot's master; the server's own
+//!   `sunsubscribe` when the slot moves makes it subscribe again. Its task connects, subscribes,
 //!   unsubscribes and reconnects; the connection exists only once someone
 //!   waited, and the task ends with the last lock.
 //! - Everything the connection pushes (subscribe and unsubscribe
@@ -857,7 +860,7 @@ pub(crate) struct Waiter<'a> {
     key: &'a str,
     backoff: Backoff,
     /// Where to listen and whom to ask about the holder, when the lock has a
-    /// notifier (one node only).
+    /// notifier (one node or a cluster, not a Redlock).
     notify: Option<(&'a Notifier, &'a Node)>,
     subscription: Option<Subscription>,
     /// Whether the channel was live when the last attempt was sent.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redis_mutex::{Lock, WaitPolicy};
-use support::cluster::RedisCluster;
+use support::cluster::{RedisCluster, get_on_replica};
 
 /// The keys a master holds (`KEYS *` is local to a node in a cluster).
 fn keys_on(cluster: &RedisCluster, master: usize) -> Vec<String> {
@@ -595,4 +595,139 @@ async fn a_resp2_cluster_client_polls_instead_of_subscribing() {
     for master in &cluster.masters {
         assert_eq!(master.command_calls("ssubscribe"), 0);
     }
+}
+
+// --------------------------------------------------------------------------
+// Failover: a master dies, its replica takes over
+// --------------------------------------------------------------------------
+
+/// Errors a lock may give while its master fails over: typed, and worth
+/// trying again (never a panic, never "acquired" without an answer).
+fn assert_passing(error: &redis_mutex::Error) {
+    assert!(
+        error.is_retryable(),
+        "not retryable during failover: {error:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_failover_keeps_replicated_locks_and_never_overlaps() {
+    let cluster = Arc::new(RedisCluster::start_with_replicas());
+    // Two keys of one slot: one held through the failover, one contended.
+    let held_key = "{failover}:held";
+    let contended_key = "{failover}:contended";
+    let owner = cluster.owner_of(held_key);
+    let (master, replica) = (&cluster.masters[owner], &cluster.replicas[owner]);
+
+    let held = Lock::builder(held_key)
+        .ttl(Duration::from_secs(20))
+        .wait_for_replicas(1, Duration::from_millis(500))
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap();
+    let guard = held.acquire().await.unwrap();
+    // WAIT confirmed it: the replica has our token before we hold the lock.
+    let token = get_on_replica(replica, held_key);
+    assert!(token.is_some());
+    assert_eq!(token, master.get(held_key));
+
+    // Contenders: 6 tasks, each section a check of an in-memory "inside"
+    // count; every error must be typed and retryable, and is retried.
+    let contended = Lock::builder(contended_key)
+        .ttl(Duration::from_secs(2))
+        .wait(WaitPolicy::timeout(Duration::from_secs(60)))
+        .wait_for_replicas(1, Duration::from_millis(300))
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap();
+    let inside = Arc::new(AtomicU32::new(0));
+    let overlaps = Arc::new(AtomicU32::new(0));
+    let sections = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (lock, inside, overlaps, sections, stop) = (
+                contended.clone(),
+                inside.clone(),
+                overlaps.clone(),
+                sections.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let guard = match lock.acquire().await {
+                        Ok(guard) => guard,
+                        Err(error) => {
+                            assert_passing(&error);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                        overlaps.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    sections.fetch_add(1, Ordering::SeqCst);
+                    if let Err(error) = guard.release().await {
+                        // Released or not, the key ends by its TTL at worst.
+                        assert!(error.is_retryable() || error.is_not_held(), "{error:?}");
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sections.load(Ordering::SeqCst) > 0, "contention runs");
+
+    // The master dies; its replica takes over (node timeout 1 s).
+    master.stop();
+    {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || {
+            let replica = &cluster.replicas[owner];
+            cluster.wait_until_owner(replica, held_key, Duration::from_secs(20));
+        })
+        .await
+        .unwrap();
+    }
+    // The held lock is still ours on the new master: extend and check.
+    let mut extended = false;
+    for _ in 0..100 {
+        match guard.extend(Duration::from_secs(20)).await {
+            Ok(()) => {
+                extended = true;
+                break;
+            }
+            Err(error) => assert_passing(&error),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        extended,
+        "the held lock could not be extended after the failover"
+    );
+    assert!(guard.is_held().await.unwrap());
+    assert!(held.try_acquire().await.unwrap().is_none(), "still held");
+
+    // The old master comes back empty and rejoins as the new master's
+    // replica, so WAIT can be satisfied again; contention goes on.
+    master.restart();
+    let back = Instant::now();
+    let before = sections.load(Ordering::SeqCst);
+    while sections.load(Ordering::SeqCst) < before + 20 {
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "no progress after the old master rejoined"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+
+    guard.release().await.unwrap();
+    assert!(!replica.exists(held_key), "released on the new master");
 }

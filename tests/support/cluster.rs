@@ -1,5 +1,6 @@
-//! A 3-master Redis Cluster of real redis-servers on free ports, for tests
-//! and benches; torn down (each server killed) on drop.
+//! A 3-master Redis Cluster of real redis-servers on free ports (with one
+//! replica per master when asked), for tests and benches; torn down (each
+//! server killed) on drop.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -7,7 +8,12 @@ use std::time::{Duration, Instant};
 use super::RedisServer;
 
 pub struct RedisCluster {
+    /// The masters as created (index = the order `owner_of` reports). After
+    /// a failover an entry may be a replica, and a replica a master.
     pub masters: Vec<RedisServer>,
+    /// With [`start_with_replicas`](Self::start_with_replicas): one replica
+    /// per master, `replicas[i]` replicating `masters[i]`.
+    pub replicas: Vec<RedisServer>,
 }
 
 impl RedisCluster {
@@ -15,7 +21,17 @@ impl RedisCluster {
     /// `redis-cli --cluster create`, waited on until every node says
     /// `cluster_state:ok` and agrees on the slot map.
     pub fn start() -> RedisCluster {
-        let masters: Vec<RedisServer> = (0..3)
+        RedisCluster::create(0, "5000")
+    }
+
+    /// Three masters and one replica each. The node timeout is 1 s, so that
+    /// a replica takes over about 2 s after its master died.
+    pub fn start_with_replicas() -> RedisCluster {
+        RedisCluster::create(1, "1000")
+    }
+
+    fn create(replicas_per_master: usize, node_timeout_ms: &str) -> RedisCluster {
+        let servers: Vec<RedisServer> = (0..3 * (1 + replicas_per_master))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -23,17 +39,18 @@ impl RedisCluster {
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
-                    "5000",
+                    node_timeout_ms,
                 ])
             })
             .collect();
-        let addrs: Vec<String> = masters
+        let addrs: Vec<String> = servers
             .iter()
             .map(|m| format!("127.0.0.1:{}", m.port()))
             .collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
+            .args(["--cluster-replicas", &replicas_per_master.to_string()])
             .arg("--cluster-yes")
             .output()
             .expect("redis-cli (from Debian's redis-tools) runs");
@@ -43,24 +60,38 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = RedisCluster { masters };
+        let (masters, replicas): (Vec<RedisServer>, Vec<RedisServer>) =
+            servers.into_iter().partition(|s| role(s) == "master");
+        let mut cluster = RedisCluster { masters, replicas };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !cluster.is_settled() {
             assert!(Instant::now() < deadline, "the cluster never became ok");
             std::thread::sleep(Duration::from_millis(50));
         }
+        // replicas[i] replicates masters[i].
+        let ids: Vec<String> = (0..3).map(|i| cluster.node_id(i)).collect();
+        cluster
+            .replicas
+            .sort_by_key(|r| ids.iter().position(|id| *id == master_id_of(r)));
         cluster
     }
 
+    /// Every node says `cluster_state:ok` and knows every other, and every
+    /// replica's link to its master is up.
     fn is_settled(&self) -> bool {
-        self.masters.iter().all(|m| {
+        let nodes = self.masters.len() + self.replicas.len();
+        self.masters.iter().chain(&self.replicas).all(|m| {
             let info = match m.try_cmd(&["CLUSTER", "INFO"]) {
                 Ok(redis::Value::BulkString(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
                 Ok(redis::Value::VerbatimString { text, .. }) => text,
                 _ => return false,
             };
-            info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")
-        })
+            info.contains("cluster_state:ok")
+                && info.contains(&format!("cluster_known_nodes:{nodes}"))
+        }) && self
+            .replicas
+            .iter()
+            .all(|r| r.info("replication").contains("master_link_status:up"))
     }
 
     /// URLs of every master, to use as seeds.
@@ -68,9 +99,42 @@ impl RedisCluster {
         self.masters.iter().map(RedisServer::url).collect()
     }
 
+    /// Waits until `server` is a master that every reachable node agrees
+    /// owns `key`'s slot (after a failover).
+    pub fn wait_until_owner(&self, server: &RedisServer, key: &str, within: Duration) {
+        let slot = self.slot(key).to_string();
+        let deadline = Instant::now() + within;
+        let port = server.port().to_string();
+        loop {
+            let agreed = self
+                .masters
+                .iter()
+                .chain(&self.replicas)
+                .filter(|s| s.is_running())
+                .all(|s| match s.try_cmd(&["CLUSTER", "SHARDS"]) {
+                    Ok(shards) => owner_port(&shards, &slot).as_deref() == Some(port.as_str()),
+                    Err(_) => false,
+                });
+            if agreed && role(server) == "master" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "port {port} did not take over slot {slot} within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `CLUSTER KEYSLOT key`.
     pub fn slot(&self, key: &str) -> u16 {
-        match self.masters[0].cmd(&["CLUSTER", "KEYSLOT", key]) {
+        let alive = self
+            .masters
+            .iter()
+            .chain(&self.replicas)
+            .find(|s| s.is_running())
+            .expect("a node is up");
+        match alive.cmd(&["CLUSTER", "KEYSLOT", key]) {
             redis::Value::Int(slot) => slot as u16,
             other => panic!("CLUSTER KEYSLOT answered {other:?}"),
         }
@@ -141,4 +205,109 @@ impl RedisCluster {
             master.cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
         }
     }
+}
+
+/// `ROLE`'s first word: `master` or `slave`.
+fn role(server: &RedisServer) -> String {
+    match server.cmd(&["ROLE"]) {
+        redis::Value::Array(items) => match items.first() {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(redis::Value::SimpleString(s)) => s.clone(),
+            other => panic!("ROLE answered {other:?}"),
+        },
+        other => panic!("ROLE answered {other:?}"),
+    }
+}
+
+/// The node id a replica replicates (`CLUSTER NODES`, its `myself` line).
+fn master_id_of(replica: &RedisServer) -> String {
+    let nodes = match replica.cmd(&["CLUSTER", "NODES"]) {
+        redis::Value::BulkString(bytes) => String::from_utf8(bytes).unwrap(),
+        redis::Value::VerbatimString { text, .. } => text,
+        other => panic!("CLUSTER NODES answered {other:?}"),
+    };
+    nodes
+        .lines()
+        .find(|line| line.contains("myself"))
+        .and_then(|line| line.split(' ').nth(3))
+        .expect("a myself line with a master id")
+        .to_owned()
+}
+
+/// The port of the master that `CLUSTER SHARDS` says owns `slot`.
+fn owner_port(shards: &redis::Value, slot: &str) -> Option<String> {
+    let slot: i64 = slot.parse().ok()?;
+    let redis::Value::Array(shards) = shards else {
+        return None;
+    };
+    for shard in shards {
+        let fields = map_of(shard)?;
+        let slots = match fields.iter().find(|(k, _)| k == "slots")?.1 {
+            redis::Value::Array(slots) => slots,
+            _ => return None,
+        };
+        let ranges: Vec<i64> = slots
+            .iter()
+            .filter_map(|v| match v {
+                redis::Value::Int(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        if !ranges
+            .chunks(2)
+            .any(|r| r.len() == 2 && r[0] <= slot && slot <= r[1])
+        {
+            continue;
+        }
+        let nodes = match fields.iter().find(|(k, _)| k == "nodes")?.1 {
+            redis::Value::Array(nodes) => nodes,
+            _ => return None,
+        };
+        for node in nodes {
+            let node = map_of(node)?;
+            let field = |name: &str| {
+                node.iter().find(|(k, _)| k == name).map(|(_, v)| match v {
+                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                    redis::Value::SimpleString(s) => s.clone(),
+                    redis::Value::Int(n) => n.to_string(),
+                    _ => String::new(),
+                })
+            };
+            if field("role").as_deref() == Some("master")
+                && field("health").as_deref() == Some("online")
+            {
+                return field("port");
+            }
+        }
+    }
+    None
+}
+
+/// A RESP2 flat array or a RESP3 map, as (name, value) pairs.
+fn map_of(value: &redis::Value) -> Option<Vec<(String, &redis::Value)>> {
+    let pairs: Vec<(&redis::Value, &redis::Value)> = match value {
+        redis::Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|c| Some((c.first()?, c.get(1)?)))
+            .collect(),
+        redis::Value::Map(items) => items.iter().map(|(k, v)| (k, v)).collect(),
+        _ => return None,
+    };
+    Some(
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| match k {
+                redis::Value::BulkString(b) => Some((String::from_utf8_lossy(b).into_owned(), v)),
+                redis::Value::SimpleString(s) => Some((s.clone(), v)),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// `GET key` on a replica (after `READONLY`, or it answers `MOVED`).
+pub fn get_on_replica(replica: &RedisServer, key: &str) -> Option<String> {
+    let mut con = replica.sync_conn();
+    let _: () = redis::cmd("READONLY").query(&mut con).unwrap();
+    redis::cmd("GET").arg(key).query(&mut con).unwrap()
 }
