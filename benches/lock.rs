@@ -291,7 +291,8 @@ fn bench_cluster(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
                         .map(|task| {
                             let (mut connection, script) = (connection.clone(), script.clone());
                             tokio::spawn(async move {
-                                let key = format!("bench:cluster-floor:{task}");
+                                // The same keys as the locks (so the same masters).
+                                let key = format!("bench:cluster:{task}");
                                 for _ in 0..iters {
                                     floor_cycle(
                                         &mut connection,
@@ -312,13 +313,141 @@ fn bench_cluster(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
             })
         },
     );
-    for (name, locks) in [("1 node", one_node), ("3-master cluster", three_masters)] {
+    for (name, locks) in [("1 node", &one_node), ("3-master cluster", &three_masters)] {
         group.bench_function(name, |b| {
             b.to_async(runtime)
                 .iter_custom(|iters| cycles_in_parallel(locks.clone(), iters))
         });
     }
     group.finish();
+
+    // Where the time goes: on 2 cores, 3 masters and the client share the
+    // CPU, so the client's CPU per cycle counts against throughput here as
+    // it does not against one server that is the bottleneck.
+    let cycles = 32 * 300;
+    let masters: Vec<&support::RedisServer> = cluster.masters.iter().collect();
+    for (name, servers, connection, locks) in [
+        (
+            "1 node",
+            vec![&node],
+            ErasedConnection::One(one.clone()),
+            &one_node,
+        ),
+        (
+            "3-master cluster",
+            masters,
+            ErasedConnection::Cluster(many.clone()),
+            &three_masters,
+        ),
+    ] {
+        let floor = runtime.block_on(cpu_per_cycle(&servers, cycles, || {
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|task| {
+                    let (mut connection, script) = (connection.clone(), script.clone());
+                    tokio::spawn(async move {
+                        let key = format!("bench:cluster:{task}");
+                        for _ in 0..cycles / TASKS {
+                            floor_cycle(&mut connection, &script, &key, "token-of-the-floor").await;
+                        }
+                    })
+                })
+                .collect();
+            async move {
+                for task in tasks {
+                    task.await.unwrap();
+                }
+            }
+        }));
+        let lock = runtime.block_on(cpu_per_cycle(&servers, cycles, || {
+            cycles_in_parallel(locks.clone(), (cycles / TASKS) as u64)
+        }));
+        println!("CPU per acquire+release cycle, {name}, {cycles} cycles in 32 tasks:");
+        for (what, (wall, client, server)) in [("floor", floor), ("Lock", lock)] {
+            println!(
+                "  {what:5}: wall {wall:5.1} µs, client CPU {client:5.1} µs, server CPU {server:5.1} µs"
+            );
+        }
+    }
+}
+
+/// The two connections the CPU probe compares, as one type.
+#[cfg(feature = "cluster")]
+#[derive(Clone)]
+enum ErasedConnection {
+    One(MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+#[cfg(feature = "cluster")]
+impl redis::aio::ConnectionLike for ErasedConnection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            ErasedConnection::One(c) => c.req_packed_command(cmd),
+            ErasedConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            ErasedConnection::One(c) => c.req_packed_commands(pipeline, offset, count),
+            ErasedConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+#[cfg(feature = "cluster")]
+/// Runs `work` (which does `cycles` cycles) and returns, per cycle, the wall
+/// time, this process's CPU time and the `servers`' CPU time, in µs.
+async fn cpu_per_cycle<F: std::future::Future>(
+    servers: &[&support::RedisServer],
+    cycles: usize,
+    work: impl FnOnce() -> F,
+) -> (f64, f64, f64) {
+    let servers_cpu = || -> f64 {
+        servers
+            .iter()
+            .map(|server| {
+                let info = server.info("cpu");
+                ["used_cpu_sys:", "used_cpu_user:"]
+                    .iter()
+                    .map(|field| {
+                        info.lines()
+                            .find_map(|line| line.strip_prefix(field))
+                            .and_then(|v| v.trim().parse::<f64>().ok())
+                            .unwrap_or(0.0)
+                    })
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    let client_cpu = || -> f64 {
+        // SAFETY: getrusage only writes the struct we pass.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(usage.ru_utime) + secs(usage.ru_stime)
+    };
+    let (client0, servers0, start) = (client_cpu(), servers_cpu(), Instant::now());
+    work().await;
+    let wall = start.elapsed().as_secs_f64();
+    let per = |secs: f64| secs * 1e6 / cycles as f64;
+    (
+        per(wall),
+        per(client_cpu() - client0),
+        per(servers_cpu() - servers0),
+    )
 }
 
 fn bench_redlock(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
