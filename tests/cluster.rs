@@ -618,6 +618,10 @@ async fn a_master_failover_keeps_replicated_locks_and_never_overlaps() {
     let contended_key = "{failover}:contended";
     let owner = cluster.owner_of(held_key);
     let (master, replica) = (&cluster.masters[owner], &cluster.replicas[owner]);
+    let elsewhere = key_per_master(&cluster, "elsewhere")
+        .into_iter()
+        .find(|key| cluster.owner_of(key) != owner)
+        .unwrap();
 
     let held = Lock::builder(held_key)
         .ttl(Duration::from_secs(20))
@@ -709,6 +713,16 @@ async fn a_master_failover_keeps_replicated_locks_and_never_overlaps() {
     );
     assert!(guard.is_held().await.unwrap());
     assert!(held.try_acquire().await.unwrap().is_none(), "still held");
+    // A lock on another master's key still gets its WAIT answered: it goes
+    // to that master (which has its replica), not to every master (the new
+    // one has no replica yet).
+    let other = Lock::builder(elsewhere.as_str())
+        .ttl(Duration::from_secs(5))
+        .wait_for_replicas(1, Duration::from_millis(500))
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap();
+    other.acquire().await.unwrap().release().await.unwrap();
 
     // The old master comes back empty and rejoins as the new master's
     // replica, so WAIT can be satisfied again; contention goes on.
