@@ -201,6 +201,48 @@ async fn a_held_lock_whose_slot_migrates_is_extended_and_released_where_it_went(
     assert_eq!(keys_on(&cluster, from), Vec::<String>::new());
 }
 
+#[tokio::test]
+async fn during_a_migration_ask_redirects_are_followed() {
+    let cluster = RedisCluster::start();
+    let held_key = "{asked}:held";
+    let fresh_key = "{asked}:fresh";
+    let lock = |key: &'static str| {
+        Lock::builder(key)
+            .ttl(Duration::from_secs(10))
+            .wait(WaitPolicy::no_wait())
+            .connect_cluster(cluster.seeds())
+    };
+    let (held, fresh) = (
+        lock(held_key).await.unwrap(),
+        lock(fresh_key).await.unwrap(),
+    );
+    let guard = held.acquire().await.unwrap();
+    let from = cluster.owner_of(held_key);
+    let to = (from + 1) % 3;
+
+    // Halfway through: the held key moved, the slot is still `from`'s, and
+    // `from` answers ASK for any key of the slot it does not have.
+    cluster.start_migration(held_key, &[held_key], to);
+    // (KEYS is local to a node: no redirection.)
+    let on = |master: usize, key: &str| keys_on(&cluster, master).iter().any(|k| k == key);
+    assert!(on(to, held_key) && !on(from, held_key));
+    guard.extend(Duration::from_secs(10)).await.unwrap();
+    assert!(guard.is_held().await.unwrap());
+    assert!(held.try_acquire().await.unwrap().is_none(), "still held");
+    // A new lock of the slot is asked over to the importing master.
+    let fresh_guard = fresh.acquire().await.unwrap();
+    assert!(on(to, fresh_key) && !on(from, fresh_key));
+    assert!(fresh.try_acquire().await.unwrap().is_none(), "seen as held");
+    guard.release().await.unwrap();
+    fresh_guard.release().await.unwrap();
+    no_keys_anywhere(&cluster);
+
+    cluster.finish_migration(held_key, to);
+    assert_eq!(cluster.owner_of(held_key), to);
+    fresh.acquire().await.unwrap().release().await.unwrap();
+    no_keys_anywhere(&cluster);
+}
+
 #[test]
 fn lockrun_with_cluster_seeds_runs_and_excludes() {
     let cluster = RedisCluster::start();

@@ -183,12 +183,24 @@ impl RedisCluster {
     /// `to`, the way resharding does: IMPORTING/MIGRATING, MIGRATE, then the
     /// new owner announced to every master.
     pub fn migrate_slot_of(&self, key: &str, keys: &[&str], to: usize) {
+        self.start_migration(key, keys, to);
+        self.finish_migration(key, to);
+    }
+
+    /// The first half of [`migrate_slot_of`](Self::migrate_slot_of): the
+    /// slot is MIGRATING on its owner and IMPORTING on `to`, and `keys`
+    /// moved. Until [`finish_migration`](Self::finish_migration), the owner
+    /// answers `ASK` for keys it does not have.
+    pub fn start_migration(&self, key: &str, keys: &[&str], to: usize) {
         let from = self.owner_of(key);
         assert_ne!(from, to, "already there");
         let slot = self.slot(key).to_string();
         let (from_id, to_id) = (self.node_id(from), self.node_id(to));
         self.masters[to].cmd(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
         self.masters[from].cmd(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        if keys.is_empty() {
+            return;
+        }
         let port = self.masters[to].port().to_string();
         let mut migrate = vec![
             "MIGRATE",
@@ -201,6 +213,12 @@ impl RedisCluster {
         ];
         migrate.extend_from_slice(keys);
         self.masters[from].cmd(&migrate);
+    }
+
+    /// Announces `to` as the owner of `key`'s slot to every master.
+    pub fn finish_migration(&self, key: &str, to: usize) {
+        let slot = self.slot(key).to_string();
+        let to_id = self.node_id(to);
         for master in &self.masters {
             master.cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
         }
