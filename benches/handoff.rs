@@ -160,9 +160,9 @@ fn report(name: &str, samples: &mut [Duration], floor_p50: f64) {
 fn report_commands(name: &str, calls: &BTreeMap<String, u64>, handoffs: usize) {
     let n = handoffs as f64;
     let per = |command: &str| *calls.get(command).unwrap_or(&0) as f64 / n;
-    // The release script runs a GET, a DEL and a PUBLISH inside each
-    // EVALSHA; the server counts those too.
-    let inside = per("evalsha") * 2.0 + per("publish");
+    // The release script runs a GET, a DEL and a PUBLISH (SPUBLISH on a
+    // cluster) inside each EVALSHA; the server counts those too.
+    let inside = per("evalsha") * 2.0 + per("publish") + per("spublish");
     let all: f64 = calls
         .iter()
         .filter(|(command, _)| !matches!(command.as_str(), "info" | "config|resetstat" | "ping"))
@@ -175,7 +175,7 @@ fn report_commands(name: &str, calls: &BTreeMap<String, u64>, handoffs: usize) {
         per("evalsha"),
         per("get") - per("evalsha"),
         per("pttl"),
-        per("subscribe") + per("unsubscribe"),
+        per("subscribe") + per("unsubscribe") + per("ssubscribe") + per("sunsubscribe"),
         inside,
     );
 }
@@ -257,4 +257,64 @@ fn main() {
         report("polling (default WaitPolicy)", &mut samples, floor_p50);
         report_commands("polling (default WaitPolicy)", &calls, POLLING_HANDOFFS);
     });
+    drop(server);
+    #[cfg(feature = "cluster")]
+    runtime.block_on(cluster());
+}
+
+/// The same on a 3-master Redis Cluster: waiters woken by `SSUBSCRIBE` in
+/// the key's shard (`connect_cluster`), against a paced PING to the key's
+/// master, and against polling (a lock built over the cluster connection
+/// without `notify_with_cluster`). `cargo bench --bench handoff --features
+/// cluster`.
+#[cfg(feature = "cluster")]
+async fn cluster() {
+    let cluster = support::cluster::RedisCluster::start();
+    let key = "bench:handoff:cluster";
+    let owner = &cluster.masters[cluster.owner_of(key)];
+    let ping = owner
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let builder = || {
+        Lock::builder(key)
+            .ttl(Duration::from_secs(30))
+            .wait(WaitPolicy::timeout(Duration::from_secs(60)))
+    };
+    let notified = builder().connect_cluster(cluster.seeds()).await.unwrap();
+    let connection = redis::cluster::ClusterClient::new(cluster.seeds())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let polling = builder().build(connection).unwrap();
+    handoffs(&notified, 50).await;
+    handoffs(&polling, 10).await;
+
+    println!(
+        "handoff on a 3-master cluster: {} waiters on one key, (Nx) = to the paced PING p50 on the key's master",
+        waiters()
+    );
+    let (mut paced, mut notified_samples) = (vec![], vec![]);
+    let mut calls = BTreeMap::new();
+    for _ in 0..BLOCKS {
+        paced.extend(pings(&ping, PINGS_PER_BLOCK, HOLD).await);
+        owner.reset_stats();
+        notified_samples.extend(handoffs(&notified, HANDOFFS_PER_BLOCK).await);
+        add_calls(&mut calls, command_calls(owner));
+    }
+    let floor_p50 = percentiles(&mut paced)[0];
+    report("cluster floor: paced PING", &mut paced, floor_p50);
+    report("cluster sharded pub/sub", &mut notified_samples, floor_p50);
+    report_commands(
+        "cluster sharded pub/sub",
+        &calls,
+        BLOCKS * HANDOFFS_PER_BLOCK,
+    );
+    owner.reset_stats();
+    let mut samples = handoffs(&polling, POLLING_HANDOFFS).await;
+    let calls = command_calls(owner);
+    report("cluster polling", &mut samples, floor_p50);
+    report_commands("cluster polling", &calls, POLLING_HANDOFFS);
 }
