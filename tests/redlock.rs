@@ -632,3 +632,54 @@ async fn fencing_is_refused_over_a_quorum() {
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
 }
+
+/// A client that stalls mid-acquire (a stop-the-world pause, here a
+/// blocking sleep on the only runtime thread) longer than the lease's
+/// validity gets no guard, whatever came back meanwhile, and its token is
+/// released on every node. The grants are counted against the time since
+/// before the first send (`ValidityExpired`); in practice the per-node
+/// timers (at most a tenth of the TTL, so shorter than any pause past the
+/// validity) are looked at first, and the nodes count as timed out.
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_paused_mid_acquire_past_the_validity_gets_no_guard() {
+    let servers = start_nodes();
+    let key = "redlock:paused-client";
+    let ttl = Duration::from_millis(1000);
+    let lock = Lock::builder(key)
+        .ttl(ttl)
+        .wait(WaitPolicy::no_wait())
+        .node_timeout(NODE_TIMEOUT)
+        .connect_quorum(urls(&servers))
+        .await
+        .unwrap();
+    // Connections up and scripts cached.
+    lock.acquire().await.unwrap().release().await.unwrap();
+    for _ in 0..3 {
+        // Runs once the acquire has sent its SETs and waits for answers.
+        let pause = tokio::spawn(async move { std::thread::sleep(ttl + ttl / 5) });
+        let result = lock.acquire().await;
+        pause.await.unwrap();
+        match result {
+            Ok(guard) => panic!(
+                "a guard after a pause past the TTL: remaining {:?}",
+                guard.remaining()
+            ),
+            Err(Error::ValidityExpired {
+                operation: Operation::Acquire,
+                elapsed,
+                ..
+            }) => assert!(elapsed >= ttl, "{elapsed:?}"),
+            Err(Error::QuorumNotReached { failures, .. }) => assert!(
+                failures.iter().all(|f| match &f.reason {
+                    NodeFailureReason::TimedOut(_) => true,
+                    NodeFailureReason::Unreachable(e) => e.is_timeout(),
+                    _ => false,
+                }),
+                "{failures:?}"
+            ),
+            Err(other) => panic!("{other:?}"),
+        }
+        wait_until_no_node_holds(&servers, key).await;
+    }
+    lock.acquire().await.unwrap().release().await.unwrap();
+}
