@@ -120,6 +120,36 @@ mod with_tls {
         assert!(refused.to_lowercase().contains("insecure"), "{refused}");
     }
 
+    /// The server's certificate must name the host in the URL: a trusted
+    /// certificate for another name is refused, and one for `localhost`
+    /// only is accepted through `localhost` and refused through
+    /// `127.0.0.1`.
+    #[tokio::test]
+    async fn a_certificate_for_another_host_name_is_refused() {
+        let elsewhere = TestCa::for_names("DNS:redis.example");
+        let (_server, port) = elsewhere.server();
+        let err = Lock::builder("tls:lock")
+            .client(&trusting(&elsewhere, &tls_url(port)))
+            .await
+            .unwrap_err();
+        let text = chain(&err);
+        assert!(text.to_lowercase().contains("certificate"), "{text}");
+        assert!(text.contains("NotValidForName"), "{text}");
+
+        let by_name = TestCa::for_names("DNS:localhost");
+        let (_server, port) = by_name.server();
+        let err = Lock::builder("tls:lock")
+            .client(&trusting(&by_name, &tls_url(port)))
+            .await
+            .unwrap_err();
+        assert!(chain(&err).contains("NotValidForName"), "{}", chain(&err));
+        let lock = Lock::builder("tls:lock")
+            .client(&trusting(&by_name, &format!("rediss://localhost:{port}/")))
+            .await
+            .unwrap();
+        lock.acquire().await.unwrap().release().await.unwrap();
+    }
+
     /// `lockrun` built with the feature takes `rediss://` URLs, and trusts a
     /// CA given by `SSL_CERT_FILE` (rustls-native-certs reads it).
     #[test]

@@ -33,6 +33,12 @@ impl TestCa {
     /// Makes a fresh CA (`ca.crt`) and a server key and certificate (`server.key`,
     /// `server.crt`) for `127.0.0.1` and `localhost`, valid for a day.
     pub fn new() -> TestCa {
+        TestCa::for_names("DNS:localhost,IP:127.0.0.1")
+    }
+
+    /// The same, with a server certificate for `names` only (a
+    /// `subjectAltName` value, e.g. `"DNS:redis.example"`).
+    pub fn for_names(names: &str) -> TestCa {
         let dir = TempDir::new("tls");
         let d = dir.path();
         let ec = [
@@ -61,10 +67,12 @@ impl TestCa {
         openssl(d, &csr);
         std::fs::write(
             d.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n\
-             basicConstraints=CA:FALSE\n\
-             keyUsage=critical,digitalSignature\n\
-             extendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName={names}\n\
+                 basicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage=serverAuth\n"
+            ),
         )
         .unwrap();
         openssl(
