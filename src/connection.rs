@@ -178,14 +178,26 @@ impl Node {
     /// answer `NOSCRIPT` on a fresh node with nobody left to load the script
     /// and send it again.
     pub(crate) async fn release_uncached(&self, key: &str, token: &str) -> RedisResult<bool> {
-        let deleted: i64 = redis::cmd("EVAL")
-            .arg(scripts::RELEASE_LUA)
-            .arg(1)
-            .arg(key)
-            .arg(token)
-            .arg(wait::release_channel(key))
-            .query_async(&mut self.connection())
-            .await?;
+        self.eval_release(key, token, true).await
+    }
+
+    /// [`release_uncached`](Node::release_uncached) without the wake-up:
+    /// for the undo of a Redlock attempt that missed its quorum. Its keys
+    /// were never a lock, so waiters have nothing to hear; announcing them
+    /// would wake a waiter listening to this node into its next attempt,
+    /// whose own undo would wake it again, round after round.
+    pub(crate) async fn withdraw_uncached(&self, key: &str, token: &str) -> RedisResult<bool> {
+        self.eval_release(key, token, false).await
+    }
+
+    async fn eval_release(&self, key: &str, token: &str, announce: bool) -> RedisResult<bool> {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(scripts::RELEASE_LUA).arg(1).arg(key).arg(token);
+        if announce {
+            // Without it, the script deletes and publishes nothing.
+            eval.arg(wait::release_channel(key));
+        }
+        let deleted: i64 = eval.query_async(&mut self.connection()).await?;
         Ok(deleted == 1)
     }
 

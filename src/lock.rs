@@ -73,9 +73,10 @@ pub(crate) struct LockInner {
     pub(crate) fence_key: Option<Arc<str>>,
     pub(crate) drift: ClockDrift,
     pub(crate) topology: Topology,
-    /// Wakes waiters on release (one node or a cluster; not a Redlock);
-    /// without it they poll.
-    pub(crate) notifier: Option<Arc<Notifier>>,
+    /// Wakes waiters on release, with the index of the node it listens to
+    /// (0 on one node or a cluster; on a Redlock one of the quorum's nodes,
+    /// and its wake-ups are hints on top of polling); without it they poll.
+    pub(crate) notifier: Option<(Arc<Notifier>, usize)>,
     /// `WAIT`/`WAITAOF` after each acquire (single node only).
     pub(crate) replica_sync: Option<ReplicaSync>,
 }
@@ -98,6 +99,7 @@ impl Lock {
             drift: ClockDrift::DEFAULT,
             node_timeout: None,
             notify: None,
+            quorum_notify_node: None,
             command_timeout: None,
             replica_sync: None,
         }
@@ -338,11 +340,13 @@ impl Lock {
             ..
         } = &*self.inner;
         let started = Instant::now();
-        let notify = match (topology, &self.inner.notifier) {
-            (Topology::Single(node), Some(notifier)) => Some((&**notifier, node)),
-            _ => None,
-        };
-        let mut waiter = Waiter::new(key, policy.start(started), notify);
+        let notify = self
+            .inner
+            .notifier
+            .as_ref()
+            .and_then(|(notifier, index)| Some((&**notifier, topology.node(*index)?)));
+        let hints_only = matches!(topology, Topology::Quorum(_));
+        let mut waiter = Waiter::new(key, policy.start(started), notify, hints_only);
         let mut pending = PendingAcquire {
             topology,
             key,
@@ -567,6 +571,9 @@ pub struct LockBuilder {
     drift: ClockDrift,
     node_timeout: Option<Duration>,
     notify: Option<Source>,
+    /// On a Redlock, the node whose server `notify` is (set by
+    /// `clients_quorum`); `notify` is ignored on a Redlock without it.
+    quorum_notify_node: Option<usize>,
     command_timeout: Option<Duration>,
     replica_sync: Option<ReplicaSync>,
 }
@@ -715,7 +722,11 @@ impl LockBuilder {
     /// connection of yours needs it, or its waiters fall back to polling
     /// under the [`WaitPolicy`]'s backoff. All locks of a process on one
     /// server share one subscription connection, opened when a first
-    /// `acquire` has to wait. A Redlock ignores it and polls.
+    /// `acquire` has to wait. A Redlock ignores it: one from
+    /// [`connect_quorum`](LockBuilder::connect_quorum) or
+    /// [`clients_quorum`](LockBuilder::clients_quorum) listens to one of its
+    /// nodes by itself (and polls as well), one from
+    /// [`build_quorum`](LockBuilder::build_quorum) polls.
     ///
     /// See [`Lock::acquire`] ("Waiting") for the order waiters get the lock
     /// in and what bounds a wait.
@@ -943,6 +954,12 @@ impl LockBuilder {
     /// server (as written: `localhost` and `127.0.0.1` are not recognised as
     /// one).
     ///
+    /// Waiters listen for releases on the first node that answered (see
+    /// [`notify_with`](LockBuilder::notify_with)): a hint that makes a
+    /// handoff take about a round trip, on top of polling under the
+    /// [`WaitPolicy`], since that one node may have missed the holder's `SET`
+    /// or its release.
+    ///
     /// ```no_run
     /// # async fn example() -> redis_mutex::Result<()> {
     /// use std::time::Duration;
@@ -985,7 +1002,7 @@ impl LockBuilder {
     /// let lock = redis_mutex::Lock::builder("jobs:import").clients_quorum(&clients).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn clients_quorum(self, clients: &[redis::Client]) -> Result<Lock> {
+    pub async fn clients_quorum(mut self, clients: &[redis::Client]) -> Result<Lock> {
         let ttl = self.validate()?;
         self.validate_quorum(ttl, clients.len())?;
         for (i, client) in clients.iter().enumerate() {
@@ -1028,6 +1045,12 @@ impl LockBuilder {
         }
         let required = quorum::majority(clients.len());
         let granted = clients.len() - failures.len();
+        // Waiters listen to one node that answered: a release publishes on
+        // every node it reaches.
+        if let Some(node) = (0..clients.len()).find(|i| failures.iter().all(|f| f.node != *i)) {
+            self.notify = Some(Source::Server(clients[node].clone()));
+            self.quorum_notify_node = Some(node);
+        }
         if granted < required {
             return Err(Error::QuorumNotReached {
                 operation: Operation::Connect,
@@ -1042,8 +1065,13 @@ impl LockBuilder {
 
     fn finish(self, ttl: Duration, topology: Topology) -> Result<Lock> {
         let fence_key = self.fence_key()?;
-        let notifier = match (&topology, &self.notify) {
-            (Topology::Single(_), Some(source)) => Some(Notifier::for_source(source.clone())),
+        let notifier = match (&topology, &self.notify, self.quorum_notify_node) {
+            (Topology::Single(_), Some(source), _) => {
+                Some((Notifier::for_source(source.clone()), 0))
+            }
+            (Topology::Quorum(_), Some(source), Some(node)) => {
+                Some((Notifier::for_source(source.clone()), node))
+            }
             _ => None,
         };
         Ok(Lock {

@@ -57,6 +57,11 @@ pub(crate) struct Quorum {
 type Reply<T> = std::result::Result<T, NodeFailureReason>;
 
 impl Quorum {
+    /// Node `index`, if there is one.
+    pub(crate) fn node(&self, index: usize) -> Option<&Node> {
+        self.nodes.get(index)
+    }
+
     /// A quorum over `nodes`; the builder has checked that there is at least
     /// one and that the timeout fits the TTL.
     pub(crate) fn new(nodes: Vec<Node>, node_timeout: Duration, drift: ClockDrift) -> Quorum {
@@ -120,9 +125,10 @@ impl Quorum {
 
         // Undo everywhere, including on nodes that timed out or failed: their
         // SET may have landed, or may still land (it then waits in the socket
-        // in front of this release, which deletes it right after).
+        // in front of this release, which deletes it right after). Quietly:
+        // this was never a lock.
         let _ = self
-            .on_every_node(|node| node.release_uncached(key, token))
+            .on_every_node(|node| node.withdraw_uncached(key, token))
             .await;
 
         if granted >= self.required {

@@ -45,6 +45,15 @@ pub(crate) enum AcquireStep {
 }
 
 impl Topology {
+    /// Node `index`: the node itself for a single node (index 0), one of
+    /// the quorum's otherwise.
+    pub(crate) fn node(&self, index: usize) -> Option<&Node> {
+        match self {
+            Topology::Single(node) => (index == 0).then_some(node),
+            Topology::Quorum(quorum) => quorum.node(index),
+        }
+    }
+
     /// One acquire attempt with `token`; fenced (one script that also
     /// `INCR`s `fence_key`) when `fence_key` is given. Fencing is single-node
     /// only: the builder refuses it for a quorum.

@@ -860,8 +860,13 @@ pub(crate) struct Waiter<'a> {
     key: &'a str,
     backoff: Backoff,
     /// Where to listen and whom to ask about the holder, when the lock has a
-    /// notifier (one node or a cluster, not a Redlock).
+    /// notifier.
     notify: Option<(&'a Notifier, &'a Node)>,
+    /// The notifier's node is one of a Redlock's: a release that did not
+    /// reach it publishes nothing there, and its key may be gone or may
+    /// outlive the lock. Its wake-ups and holder are hints: the waiter also
+    /// polls under the backoff, as without pub/sub.
+    hints_only: bool,
     subscription: Option<Subscription>,
     /// Whether the channel was live when the last attempt was sent.
     live: bool,
@@ -875,6 +880,7 @@ impl<'a> Waiter<'a> {
         key: &'a str,
         backoff: Backoff,
         notify: Option<(&'a Notifier, &'a Node)>,
+        hints_only: bool,
     ) -> Waiter<'a> {
         let mut subscription = notify.and_then(|(notifier, _)| notifier.join_if_live(key));
         let live = subscription.as_mut().is_some_and(Subscription::arm);
@@ -882,6 +888,7 @@ impl<'a> Waiter<'a> {
             key,
             backoff,
             notify,
+            hints_only,
             subscription,
             live,
         }
@@ -923,6 +930,9 @@ impl<'a> Waiter<'a> {
                 again = true;
             } else {
                 match holder(node, self.key).await {
+                    // Gone from a Redlock's node says nothing of the
+                    // others: poll (below), or this loop would spin.
+                    Seen::Gone if self.hints_only => subscription.saw_holder(None),
                     // Gone since the busy answer: try again now.
                     Seen::Gone => again = true,
                     Seen::Holder(holder) => subscription.saw_holder(Some(holder)),
@@ -943,6 +953,9 @@ impl<'a> Waiter<'a> {
         } else {
             // No live subscription (yet, or any more): back off as without
             // notifications; the subscription coming up ends the pause.
+            poll_at = self.backoff.next_sleep(now).map(|d| now + d);
+        }
+        if self.hints_only && poll_at.is_none() {
             poll_at = self.backoff.next_sleep(now).map(|d| now + d);
         }
         while !again {

@@ -683,3 +683,115 @@ async fn a_client_paused_mid_acquire_past_the_validity_gets_no_guard() {
     }
     lock.acquire().await.unwrap().release().await.unwrap();
 }
+
+// --------------------------------------------------------------------------
+// Waiting: release wake-ups from one node, on top of polling
+// --------------------------------------------------------------------------
+
+/// How many clients of `server` are subscribed to `channel`.
+fn subscribers(server: &RedisServer, channel: &str) -> i64 {
+    let (_, count): (String, i64) =
+        redis::from_redis_value(server.cmd(&["PUBSUB", "NUMSUB", channel])).unwrap();
+    count
+}
+
+/// Polls `condition` every 5 ms until it holds; panics with `what` after
+/// `within`.
+async fn eventually(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls only every `every` (and waits up to 30 s).
+fn polling_every(every: Duration) -> WaitPolicy {
+    WaitPolicy::timeout(Duration::from_secs(30)).backoff(every, every)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redlock_waiter_is_woken_by_the_release_on_the_node_it_listens_to() {
+    let servers = start_nodes();
+    // Node 0 is down when the lock is built: waiters listen to node 1.
+    servers[0].stop();
+    let key = "redlock:woken";
+    let channel = "{redlock:woken}:released";
+    let lock = redlock(
+        &servers,
+        key,
+        Duration::from_secs(10),
+        polling_every(Duration::from_secs(5)),
+    )
+    .await;
+    let holder = lock.acquire().await.unwrap();
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    eventually(Duration::from_secs(5), "subscribed on node 1", || {
+        subscribers(&servers[1], channel) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter hung")
+        .unwrap();
+    let took = released.elapsed();
+    // Its backoff alone would take 5 s.
+    assert!(took < Duration::from_millis(300), "handoff took {took:?}");
+    guard.release().await.unwrap();
+    eventually(Duration::from_secs(2), "unsubscribed", || {
+        subscribers(&servers[1], channel) == 0
+    })
+    .await;
+}
+
+/// The node a waiter listens to is only one of the quorum: its key can be
+/// gone while a majority holds the lock. The waiter then polls under its
+/// backoff instead of trying again at once, over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redlock_waiter_polls_when_its_node_lost_the_key_and_does_not_spin() {
+    let servers = start_nodes();
+    let key = "redlock:spin";
+    let channel = "{redlock:spin}:released";
+    let lock = redlock(
+        &servers,
+        key,
+        Duration::from_secs(10),
+        polling_every(Duration::from_millis(100)),
+    )
+    .await;
+    let holder = lock.acquire().await.unwrap();
+    // The listened node (0) forgets the lock; the other four still hold it.
+    servers[0].cmd(&["DEL", key]);
+    for server in &servers {
+        server.reset_stats();
+    }
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await })
+    };
+    eventually(Duration::from_secs(5), "subscribed on node 0", || {
+        subscribers(&servers[0], channel) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sets = servers[1].command_calls("set");
+    // The backoff's full jitter averages one try per 50 ms; spinning would
+    // be hundreds.
+    assert!(sets <= 40, "{sets} SETs in about a second");
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter hung")
+        .unwrap()
+        .unwrap();
+    assert!(released.elapsed() < Duration::from_millis(300));
+    guard.release().await.unwrap();
+    wait_until_no_node_holds(&servers, key).await;
+}
