@@ -18,6 +18,8 @@
 //! idle for the hold (back-to-back PINGs, also shown, keep the threads
 //! busy). Last, the same handoffs polling under the default wait policy (a
 //! lock built without `notify_with`), the way every waiter waited before.
+//! Then the same on a Redlock of 5 nodes, and, with `--features cluster`,
+//! on a 3-master Redis Cluster.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -258,8 +260,53 @@ fn main() {
         report_commands("polling (default WaitPolicy)", &calls, POLLING_HANDOFFS);
     });
     drop(server);
+    runtime.block_on(redlock());
     #[cfg(feature = "cluster")]
     runtime.block_on(cluster());
+}
+
+/// The same on a Redlock of 5 nodes: waiters listening to one node
+/// (`connect_quorum`) on top of polling, against a paced PING to that node,
+/// and against polling alone (`build_quorum`).
+async fn redlock() {
+    let servers: Vec<support::RedisServer> =
+        (0..5).map(|_| support::RedisServer::start()).collect();
+    let urls: Vec<String> = servers.iter().map(support::RedisServer::url).collect();
+    let key = "bench:handoff:redlock";
+    let builder = || {
+        Lock::builder(key)
+            .ttl(Duration::from_secs(30))
+            .wait(WaitPolicy::timeout(Duration::from_secs(60)))
+    };
+    let notified = builder().connect_quorum(urls.clone()).await.unwrap();
+    let mut connections = Vec::new();
+    for server in &servers {
+        connections.push(
+            server
+                .client()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap(),
+        );
+    }
+    let polling = builder().build_quorum(connections.clone()).unwrap();
+    handoffs(&notified, 50).await;
+    handoffs(&polling, 10).await;
+
+    println!(
+        "handoff on a Redlock of 5 nodes: {} waiters on one key, (Nx) = to the paced PING p50 on the listened node",
+        waiters()
+    );
+    let (mut paced, mut notified_samples) = (vec![], vec![]);
+    for _ in 0..BLOCKS {
+        paced.extend(pings(&connections[0], PINGS_PER_BLOCK, HOLD).await);
+        notified_samples.extend(handoffs(&notified, HANDOFFS_PER_BLOCK).await);
+    }
+    let floor_p50 = percentiles(&mut paced)[0];
+    report("redlock floor: paced PING", &mut paced, floor_p50);
+    report("redlock wake-up hints", &mut notified_samples, floor_p50);
+    let mut samples = handoffs(&polling, POLLING_HANDOFFS).await;
+    report("redlock polling", &mut samples, floor_p50);
 }
 
 /// The same on a 3-master Redis Cluster: waiters woken by `SSUBSCRIBE` in
