@@ -43,6 +43,9 @@ pub struct LockGuard {
     fence: Option<u64>,
     /// Set once `release` has had an answer; `Drop` releases otherwise.
     released: bool,
+    /// When the lease began, for the time held in events.
+    #[cfg(feature = "tracing")]
+    valid_from: Instant,
 }
 
 impl LockGuard {
@@ -70,6 +73,8 @@ impl LockGuard {
             hold_until,
             renewal: None,
             released: false,
+            #[cfg(feature = "tracing")]
+            valid_from,
         };
         if auto_renew {
             guard.auto_renew()?;
@@ -315,6 +320,13 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<()> {
+        let result = self.send_release().await;
+        #[cfg(feature = "tracing")]
+        crate::trace::released(self.key(), self.valid_from.elapsed(), &result);
+        result
+    }
+
+    async fn send_release(&mut self) -> Result<()> {
         self.renewal = None;
         let inner = &self.lock.inner;
         let result = inner
@@ -340,6 +352,12 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         self.renewal = None;
         if !self.released {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(
+                target: "redis_mutex",
+                key = self.key(),
+                "lock guard dropped without release(): releasing in the background"
+            );
             let inner = &self.lock.inner;
             inner
                 .topology

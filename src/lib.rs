@@ -19,6 +19,8 @@ mod scripts;
 mod timeout;
 mod token;
 mod topology;
+#[cfg(feature = "tracing")]
+mod trace;
 mod wait;
 
 pub use connection::LockConnection;

@@ -324,6 +324,8 @@ impl Lock {
                 // Still worth a try: if the deadline passed only because
                 // Redis was slow, the key may still be ours.
                 let _ = guard.release().await;
+                #[cfg(feature = "tracing")]
+                crate::trace::lost(self.key(), "the work under run() was stopped");
                 Err(Error::Lost {
                     key: self.key().to_owned(),
                 })
@@ -332,6 +334,27 @@ impl Lock {
     }
 
     async fn acquire_under(&self, policy: WaitPolicy) -> Result<LockGuard> {
+        let started = Instant::now();
+        #[cfg(feature = "tracing")]
+        let result = {
+            use tracing::Instrument;
+            let span = crate::trace::acquire_span(self.key());
+            self.attempt_until_acquired(policy, started)
+                .instrument(span)
+                .await
+        };
+        #[cfg(not(feature = "tracing"))]
+        let result = self.attempt_until_acquired(policy, started).await;
+        #[cfg(feature = "tracing")]
+        crate::trace::acquired(self.key(), started.elapsed(), &result);
+        result
+    }
+
+    async fn attempt_until_acquired(
+        &self,
+        policy: WaitPolicy,
+        started: Instant,
+    ) -> Result<LockGuard> {
         let LockInner {
             key,
             ttl,
@@ -339,7 +362,6 @@ impl Lock {
             fence_key,
             ..
         } = &*self.inner;
-        let started = Instant::now();
         let notify = self
             .inner
             .notifier

@@ -115,6 +115,8 @@ impl Quorum {
         }
         let has_validity = elapsed < self.drift.validity(ttl);
         if granted >= self.required && has_validity {
+            #[cfg(feature = "tracing")]
+            crate::trace::nodes_failed(key, Operation::Acquire, &failures);
             return AcquireStep::Acquired {
                 sent_at,
                 from_earlier_send: earlier_send,
@@ -243,6 +245,8 @@ impl Quorum {
             }
         }
         if granted >= self.required {
+            #[cfg(feature = "tracing")]
+            crate::trace::nodes_failed(key, operation, &failures);
             Ok(true)
         } else if granted + failed < self.required {
             Ok(false)

@@ -74,6 +74,11 @@ async fn renew(lock: Lock, token: Token, lease: Lease, hold_until: Option<Instan
         };
         // An answer after the deadline is worthless: the lease is lost then.
         let Some(left) = lease.deadline().checked_duration_since(now) else {
+            #[cfg(feature = "tracing")]
+            crate::trace::lost(
+                &inner.key,
+                "no renewal succeeded before the lease's deadline",
+            );
             return;
         };
         let extend = inner.topology.extend(&inner.key, token.as_str(), ttl);
@@ -83,11 +88,25 @@ async fn renew(lock: Lock, token: Token, lease: Lease, hold_until: Option<Instan
             }
             Ok(Ok(false)) => {
                 lease.mark_lost();
+                #[cfg(feature = "tracing")]
+                crate::trace::lost(&inner.key, "the key no longer holds our token");
                 return;
             }
-            // Redis errors and timeouts: try again next interval; if none
-            // succeeds before the deadline, the lease reports the loss.
-            Ok(Err(_)) | Err(_) => {}
+            // A Redis error: try again next interval; if none succeeds
+            // before the deadline, the lease reports the loss.
+            #[cfg(feature = "tracing")]
+            Ok(Err(error)) => crate::trace::renewal_failed(&inner.key, &error),
+            #[cfg(not(feature = "tracing"))]
+            Ok(Err(_)) => {}
+            // No answer by the deadline: the lease is lost by the clock.
+            Err(_) => {
+                #[cfg(feature = "tracing")]
+                crate::trace::lost(
+                    &inner.key,
+                    "no renewal succeeded before the lease's deadline",
+                );
+                return;
+            }
         }
     }
 }
