@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use redis_mutex::{Lock, WaitPolicy};
 use support::cluster::{RedisCluster, get_on_replica};
+use support::{eventually, time_handoff, time_handoffs};
 
 /// The keys a master holds (`KEYS *` is local to a node in a cluster).
 fn keys_on(cluster: &RedisCluster, master: usize) -> Vec<String> {
@@ -364,16 +365,6 @@ fn shard_subscribers(cluster: &RedisCluster, master: usize, channel: &str) -> i6
     count
 }
 
-/// Polls `condition` every 5 ms until it holds; panics with `what` after
-/// `within`.
-async fn eventually(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// One key per master, named `prefix:N`, in master order.
 fn key_per_master(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
     let mut keys: Vec<Option<String>> = vec![None; 3];
@@ -399,13 +390,7 @@ async fn handoff(lock: &Lock, subscribed: impl FnMut() -> bool) -> Duration {
     eventually(Duration::from_secs(5), "subscribed", subscribed).await;
     // The waiter's try after the subscription, and its look at the holder.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let released = Instant::now();
-    holder.release().await.unwrap();
-    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
-        .await
-        .expect("the waiter hung")
-        .unwrap();
-    let took = released.elapsed();
+    let (guard, took) = time_handoff(holder, waiter).await;
     guard.release().await.unwrap();
     took
 }
@@ -474,20 +459,9 @@ async fn locks_built_apart_share_one_subscription_per_cluster() {
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(shard_subscribers(&cluster, owner, channel), 1);
-    let released = Instant::now();
-    holder.release().await.unwrap();
-    for waiter in waiters {
-        tokio::time::timeout(Duration::from_secs(10), waiter)
-            .await
-            .expect("a waiter hung")
-            .unwrap();
-    }
+    let took = time_handoffs(holder, waiters).await;
     // Three handoffs in turn, each woken (polling would take 5 s each).
-    assert!(
-        released.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        released.elapsed()
-    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,13 +501,7 @@ async fn a_waiters_subscription_follows_its_slot_to_another_master() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let released = Instant::now();
-    holder.release().await.unwrap();
-    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
-        .await
-        .expect("the waiter hung")
-        .unwrap();
-    let took = released.elapsed();
+    let (guard, took) = time_handoff(holder, waiter).await;
     assert!(took < Duration::from_millis(250), "handoff took {took:?}");
     guard.release().await.unwrap();
     no_keys_anywhere(&cluster);
@@ -578,19 +546,8 @@ async fn killing_the_sharded_subscription_loses_no_waiter_and_it_comes_back() {
     .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     kill();
-    let started = Instant::now();
-    holder.release().await.unwrap();
-    for waiter in waiters {
-        tokio::time::timeout(Duration::from_secs(10), waiter)
-            .await
-            .expect("a waiter hung after the subscription was killed")
-            .unwrap();
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    let took = time_handoffs(holder, waiters).await;
+    assert!(took < Duration::from_secs(2), "{took:?}");
 
     // Killed while one task waits: the subscription comes back by itself,
     // and the next release wakes the waiter at once.

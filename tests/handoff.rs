@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis_mutex::{Lock, WaitPolicy};
-use support::RedisServer;
+use support::{RedisServer, eventually, subscribers, time_handoffs};
 
 /// The URL, key and hold time for a contender process started by the test.
 const CONTENDER_URL_ENV: &str = "REDIS_MUTEX_HANDOFF_URL";
@@ -38,23 +38,6 @@ async fn notified_lock(client: &redis::Client, key: &str, ttl: Duration, wait: W
         .notify_with(client)
         .build(connection)
         .unwrap()
-}
-
-/// How many subscribers `channel` has, over all processes.
-fn subscribers(server: &RedisServer, channel: &str) -> i64 {
-    let (_, count): (String, i64) =
-        redis::from_redis_value(server.cmd(&["PUBSUB", "NUMSUB", channel])).unwrap();
-    count
-}
-
-/// Polls `condition` every 5 ms until it holds; panics with `what` after
-/// `within`.
-async fn eventually(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 // --------------------------------------------------------------------------
@@ -479,20 +462,9 @@ async fn killing_the_subscription_connection_loses_no_waiter_and_it_comes_back()
     let killed: i64 =
         redis::from_redis_value(server.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"])).unwrap();
     assert_eq!(killed, 1);
-    let started = Instant::now();
-    holder.release().await.unwrap();
-    for waiter in waiters {
-        tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("a waiter hung after the subscription was killed")
-            .unwrap();
-    }
+    let took = time_handoffs(holder, waiters).await;
     // Polling every 5 s would take far longer.
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
 
     // Killed again while one task waits: the subscription comes back by
     // itself, and the next release wakes the waiter at once.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redis_mutex::{Error, Lock, NodeFailureReason, Operation, WaitPolicy};
-use support::{RedisServer, yields};
+use support::{RedisServer, eventually, subscribers, time_handoff, yields};
 
 const NODES: usize = 5;
 const NODE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -688,23 +688,6 @@ async fn a_client_paused_mid_acquire_past_the_validity_gets_no_guard() {
 // Waiting: release wake-ups from one node, on top of polling
 // --------------------------------------------------------------------------
 
-/// How many clients of `server` are subscribed to `channel`.
-fn subscribers(server: &RedisServer, channel: &str) -> i64 {
-    let (_, count): (String, i64) =
-        redis::from_redis_value(server.cmd(&["PUBSUB", "NUMSUB", channel])).unwrap();
-    count
-}
-
-/// Polls `condition` every 5 ms until it holds; panics with `what` after
-/// `within`.
-async fn eventually(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Polls only every `every` (and waits up to 30 s).
 fn polling_every(every: Duration) -> WaitPolicy {
     WaitPolicy::timeout(Duration::from_secs(30)).backoff(every, every)
@@ -734,13 +717,7 @@ async fn a_redlock_waiter_is_woken_by_the_release_on_the_node_it_listens_to() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let released = Instant::now();
-    holder.release().await.unwrap();
-    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
-        .await
-        .expect("the waiter hung")
-        .unwrap();
-    let took = released.elapsed();
+    let (guard, took) = time_handoff(holder, waiter).await;
     // Its backoff alone would take 5 s.
     assert!(took < Duration::from_millis(300), "handoff took {took:?}");
     guard.release().await.unwrap();
@@ -773,7 +750,7 @@ async fn a_redlock_waiter_polls_when_its_node_lost_the_key_and_does_not_spin() {
     }
     let waiter = {
         let lock = lock.clone();
-        tokio::spawn(async move { lock.acquire().await })
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
     };
     eventually(Duration::from_secs(5), "subscribed on node 0", || {
         subscribers(&servers[0], channel) == 1
@@ -784,14 +761,8 @@ async fn a_redlock_waiter_polls_when_its_node_lost_the_key_and_does_not_spin() {
     // The backoff's full jitter averages one try per 50 ms; spinning would
     // be hundreds.
     assert!(sets <= 40, "{sets} SETs in about a second");
-    let released = Instant::now();
-    holder.release().await.unwrap();
-    let guard = tokio::time::timeout(Duration::from_secs(5), waiter)
-        .await
-        .expect("the waiter hung")
-        .unwrap()
-        .unwrap();
-    assert!(released.elapsed() < Duration::from_millis(300));
+    let (guard, took) = time_handoff(holder, waiter).await;
+    assert!(took < Duration::from_millis(300), "handoff took {took:?}");
     guard.release().await.unwrap();
     wait_until_no_node_holds(&servers, key).await;
 }

@@ -661,3 +661,61 @@ pub async fn settle_within(baseline: usize, bound: std::time::Duration) {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
+
+/// Polls `condition` every 5 ms until it holds; panics with `what` after
+/// `within`.
+pub async fn eventually(
+    within: std::time::Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + within;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// How many clients of `server` are subscribed to the (plain) `channel`.
+pub fn subscribers(server: &RedisServer, channel: &str) -> i64 {
+    let (_, count): (String, i64) =
+        redis::from_redis_value(server.cmd(&["PUBSUB", "NUMSUB", channel])).unwrap();
+    count
+}
+
+/// Releases `holder` and waits (10 s at most) for `waiter`, a task blocked
+/// in `acquire`, to get the lock: its guard, and the time from the release
+/// to the waiter's acquire returning.
+pub async fn time_handoff(
+    holder: redis_mutex::LockGuard,
+    waiter: tokio::task::JoinHandle<redis_mutex::LockGuard>,
+) -> (redis_mutex::LockGuard, std::time::Duration) {
+    let released = std::time::Instant::now();
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter hung")
+        .unwrap();
+    (guard, released.elapsed())
+}
+
+/// Releases `holder` and waits (10 s at most each) for every task of
+/// `waiters` (tasks that take the lock in turn) to finish: the time from the
+/// release to the last one.
+pub async fn time_handoffs(
+    holder: redis_mutex::LockGuard,
+    waiters: Vec<tokio::task::JoinHandle<()>>,
+) -> std::time::Duration {
+    let released = std::time::Instant::now();
+    holder.release().await.unwrap();
+    for waiter in waiters {
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("a waiter hung")
+            .unwrap();
+    }
+    released.elapsed()
+}
