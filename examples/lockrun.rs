@@ -137,6 +137,12 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Asked for before `--` (after it, `-h` is the command's).
+    let mut own_args = std::env::args().skip(1).take_while(|arg| arg != "--");
+    if own_args.any(|arg| arg == "--help" || arg == "-h") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(problem) => return fail(EX_USAGE, format!("{problem}\n{USAGE}")),

@@ -241,6 +241,16 @@ fn bad_arguments_exit_64_with_usage_and_an_unreachable_server_69() {
     }
     let out = run(lockrun(&server, &["--key", "", "--", "true"]));
     assert_eq!(out.status.code(), Some(64));
+    // Asked for: the usage on stdout, success; after `--` it is the
+    // command's.
+    for help in ["--help", "-h"] {
+        let out = run(lockrun(&server, &[help]));
+        assert_eq!(out.status.code(), Some(0), "{help}");
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("usage: lockrun"));
+    }
+    let out = run(lockrun(&server, &["--key", "job", "--", "echo", "-h"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "-h\n");
     server.stop();
     let out = run(lockrun(&server, &["--key", "job", "--", "echo", "never"]));
     assert_eq!(
