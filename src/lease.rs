@@ -8,6 +8,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::clock;
+
+/// How often `lost()` looks at the boot clock while it waits: the
+/// monotonic timers it sleeps on stop during system suspend, so a loss by
+/// suspend is noticed at most this long after the system wakes up.
+const BOOT_CLOCK_CHECK: Duration = Duration::from_secs(1);
+
+/// Below this, the boot and monotonic clocks are taken to agree: they differ
+/// by the instants they were read at, and by no suspend worth counting.
+const CLOCKS_AGREE: Duration = Duration::from_millis(1);
+
 /// A read-only view of a held lock: its deadline and whether it is lost.
 ///
 /// Get one from [`LockGuard::lease`](crate::LockGuard::lease) or from
@@ -19,7 +30,9 @@ use tokio::time::Instant;
 /// The lock counts as **lost** from the moment an extend (manual or by the
 /// renewal task) is answered "not ours any more", or the local deadline passes
 /// without a successful extend, whichever comes first, even if Redis never
-/// answers at all. Loss is final.
+/// answers at all. Loss is final. On Linux the deadline passes during system
+/// suspend too (see [`deadline`](Lease::deadline)); [`lost`](Lease::lost)
+/// then completes within a second of the wake-up.
 #[derive(Clone)]
 pub struct Lease {
     shared: Arc<Shared>,
@@ -36,16 +49,46 @@ struct LeaseState {
     /// it counts from before the command that set the TTL was sent and keeps
     /// a drift margin.
     deadline: Instant,
+    /// The same deadline on the boot clock, which keeps counting during
+    /// system suspend (see `clock`); `None` without one.
+    boot_deadline: Option<Duration>,
     /// Set when Redis said the key no longer holds our token.
     lost: bool,
 }
 
+impl LeaseState {
+    fn until(deadline: Instant) -> LeaseState {
+        LeaseState {
+            deadline,
+            boot_deadline: clock::boot_now()
+                .map(|now| now + deadline.saturating_duration_since(Instant::now())),
+            lost: false,
+        }
+    }
+
+    /// The time left by both clocks: the smaller (zero once either passed).
+    fn left(&self) -> Duration {
+        let monotonic = self.deadline.saturating_duration_since(Instant::now());
+        self.left_after_suspend(monotonic).unwrap_or(monotonic)
+    }
+
+    /// The time left by the boot clock, when a suspend made it shorter than
+    /// `monotonic`, the time left by the monotonic clock. The two clocks
+    /// differ only by time spent suspended and by the instants they were
+    /// read at; less than `CLOCKS_AGREE` apart, they agree.
+    fn left_after_suspend(&self, monotonic: Duration) -> Option<Duration> {
+        let boot = self.boot_deadline?.saturating_sub(clock::boot_now()?);
+        (boot + CLOCKS_AGREE < monotonic).then_some(boot)
+    }
+
+    fn is_over(&self) -> bool {
+        self.lost || self.left().is_zero()
+    }
+}
+
 impl Lease {
     pub(crate) fn new(key: Arc<str>, deadline: Instant) -> Lease {
-        let (state, _) = watch::channel(LeaseState {
-            deadline,
-            lost: false,
-        });
+        let (state, _) = watch::channel(LeaseState::until(deadline));
         Lease {
             shared: Arc::new(Shared { key, state }),
         }
@@ -59,8 +102,17 @@ impl Lease {
     /// The instant until which this process can trust it holds the lock: the
     /// TTL counted from before the `SET` (or the last successful extend) was
     /// sent, minus a drift margin of 1% + 2 ms, on the monotonic clock.
+    ///
+    /// On Linux the lease also counts time the system spent suspended
+    /// (`CLOCK_BOOTTIME`), which the monotonic clock misses while Redis keeps
+    /// expiring keys: after a suspend the deadline moves earlier by it.
     pub fn deadline(&self) -> Instant {
-        self.shared.state.borrow().deadline
+        let state = *self.shared.state.borrow();
+        let now = Instant::now();
+        match state.left_after_suspend(state.deadline.saturating_duration_since(now)) {
+            Some(left) => now + left,
+            None => state.deadline,
+        }
     }
 
     /// How long until the [`deadline`](Lease::deadline); zero once passed or
@@ -70,15 +122,14 @@ impl Lease {
         if state.lost {
             Duration::ZERO
         } else {
-            state.deadline.saturating_duration_since(Instant::now())
+            state.left()
         }
     }
 
     /// Whether the lock is lost: Redis answered that it is not ours any more,
     /// or the deadline has passed. Cheap: asks nothing of Redis.
     pub fn is_lost(&self) -> bool {
-        let state = *self.shared.state.borrow();
-        state.lost || Instant::now() >= state.deadline
+        self.shared.state.borrow().is_over()
     }
 
     /// Completes when the lock is lost (see [`Lease`]); at once if it already
@@ -103,11 +154,16 @@ impl Lease {
         let mut changes = self.shared.state.subscribe();
         loop {
             let state = *changes.borrow_and_update();
-            if state.lost || Instant::now() >= state.deadline {
+            if state.is_over() {
                 return;
             }
+            let mut wake = Instant::now() + state.left();
+            if state.boot_deadline.is_some() {
+                // A suspend from now on stops this timer too.
+                wake = wake.min(Instant::now() + BOOT_CLOCK_CHECK);
+            }
             tokio::select! {
-                () = tokio::time::sleep_until(state.deadline) => {}
+                () = tokio::time::sleep_until(wake) => {}
                 // The sender lives in `shared`, which we hold: never closed.
                 _ = changes.changed() => {}
             }
@@ -120,11 +176,11 @@ impl Lease {
     pub(crate) fn extended(&self, deadline: Instant) -> bool {
         let mut moved = false;
         self.shared.state.send_if_modified(|state| {
-            if state.lost || Instant::now() >= state.deadline {
+            if state.is_over() {
                 state.lost = true;
                 return true;
             }
-            state.deadline = deadline;
+            *state = LeaseState::until(deadline);
             moved = true;
             true
         });
@@ -191,6 +247,44 @@ mod tests {
         watcher.await.unwrap();
         lease.extended(Instant::now() + Duration::from_secs(60));
         assert!(lease.is_lost(), "a late extend does not undo a loss");
+    }
+
+    /// A system suspend stops the monotonic clock (and tokio's timers) but
+    /// not Redis's: the boot clock ends the lease (research B6).
+    #[tokio::test(start_paused = true)]
+    async fn a_suspend_longer_than_the_lease_loses_it() {
+        if clock::boot_now().is_none() {
+            return;
+        }
+        let lease = Lease::new("k".into(), Instant::now() + Duration::from_secs(30));
+        let watcher = tokio::spawn({
+            let lease = lease.clone();
+            async move {
+                lease.lost().await;
+                Instant::now()
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!lease.is_lost());
+        let before = lease.remaining();
+        // 10 s asleep: the monotonic clock did not move, the lease did.
+        clock::tests::suspend(Duration::from_secs(10));
+        let after = lease.remaining();
+        assert!(
+            before - after >= Duration::from_secs(10) && before - after < Duration::from_secs(11),
+            "{before:?} -> {after:?}"
+        );
+        assert!(lease.deadline() <= Instant::now() + after);
+        // Past the lease: lost at once for is_lost, and lost() wakes within
+        // its check period, far before the monotonic deadline.
+        clock::tests::suspend(Duration::from_secs(30));
+        assert!(lease.is_lost());
+        assert_eq!(lease.remaining(), Duration::ZERO);
+        let woke = watcher.await.unwrap();
+        assert!(woke <= Instant::now() + BOOT_CLOCK_CHECK);
+        assert!(woke < Instant::now() + Duration::from_secs(20));
+        // And an extend cannot revive it.
+        assert!(!lease.extended(Instant::now() + Duration::from_secs(30)));
     }
 
     #[tokio::test(start_paused = true)]
