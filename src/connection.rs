@@ -52,8 +52,7 @@ impl Node {
     }
 
     /// Marks the node as a Redis Cluster reached through `cluster` (the
-    /// connection it was made over, before any wrapper): see
-    /// [`cluster_connection`].
+    /// connection it was made over, before any wrapper; see [`as_cluster`]).
     #[cfg(feature = "cluster")]
     pub(crate) fn on_cluster(
         mut self,
@@ -94,7 +93,8 @@ impl Node {
             let value = cluster.clone().route_command(cmd, routing).await?;
             return redis::from_redis_value(value).map_err(Into::into);
         }
-        let _ = key;
+        #[cfg(not(feature = "cluster"))]
+        let _ = key; // One node holds every key.
         cmd.query_async(&mut self.connection()).await
     }
 

@@ -6,12 +6,15 @@
 //! - One [`Notifier`] per server (or cluster) and process (shared through a
 //!   registry of weak references by every lock built for it) owns one RESP3
 //!   connection that is subscribed to the channels of the keys someone in the
-//!   process waits for, counted per channel. On a cluster the release
-//!   publishes with `SPUBLISH` and the connection is a cluster connection
-//!   that `SSUBSCRIBE`s each channel on its slot's master; the server's own
-//!   `sunsubscribe` when the slot moves makes it subscribe again. Its task connects, subscribes,
+//!   process waits for, counted per channel. Its task connects, subscribes,
 //!   unsubscribes and reconnects; the connection exists only once someone
 //!   waited, and the task ends with the last lock.
+//! - On a Redis Cluster the release publishes with `SPUBLISH`, and the
+//!   connection is a cluster connection that `SSUBSCRIBE`s each channel on
+//!   its slot's master; the server's own `sunsubscribe` when the slot moves
+//!   makes the task subscribe again, where the slot went.
+//! - On a Redlock the notifier listens to one of its nodes; there a release
+//!   wake-up is a hint, and waiters poll as well (see [`Waiter`]).
 //! - Everything the connection pushes (subscribe and unsubscribe
 //!   confirmations, messages, its own disconnection) arrives in order in one
 //!   callback, the only place that decides whether a channel is *live*
