@@ -357,6 +357,17 @@ fn sluggish() -> WaitPolicy {
         .backoff(Duration::from_secs(5), Duration::from_secs(5))
 }
 
+/// A lock on `key` with a 10 s TTL that waits `sluggish()`ly, through
+/// `connect_cluster` (so with sharded wake-ups).
+async fn waiting_lock(cluster: &RedisCluster, key: &str) -> Lock {
+    Lock::builder(key)
+        .ttl(Duration::from_secs(10))
+        .wait(sluggish())
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap()
+}
+
 /// How many clients of `master` are subscribed to the sharded `channel`.
 fn shard_subscribers(cluster: &RedisCluster, master: usize, channel: &str) -> i64 {
     let (_, count): (String, i64) =
@@ -401,12 +412,7 @@ async fn waiters_on_every_master_are_woken_by_the_sharded_release() {
     for key in key_per_master(&cluster, "wake") {
         let owner = cluster.owner_of(&key);
         let channel = format!("{{{key}}}:released");
-        let lock = Lock::builder(key.as_str())
-            .ttl(Duration::from_secs(10))
-            .wait(sluggish())
-            .connect_cluster(cluster.seeds())
-            .await
-            .unwrap();
+        let lock = waiting_lock(&cluster, key.as_str()).await;
         let took = handoff(&lock, || shard_subscribers(&cluster, owner, &channel) == 1).await;
         assert!(took < Duration::from_millis(250), "{key}: {took:?}");
         eventually(Duration::from_secs(2), "unsubscribed", || {
@@ -435,14 +441,7 @@ async fn locks_built_apart_share_one_subscription_per_cluster() {
     let owner = cluster.owner_of(key);
     let mut locks = Vec::new();
     for _ in 0..3 {
-        locks.push(
-            Lock::builder(key)
-                .ttl(Duration::from_secs(10))
-                .wait(sluggish())
-                .connect_cluster(cluster.seeds())
-                .await
-                .unwrap(),
-        );
+        locks.push(waiting_lock(&cluster, key).await);
     }
     let holder = locks[0].acquire().await.unwrap();
     let waiters: Vec<_> = locks
@@ -469,12 +468,7 @@ async fn a_waiters_subscription_follows_its_slot_to_another_master() {
     let cluster = RedisCluster::start();
     let key = "moving:wait";
     let channel = "{moving:wait}:released";
-    let lock = Lock::builder(key)
-        .ttl(Duration::from_secs(10))
-        .wait(sluggish())
-        .connect_cluster(cluster.seeds())
-        .await
-        .unwrap();
+    let lock = waiting_lock(&cluster, key).await;
     let from = cluster.owner_of(key);
     let to = (from + 1) % 3;
     let holder = lock.acquire().await.unwrap();
@@ -513,12 +507,7 @@ async fn killing_the_sharded_subscription_loses_no_waiter_and_it_comes_back() {
     let key = "killed:wait";
     let channel = "{killed:wait}:released";
     let owner = cluster.owner_of(key);
-    let lock = Lock::builder(key)
-        .ttl(Duration::from_secs(10))
-        .wait(sluggish())
-        .connect_cluster(cluster.seeds())
-        .await
-        .unwrap();
+    let lock = waiting_lock(&cluster, key).await;
     let kill = || {
         let killed: i64 = redis::from_redis_value(
             cluster.masters[owner].cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]),
