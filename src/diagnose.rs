@@ -12,10 +12,9 @@ use std::fmt;
 
 use redis::RedisResult;
 
-use crate::connection::Node;
 use crate::error::{Error, Operation, Result};
 use crate::lock::Lock;
-use crate::topology::Topology;
+use crate::node::Node;
 
 /// What one Redis server says about the settings that matter to locks.
 ///
@@ -220,10 +219,7 @@ impl Lock {
     /// # Ok(()) }
     /// ```
     pub async fn diagnose(&self) -> Result<Vec<ServerReport>> {
-        let nodes: Vec<&Node> = match &self.inner.topology {
-            Topology::Single(node) => vec![node],
-            Topology::Quorum(quorum) => quorum.nodes().iter().collect(),
-        };
+        let nodes = self.engine().topology.nodes();
         let mut reports = Vec::with_capacity(nodes.len());
         for (index, node) in nodes.into_iter().enumerate() {
             let report = report(index, node)

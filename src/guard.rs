@@ -1,16 +1,15 @@
-//! `LockGuard`: proof of holding a lock, and the token-checked release and
-//! extend.
+//! `LockGuard`: proof of holding a lock; the engine's hold of the mutex
+//! kind (`hold`), with the mutex's docs.
 
 use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::{Error, Operation, Result};
+use crate::error::Result;
+use crate::hold::Hold;
 use crate::lease::Lease;
-use crate::lock::{Lock, check_ttl};
-use crate::renew::Renewal;
-use crate::token::Token;
+use crate::mutex::MutexLease;
 
 /// A held lock. Get one from [`Lock::acquire`] or [`Lock::try_acquire`].
 ///
@@ -31,66 +30,23 @@ use crate::token::Token;
 #[must_use = "if unused the lock is released at once (in the background); hold the guard for the critical section and call .release()"]
 #[clippy::has_significant_drop]
 pub struct LockGuard {
-    lock: Lock,
-    token: Token,
-    lease: Lease,
-    /// Renewal stops extending past this instant (`LockBuilder::max_hold`).
-    hold_until: Option<Instant>,
-    /// The watchdog, while renewal is on. Dropped (aborted) before any
-    /// release is sent.
-    renewal: Option<Renewal>,
-    /// The fence of this acquisition, when the lock is fenced.
-    fence: Option<u64>,
-    /// Set once `release` has had an answer; `Drop` releases otherwise.
-    released: bool,
-    /// When the lease began, for the time held in events.
-    #[cfg(feature = "tracing")]
-    valid_from: Instant,
+    hold: Hold<MutexLease>,
 }
 
 impl LockGuard {
-    /// A guard for a lock that Redis just confirmed, with renewal started if
-    /// the lock asks for it. `valid_from` is when the confirming command was
-    /// sent.
-    pub(crate) fn new(
-        lock: Lock,
-        token: Token,
-        fence: Option<u64>,
-        valid_from: Instant,
-    ) -> Result<LockGuard> {
-        let inner = &lock.inner;
-        let lease = Lease::new(
-            inner.key.clone(),
-            valid_from + inner.drift.validity(inner.ttl),
-        );
-        let hold_until = inner.max_hold.and_then(|max| valid_from.checked_add(max));
-        let auto_renew = inner.auto_renew;
-        let mut guard = LockGuard {
-            lock,
-            token,
-            fence,
-            lease,
-            hold_until,
-            renewal: None,
-            released: false,
-            #[cfg(feature = "tracing")]
-            valid_from,
-        };
-        if auto_renew {
-            guard.auto_renew()?;
-        }
-        Ok(guard)
+    pub(crate) fn new(hold: Hold<MutexLease>) -> LockGuard {
+        LockGuard { hold }
     }
 
     /// The key of the held lock.
     pub fn key(&self) -> &str {
-        self.lock.key()
+        self.hold.key()
     }
 
     /// The lease: deadline and loss, in a form that can be cloned and handed
     /// to other tasks.
     pub fn lease(&self) -> &Lease {
-        &self.lease
+        self.hold.lease()
     }
 
     /// The fencing token of this acquisition: `Some` when the lock was built
@@ -113,7 +69,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn fence(&self) -> Option<u64> {
-        self.fence
+        self.hold.fence()
     }
 
     /// The instant until which this process can trust it holds the lock: the
@@ -128,7 +84,7 @@ impl LockGuard {
     /// without persistence, failover, eviction): use fencing where that
     /// matters.
     pub fn deadline(&self) -> Instant {
-        self.lease.deadline()
+        self.lease().deadline()
     }
 
     /// How long until [`deadline`](LockGuard::deadline); zero once passed or
@@ -141,14 +97,14 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn remaining(&self) -> Duration {
-        self.lease.remaining()
+        self.lease().remaining()
     }
 
     /// Whether the lock is known lost: an extend was answered "not ours", or
     /// the deadline passed. Asks nothing of Redis; see also
     /// [`is_held`](LockGuard::is_held).
     pub fn is_lost(&self) -> bool {
-        self.lease.is_lost()
+        self.lease().is_lost()
     }
 
     /// Completes when the lock is lost: an extend (by you or by renewal) is
@@ -171,7 +127,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn lost(&self) {
-        self.lease.lost().await;
+        self.lease().lost().await;
     }
 
     /// Starts renewing the lock in the background: a task extends it to the
@@ -187,16 +143,7 @@ impl LockGuard {
     ///
     /// Fails only outside a tokio runtime.
     pub fn auto_renew(&mut self) -> Result<()> {
-        if self.renewal.is_none() {
-            let renewal = Renewal::start(
-                self.lock.clone(),
-                self.token.clone(),
-                self.lease.clone(),
-                self.hold_until,
-            )?;
-            self.renewal = Some(renewal);
-        }
-        Ok(())
+        self.hold.auto_renew()
     }
 
     /// Asks Redis whether the key still holds this guard's token.
@@ -221,8 +168,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn is_held(&self) -> Result<bool> {
-        let inner = &self.lock.inner;
-        inner.topology.holds(&inner.key, self.token.as_str()).await
+        self.hold.is_held().await
     }
 
     /// Sets the lock to expire `ttl` from now, if it is still ours, and moves
@@ -255,34 +201,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
-        let ttl = check_ttl(ttl)?;
-        let inner = &self.lock.inner;
-        let validity = inner.drift.validity(ttl);
-        if validity.is_zero() {
-            return Err(Error::invalid(
-                "ttl",
-                format!("{ttl:?} leaves no validity after the clock-drift margin"),
-            ));
-        }
-        let sent_at = Instant::now();
-        let extended = inner
-            .topology
-            .extend(&inner.key, self.token.as_str(), ttl)
-            .await?;
-        if !extended {
-            self.lease.mark_lost();
-            return Err(self.not_held());
-        }
-        // Not trusted past the deadline: an answer that came after it
-        // cannot revive the lease.
-        if !self.lease.extended(sent_at + validity) {
-            return Err(Error::ValidityExpired {
-                operation: Operation::Extend,
-                key: self.key().to_owned(),
-                elapsed: sent_at.elapsed(),
-            });
-        }
-        Ok(())
+        self.hold.extend(ttl).await
     }
 
     /// Releases the lock if it is still ours. Renewal stops first, before
@@ -319,61 +238,13 @@ impl LockGuard {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn release(mut self) -> Result<()> {
-        let result = self.send_release().await;
-        #[cfg(feature = "tracing")]
-        crate::trace::released(self.key(), self.valid_from.elapsed(), &result);
-        result
-    }
-
-    async fn send_release(&mut self) -> Result<()> {
-        self.renewal = None;
-        let inner = &self.lock.inner;
-        let result = inner
-            .topology
-            .release(&inner.key, self.token.as_str())
-            .await;
-        self.released = true;
-        if result? {
-            Ok(())
-        } else {
-            Err(self.not_held())
-        }
-    }
-
-    fn not_held(&self) -> Error {
-        Error::NotHeld {
-            key: self.key().to_owned(),
-        }
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        self.renewal = None;
-        if !self.released {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(
-                target: "redis_mutex",
-                key = self.key(),
-                "lock guard dropped without release(): releasing in the background"
-            );
-            let inner = &self.lock.inner;
-            inner
-                .topology
-                .release_in_background(inner.key.clone(), self.token.as_str().to_owned());
-        }
+    pub async fn release(self) -> Result<()> {
+        self.hold.release().await
     }
 }
 
 impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard")
-            .field("key", &self.key())
-            .field("token", &self.token)
-            .field("fence", &self.fence)
-            .field("remaining", &self.remaining())
-            .field("renewing", &self.renewal.is_some())
-            .finish()
+        self.hold.fmt_as("LockGuard", f)
     }
 }

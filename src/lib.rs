@@ -4,31 +4,57 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The layers, each using only those below it (`module-graph.py` checks):
+// - base: clock, timeout, error, token, keys, ttl, lease, retry, rt,
+//   scripts, trace
+// - node: connection, kind (what a kind of lease is), node (its steps on
+//   one server), replicas
+// - topology: attempt, quorum (Redlock), channels, subscriber, notify
+//   (wake-ups), topology
+// - engine: engine (shared state, extend), wait, renew, hold, acquire
+// - kinds: mutex (the mutex's scripts), lock, guard, fence
+// - facade: builder, diagnose, this file
+mod acquire;
+mod attempt;
+mod builder;
+mod channels;
 mod clock;
 mod connection;
 mod diagnose;
+mod engine;
 mod error;
 mod fence;
 mod guard;
+mod hold;
+mod keys;
+mod kind;
 mod lease;
 mod lock;
+mod mutex;
+mod node;
+mod notify;
 mod quorum;
 mod renew;
 mod replicas;
 mod retry;
+mod rt;
 mod scripts;
+mod subscriber;
 mod timeout;
 mod token;
 mod topology;
 #[cfg(feature = "tracing")]
 mod trace;
+mod ttl;
 mod wait;
 
+pub use builder::LockBuilder;
 pub use connection::LockConnection;
 pub use diagnose::{ServerReport, Weakness};
 pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
 pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
 pub use lease::Lease;
-pub use lock::{DEFAULT_TTL, Lock, LockBuilder, MAX_TTL, MIN_TTL};
+pub use lock::Lock;
 pub use retry::WaitPolicy;
+pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL};

@@ -14,18 +14,17 @@
 //!   their `SET` may still have landed.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use redis::RedisResult;
 use tokio::time::Instant;
 
-use crate::connection::{Node, SetReply};
+use crate::attempt::AcquireStep;
 use crate::error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
-use crate::lock::ClockDrift;
-use crate::topology::AcquireStep;
+use crate::kind::{Grant, Kind};
+use crate::node::Node;
+use crate::rt::join_all;
+use crate::ttl::ClockDrift;
 
 /// The longest per-node timeout a Redlock uses unless set. The Redis docs
 /// suggest 5-50 ms for a 10 s TTL; a healthy node on a LAN answers in well
@@ -47,7 +46,7 @@ pub(crate) fn majority(nodes: usize) -> usize {
 
 /// N independent Redis masters, and the Redlock rules over them.
 pub(crate) struct Quorum {
-    nodes: Arc<[Node]>,
+    nodes: Box<[Node]>,
     required: usize,
     node_timeout: Duration,
     drift: ClockDrift,
@@ -57,11 +56,6 @@ pub(crate) struct Quorum {
 type Reply<T> = std::result::Result<T, NodeFailureReason>;
 
 impl Quorum {
-    /// Node `index`, if there is one.
-    pub(crate) fn node(&self, index: usize) -> Option<&Node> {
-        self.nodes.get(index)
-    }
-
     /// A quorum over `nodes`; the builder has checked that there is at least
     /// one and that the timeout fits the TTL.
     pub(crate) fn new(nodes: Vec<Node>, node_timeout: Duration, drift: ClockDrift) -> Quorum {
@@ -82,15 +76,21 @@ impl Quorum {
         self.nodes.len()
     }
 
-    /// One acquire attempt: `SET key token NX GET PX ttl` on every node.
+    /// One acquire attempt: the kind's acquire on every node.
     ///
     /// A missed attempt has already released `token` on every node when this
     /// returns, so the caller must use a fresh token for the next one: a late
     /// release of this token must never meet a later attempt's key.
-    pub(crate) async fn try_acquire(&self, key: &str, token: &str, ttl: Duration) -> AcquireStep {
+    pub(crate) async fn try_acquire<K: Kind>(
+        &self,
+        kind: &K,
+        token: &str,
+        ttl: Duration,
+    ) -> AcquireStep {
+        let key = kind.key();
         let sent_at = Instant::now();
         let replies = self
-            .on_every_node(|node| node.set_nx(key, token, ttl))
+            .on_every_node(|node| node.acquire(kind, token, ttl))
             .await;
         let elapsed = sent_at.elapsed();
 
@@ -98,12 +98,12 @@ impl Quorum {
         let mut failures = Vec::new();
         for (node, reply) in replies.into_iter().enumerate() {
             match reply {
-                Ok(SetReply::Acquired) => granted += 1,
-                Ok(SetReply::AlreadyOurs) => {
+                Ok(Grant::Acquired { .. }) => granted += 1,
+                Ok(Grant::AlreadyOurs { .. }) => {
                     granted += 1;
                     earlier_send = true;
                 }
-                Ok(SetReply::HeldByOther) => {
+                Ok(Grant::Busy) => {
                     busy += 1;
                     failures.push(NodeFailure {
                         node,
@@ -113,7 +113,7 @@ impl Quorum {
                 Err(reason) => failures.push(NodeFailure { node, reason }),
             }
         }
-        let has_validity = elapsed < self.drift.validity(ttl);
+        let has_validity = self.drift.valid_until(sent_at, ttl) > sent_at + elapsed;
         if granted >= self.required && has_validity {
             #[cfg(feature = "tracing")]
             crate::trace::nodes_failed(key, Operation::Acquire, &failures);
@@ -130,7 +130,7 @@ impl Quorum {
         // in front of this release, which deletes it right after). Quietly:
         // this was never a lock.
         let _ = self
-            .on_every_node(|node| node.withdraw_uncached(key, token))
+            .on_every_node(|node| node.release_by_body(kind, token, false))
             .await;
 
         if granted >= self.required {
@@ -177,49 +177,48 @@ impl Quorum {
 
     /// Release on every node. `Ok(true)` when a majority deleted our token;
     /// `Ok(false)` when a majority certainly did not hold it any more.
-    pub(crate) async fn release(&self, key: &str, token: &str) -> Result<bool> {
+    pub(crate) async fn release<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
         let replies = self
-            .on_every_node(|node| node.release_uncached(key, token))
+            .on_every_node(|node| node.release_by_body(kind, token, true))
             .await;
-        self.tally(Operation::Release, key, replies)
+        self.tally(Operation::Release, kind.key(), replies)
     }
 
     /// Extend on every node: `Ok(true)` when a majority extended our token
     /// with validity left, measured from before the first send.
-    pub(crate) async fn extend(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+    pub(crate) async fn extend<K: Kind>(
+        &self,
+        kind: &K,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let key = kind.key();
         let sent_at = Instant::now();
         let replies = self
-            .on_every_node(|node| node.extend(key, token, ttl))
+            .on_every_node(|node| node.extend(kind, token, ttl))
             .await;
-        let elapsed = sent_at.elapsed();
         let extended = self.tally(Operation::Extend, key, replies)?;
-        if extended && elapsed >= self.drift.validity(ttl) {
+        if extended && self.drift.valid_until(sent_at, ttl) <= Instant::now() {
             return Err(Error::ValidityExpired {
                 operation: Operation::Extend,
                 key: key.to_owned(),
-                elapsed,
+                elapsed: sent_at.elapsed(),
             });
         }
         Ok(extended)
     }
 
     /// Whether a majority of the nodes hold our token.
-    pub(crate) async fn holds(&self, key: &str, token: &str) -> Result<bool> {
-        let replies = self.on_every_node(|node| node.holds(key, token)).await;
-        self.tally(Operation::Inspect, key, replies)
+    pub(crate) async fn holds<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
+        let replies = self.on_every_node(|node| node.holds(kind, token)).await;
+        self.tally(Operation::Inspect, kind.key(), replies)
     }
 
-    /// Releases on every node in a spawned task, each bounded only by its
-    /// connection's own timeouts; without a tokio runtime the keys expire by
-    /// their TTL.
-    pub(crate) fn release_in_background(&self, key: Arc<str>, token: String) {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let nodes = self.nodes.clone();
-            runtime.spawn(async move {
-                // Best effort: where it fails, the TTL ends the lock.
-                let _ =
-                    join_all(nodes.iter().map(|node| node.release_uncached(&key, &token))).await;
-            });
+    /// Releases on every node in the background, by each node's one policy
+    /// (resent until answered, bounded); where it fails, the TTL ends it.
+    pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str) {
+        for node in self.nodes.iter() {
+            node.release_in_background(kind, token);
         }
     }
 
@@ -293,32 +292,6 @@ impl std::fmt::Debug for Quorum {
     }
 }
 
-/// Polls all `futures` concurrently in the calling task until every one is
-/// done, and returns their outputs in order. Dropping it drops them all.
-/// (What `futures::future::join_all` does, without the dependency.)
-pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,19 +316,6 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn join_all_runs_futures_concurrently_and_keeps_their_order() {
-        let started = Instant::now();
-        let outputs = join_all((0..5u64).rev().map(|i| async move {
-            tokio::time::sleep(Duration::from_millis(20 * i)).await;
-            i
-        }))
-        .await;
-        assert_eq!(outputs, [4, 3, 2, 1, 0]);
-        // Sequentially it would take 200 ms.
-        assert!(started.elapsed() < Duration::from_millis(150));
-    }
-
     fn quorum_of(nodes: usize) -> Quorum {
         let nodes = (0..nodes)
             .map(|_| {
@@ -366,6 +326,7 @@ mod tests {
                         redis::aio::ConnectionManagerConfig::new(),
                     )
                     .unwrap(),
+                    None,
                 )
             })
             .collect();

@@ -1,45 +1,48 @@
-//! The renewal task (watchdog): keeps a held lock alive by extending it about
+//! The renewal task (watchdog): keeps a hold alive by extending it about
 //! every TTL/3, and records its loss.
 //!
 //! Invariants:
 //! - The task never outlives its guard: the guard aborts it when dropped, and
 //!   `release()` aborts it before sending the release.
-//! - A renewal can never keep a key alive after a release or re-create an
-//!   expired lock: the extend script only `PEXPIRE`s a key that still holds
-//!   our token. An extend racing a release either runs first (and the release
-//!   then deletes the key) or finds the key gone.
+//! - A renewal can never keep a lease alive after a release or re-create an
+//!   expired one: it uses the engine's token-checked extend, which only
+//!   extends a lease that still holds our token. An extend racing a release
+//!   either runs first (and the release then ends it) or finds it gone.
 //! - Loss is signalled through the [`Lease`] at the latest at the local
 //!   deadline, by the clock, even if Redis never answers an extend.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::kind::Kind;
 use crate::lease::Lease;
-use crate::lock::{Lock, MIN_TTL};
+use crate::rt::spawn_if_runtime;
 use crate::token::Token;
+use crate::ttl::{MIN_TTL, millis};
 
 /// A running renewal task; aborts it when dropped.
 #[derive(Debug)]
 pub(crate) struct Renewal(JoinHandle<()>);
 
 impl Renewal {
-    /// Starts renewing. `hold_until` caps how long renewal keeps the lock:
-    /// past it the lock is left to expire (and the lease then reports loss).
-    pub(crate) fn start(
-        lock: Lock,
+    /// Starts renewing. `hold_until` caps how long renewal keeps the lease:
+    /// past it the lease is left to expire (and then reports loss).
+    pub(crate) fn start<K: Kind>(
+        engine: Arc<Engine<K>>,
         token: Token,
         lease: Lease,
         hold_until: Option<Instant>,
     ) -> Result<Renewal> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::invalid("runtime", "renewal needs a tokio runtime to run its task")
-        })?;
-        Ok(Renewal(
-            runtime.spawn(renew(lock, token, lease, hold_until)),
-        ))
+        spawn_if_runtime(renew(engine, token, lease, hold_until))
+            .map(Renewal)
+            .ok_or_else(|| {
+                Error::invalid("runtime", "renewal needs a tokio runtime to run its task")
+            })
     }
 }
 
@@ -55,10 +58,14 @@ pub(crate) fn interval(ttl: Duration) -> Duration {
     ttl / 3
 }
 
-async fn renew(lock: Lock, token: Token, lease: Lease, hold_until: Option<Instant>) {
-    let inner = &lock.inner;
+async fn renew<K: Kind>(
+    engine: Arc<Engine<K>>,
+    token: Token,
+    lease: Lease,
+    hold_until: Option<Instant>,
+) {
     loop {
-        tokio::time::sleep(interval(inner.ttl)).await;
+        tokio::time::sleep(interval(engine.ttl)).await;
         if lease.is_lost() {
             return;
         }
@@ -67,46 +74,42 @@ async fn renew(lock: Lock, token: Token, lease: Lease, hold_until: Option<Instan
         let ttl = match hold_until {
             Some(until) if until.saturating_duration_since(now) < MIN_TTL => return,
             // Whole milliseconds, as PEXPIRE takes them.
-            Some(until) => inner
-                .ttl
-                .min(Duration::from_millis((until - now).as_millis() as u64)),
-            None => inner.ttl,
+            Some(until) => engine.ttl.min(Duration::from_millis(millis(until - now))),
+            None => engine.ttl,
         };
         // An answer after the deadline is worthless: the lease is lost then.
         let Some(left) = lease.deadline().checked_duration_since(now) else {
             #[cfg(feature = "tracing")]
             crate::trace::lost(
-                &inner.key,
+                engine.key(),
                 "no renewal succeeded before the lease's deadline",
             );
             return;
         };
-        let extend = inner.topology.extend(&inner.key, token.as_str(), ttl);
-        match tokio::time::timeout(left, extend).await {
-            Ok(Ok(true)) => {
-                lease.extended(now + inner.drift.validity(ttl));
-            }
-            Ok(Ok(false)) => {
-                lease.mark_lost();
+        match tokio::time::timeout(left, engine.extend(&token, &lease, ttl)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(Error::NotHeld { .. })) => {
                 #[cfg(feature = "tracing")]
-                crate::trace::lost(&inner.key, "the key no longer holds our token");
+                crate::trace::lost(engine.key(), "the key no longer holds our token");
+                return;
+            }
+            // Answered after the deadline: the lease is over already.
+            Ok(Err(_)) if lease.is_lost() => return,
+            // No answer by the deadline: the lease is lost by the clock.
+            Err(_) => {
+                #[cfg(feature = "tracing")]
+                crate::trace::lost(
+                    engine.key(),
+                    "no renewal succeeded before the lease's deadline",
+                );
                 return;
             }
             // A Redis error: try again next interval; if none succeeds
             // before the deadline, the lease reports the loss.
             #[cfg(feature = "tracing")]
-            Ok(Err(error)) => crate::trace::renewal_failed(&inner.key, &error),
+            Ok(Err(error)) => crate::trace::renewal_failed(engine.key(), &error),
             #[cfg(not(feature = "tracing"))]
             Ok(Err(_)) => {}
-            // No answer by the deadline: the lease is lost by the clock.
-            Err(_) => {
-                #[cfg(feature = "tracing")]
-                crate::trace::lost(
-                    &inner.key,
-                    "no renewal succeeded before the lease's deadline",
-                );
-                return;
-            }
         }
     }
 }

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Operation, Result};
-use crate::topology::Topology;
+use crate::node::Node;
 
 /// What to wait for after each acquire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,10 +75,7 @@ impl ReplicaSync {
     /// Sends the wait on the lock's connection (the one the `SET` went on)
     /// and checks the answer. Single-node locks only: the builder refuses
     /// replica sync for a Redlock.
-    pub(crate) async fn confirm(&self, topology: &Topology, key: &str) -> Result<()> {
-        let Topology::Single(node) = topology else {
-            return Ok(());
-        };
+    pub(crate) async fn confirm(&self, node: &Node, key: &str) -> Result<()> {
         let millis = u64::try_from(self.timeout().as_millis()).unwrap_or(u64::MAX);
         let (confirmed, required, local_fsynced) = match *self {
             ReplicaSync::Wait { replicas, .. } => {

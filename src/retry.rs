@@ -1,5 +1,7 @@
 //! The wait policy: how long `acquire` waits for a busy lock, and how it
-//! spaces its attempts (exponential backoff with full jitter, capped).
+//! spaces its attempts (exponential backoff with full jitter, capped); and
+//! [`Doubling`], the one doubling-with-a-cap schedule of the crate (backoff
+//! bounds, reconnect pauses, background release resends).
 
 use std::time::Duration;
 
@@ -110,8 +112,7 @@ impl WaitPolicy {
     pub(crate) fn start(&self, now: Instant) -> Backoff {
         Backoff {
             deadline: self.max_wait.and_then(|wait| now.checked_add(wait)),
-            bound: self.min_backoff,
-            max: self.max_backoff,
+            bound: Doubling::new(self.min_backoff, self.max_backoff),
         }
     }
 }
@@ -127,8 +128,7 @@ impl Default for WaitPolicy {
 #[derive(Debug)]
 pub(crate) struct Backoff {
     deadline: Option<Instant>,
-    bound: Duration,
-    max: Duration,
+    bound: Doubling,
 }
 
 impl Backoff {
@@ -137,8 +137,7 @@ impl Backoff {
     /// deadline, so the last attempt happens at the deadline.
     pub(crate) fn next_sleep(&mut self, now: Instant) -> Option<Duration> {
         let left = self.time_left(now)?;
-        let jittered = rand::rng().random_range(Duration::ZERO..=self.bound);
-        self.bound = self.bound.saturating_mul(2).min(self.max);
+        let jittered = rand::rng().random_range(Duration::ZERO..=self.bound.step());
         Some(jittered.min(left))
     }
 
@@ -150,6 +149,31 @@ impl Backoff {
             Some(deadline) => Some(deadline - now),
             None => Some(Duration::MAX),
         }
+    }
+}
+
+/// A duration that doubles at each step, from `first` up to `max`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Doubling {
+    next: Duration,
+    max: Duration,
+}
+
+impl Doubling {
+    pub(crate) const fn new(first: Duration, max: Duration) -> Doubling {
+        Doubling { next: first, max }
+    }
+
+    /// This step's duration; the next one is twice as long, at most `max`.
+    pub(crate) fn step(&mut self) -> Duration {
+        let now = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        now
+    }
+
+    /// The duration of step `n` (0 is `first`) of a fresh schedule.
+    pub(crate) fn nth(first: Duration, n: u32, max: Duration) -> Duration {
+        first.saturating_mul(1 << n.min(16)).min(max)
     }
 }
 
@@ -191,6 +215,18 @@ mod tests {
                 .next_sleep(now + Duration::from_millis(30))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn doubling_doubles_up_to_its_cap() {
+        let ms = Duration::from_millis;
+        let mut doubling = Doubling::new(ms(10), ms(50));
+        let steps: Vec<_> = (0..5).map(|_| doubling.step()).collect();
+        assert_eq!(steps, [ms(10), ms(20), ms(40), ms(50), ms(50)]);
+        for n in 0..5 {
+            assert_eq!(Doubling::nth(ms(10), n, ms(50)), steps[n as usize]);
+        }
+        assert_eq!(Doubling::nth(ms(10), u32::MAX, ms(50)), ms(50));
     }
 
     #[test]

@@ -1,184 +1,169 @@
-//! The Lua scripts, as constants. Lua is never built from input: keys and
-//! tokens travel as `KEYS` and `ARGV`.
+//! What a kind of lease sends: [`Request`]s, and its Lua scripts in the
+//! forms a node may need ([`LeaseScript`]).
 //!
-//! No script starts with a `#!lua` line, on purpose: Redis refuses such
-//! scripts under `maxmemory` before they run unless they carry the
-//! `allow-oom` flag, while these plain ones still release and extend locks
-//! when the server is out of memory.
+//! Invariants:
+//! - Lua is never built from input: keys and tokens travel as `KEYS` and
+//!   `ARGV`.
+//! - A script is written once, announcing a release with `PUBLISH`; its
+//!   sharded form (`SPUBLISH`, for a Redis Cluster) is derived from it, and
+//!   which one is sent is the node's choice ([`Publish`]), nowhere else.
+//! - No script starts with a `#!lua` line, on purpose: Redis refuses such
+//!   scripts under `maxmemory` before they run unless they carry the
+//!   `allow-oom` flag, while plain ones still release and extend leases when
+//!   the server is out of memory.
 
-use std::sync::LazyLock;
+use redis::{Cmd, Pipeline, Script, ScriptInvocation, ToRedisArgs};
 
-use redis::Script;
-
-/// Deletes the lock only while it still holds our token, and then publishes
-/// an empty message on `ARGV[2]`, the lock's release channel (see
-/// `wait::release_channel`), to wake the waiters: in the same script, so a
-/// waiter never hears of a release that did not happen or misses one that
-/// did. Returns 1 when deleted, 0 when the key is gone or holds another
-/// token (nothing is published then).
-///
-/// `pcall`: a publish the server refuses (an ACL without the channel) must not
-/// turn a release that already deleted the key into an error; waiters then
-/// find out by their TTL-bounded wait.
-///
-/// On a Redis Cluster the wake-up goes by `SPUBLISH` ([`RELEASE_SHARDED_LUA`]):
-/// it stays in the key's shard (the channel hashes to the key's slot) instead
-/// of being broadcast to every node over the cluster bus.
-pub(crate) const RELEASE_LUA: &str = release_lua!("PUBLISH");
-
-/// [`RELEASE_LUA`] with a sharded publish, for a Redis Cluster.
-pub(crate) const RELEASE_SHARDED_LUA: &str = release_lua!("SPUBLISH");
-
-/// The release script for a publish command; one body for both, so they
-/// cannot drift apart.
-macro_rules! release_lua {
-    ($publish:literal) => {
-        concat!(
-            r#"
-if redis.call("GET", KEYS[1]) == ARGV[1] then
-    redis.call("DEL", KEYS[1])
-    if ARGV[2] then
-        redis.pcall(""#,
-            $publish,
-            r#"", ARGV[2], "")
-    end
-    return 1
-end
-return 0
-"#
-        )
-    };
+/// How a release is announced to waiters on the node it runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Publish {
+    /// `PUBLISH`: one server (it also reaches a whole cluster, over its bus).
+    Plain,
+    /// `SPUBLISH`: only the shard that owns the channel's slot, a Redis
+    /// Cluster's.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    Sharded,
 }
-use release_lua;
 
-/// Sets the lock's time to live to `ARGV[2]` ms only while it still holds our
-/// token. Returns 1 when extended, 0 when the key is gone or holds another
-/// token. It never creates a key: a lock that expired stays expired.
-const EXTEND_LUA: &str = r#"
-if redis.call("GET", KEYS[1]) == ARGV[1] then
-    return redis.call("PEXPIRE", KEYS[1], ARGV[2])
-end
-return 0
-"#;
+/// One script of a kind of lease, sent by hash (`EVALSHA`, loading it when
+/// the server answers `NOSCRIPT`: after a restart, a failover or `SCRIPT
+/// FLUSH`) or by body (`EVAL`).
+#[derive(Debug)]
+pub(crate) struct LeaseScript {
+    plain: Lua,
+    sharded: Lua,
+}
 
-/// Fenced acquire. `KEYS[1]` is the lock, `KEYS[2]` its fence counter;
-/// `ARGV[1]` our token, `ARGV[2]` the TTL in ms. Returns nil when another
-/// token holds the lock, `{1, fence}` when it took the lock, `{2, fence}` when
-/// the lock already holds our token.
-///
-/// - The `GET` comes first: a held lock returns before `INCR`, so contention
-///   burns no fence numbers, and a key of another type raises `WRONGTYPE`.
-///   The script is atomic, so the plain `SET` after it has `NX` semantics.
-/// - `INCR` comes before `SET`: if it fails (out of memory, a counter that is
-///   not an integer or would overflow), the script stops with no lock taken,
-///   so there is never a lock without a fence. Scripts do not roll back.
-/// - A counter of another type is reported as such (`ERR`), not as
-///   `WRONGTYPE`, which the crate reads as "the lock key is not a lock"; any
-///   other `INCR` error (such as `OOM`) is passed on as it is.
-/// - Lua numbers are doubles, exact only below 2^53; above that the counter is
-///   read back as text rather than returned rounded.
-const FENCED_ACQUIRE_LUA: &str = r#"
-local holder = redis.call("GET", KEYS[1])
-if holder then
-    if holder == ARGV[1] then
-        return {2, redis.call("GET", KEYS[2])}
-    end
-    return false
-end
-local fence = redis.pcall("INCR", KEYS[2])
-if type(fence) == "table" then
-    if string.find(fence.err, "WRONGTYPE", 1, true) == 1 then
-        return redis.error_reply("ERR the lock's fence counter holds a value of another type")
-    end
-    return fence
-end
-redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
-if fence >= 9007199254740992 then
-    fence = redis.call("GET", KEYS[2])
-end
-return {1, fence}
-"#;
+#[derive(Debug)]
+struct Lua {
+    body: String,
+    script: Script,
+}
 
-/// A fenced write. `KEYS[1]` is the value, `KEYS[2]` the last accepted fence;
-/// `ARGV[1]` the fence (a `u64` in decimal), `ARGV[2]` the value. Stores both
-/// and returns nil when the fence is strictly greater than the last accepted
-/// one (or there is none); otherwise changes nothing and returns the last
-/// accepted fence.
-///
-/// Fences are compared as decimal strings, digit by digit: exact over all of
-/// `u64`, where Lua's doubles are not, and independent of the server's locale
-/// (Lua compares strings with `strcoll`). A stored fence that is not a
-/// decimal number (written by hand) fails the write rather than guessing.
-const FENCED_SET_LUA: &str = r#"
-local function greater(a, b)
-    if #a ~= #b then
-        return #a > #b
-    end
-    for i = 1, #a do
-        local x, y = string.byte(a, i), string.byte(b, i)
-        if x ~= y then
-            return x > y
-        end
-    end
-    return false
-end
-local last = redis.call("GET", KEYS[2])
-if last then
-    local digits = string.match(last, "^0*(%d+)$")
-    if not digits then
-        return redis.error_reply("ERR the last fence of a fenced resource is not a decimal number")
-    end
-    if not greater(ARGV[1], digits) then
-        return digits
-    end
-end
-redis.call("SET", KEYS[2], ARGV[1])
-redis.call("SET", KEYS[1], ARGV[2])
-return false
-"#;
+impl Lua {
+    fn new(body: String) -> Lua {
+        Lua {
+            script: Script::new(&body),
+            body,
+        }
+    }
+}
 
-/// The release script; `redis::Script` sends it with `EVALSHA` and falls back
-/// to loading it when the server answers `NOSCRIPT` (after a restart, a
-/// failover or `SCRIPT FLUSH`).
-pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+impl LeaseScript {
+    /// `body` announces with `redis.pcall("PUBLISH", ...)`, if at all.
+    pub(crate) fn new(body: &str) -> LeaseScript {
+        LeaseScript {
+            plain: Lua::new(body.to_owned()),
+            sharded: Lua::new(body.replace(r#""PUBLISH""#, r#""SPUBLISH""#)),
+        }
+    }
 
-/// The release script of a lock on a Redis Cluster (`SPUBLISH`).
-pub(crate) static RELEASE_SHARDED: LazyLock<Script> =
-    LazyLock::new(|| Script::new(RELEASE_SHARDED_LUA));
+    fn lua(&self, publish: Publish) -> &Lua {
+        match publish {
+            Publish::Plain => &self.plain,
+            Publish::Sharded => &self.sharded,
+        }
+    }
 
-/// The extend script, cached like [`RELEASE`].
-pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
+    /// The script's text for `publish`.
+    pub(crate) fn body(&self, publish: Publish) -> &str {
+        &self.lua(publish).body
+    }
 
-/// The fenced acquire script, cached like [`RELEASE`].
-pub(crate) static FENCED_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(FENCED_ACQUIRE_LUA));
+    /// A call of this script, to add keys and arguments to.
+    pub(crate) fn call(&'static self) -> ScriptCall {
+        ScriptCall {
+            script: self,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
 
-/// The fenced write script, cached like [`RELEASE`].
-pub(crate) static FENCED_SET: LazyLock<Script> = LazyLock::new(|| Script::new(FENCED_SET_LUA));
+/// A script with its keys and arguments, ready to send either way.
+#[derive(Clone, Debug)]
+pub(crate) struct ScriptCall {
+    script: &'static LeaseScript,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl ScriptCall {
+    pub(crate) fn key(mut self, key: impl ToRedisArgs) -> ScriptCall {
+        key.write_redis_args(&mut self.keys);
+        self
+    }
+
+    pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> ScriptCall {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    /// By hash, through `redis::Script` (which loads it on `NOSCRIPT`).
+    pub(crate) fn by_hash(&self, publish: Publish) -> ScriptInvocation<'static> {
+        let mut invocation = self.script.lua(publish).script.prepare_invoke();
+        for key in &self.keys {
+            invocation.key(key);
+        }
+        for arg in &self.args {
+            invocation.arg(arg);
+        }
+        invocation
+    }
+
+    /// By body: `EVAL`, one command that runs whatever the server's script
+    /// cache holds.
+    pub(crate) fn by_body(&self, publish: Publish) -> Cmd {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(self.script.body(publish))
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        eval
+    }
+}
+
+/// One step of a kind of lease on one node: a command, a pipeline (one
+/// round trip, its replies as one array), or a script.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Cmd(Cmd),
+    Pipeline(Pipeline),
+    Script(ScriptCall),
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_release_scripts_differ_only_in_the_publish_command() {
+    fn the_sharded_form_differs_only_in_the_publish_command() {
+        let script = LeaseScript::new(r#"redis.pcall("PUBLISH", ARGV[1], "") return 1"#);
         assert_eq!(
-            RELEASE_LUA.replace("PUBLISH", "SPUBLISH"),
-            RELEASE_SHARDED_LUA
+            script.body(Publish::Sharded),
+            r#"redis.pcall("SPUBLISH", ARGV[1], "") return 1"#
         );
-        assert!(RELEASE_LUA.contains(r#"redis.pcall("PUBLISH", ARGV[2], "")"#));
+        let quiet = LeaseScript::new("return KEYS[1]");
+        assert_eq!(quiet.body(Publish::Plain), quiet.body(Publish::Sharded));
     }
 
     #[test]
-    fn scripts_have_no_shebang_so_they_run_under_oom() {
-        for lua in [
-            RELEASE_LUA,
-            RELEASE_SHARDED_LUA,
-            EXTEND_LUA,
-            FENCED_ACQUIRE_LUA,
-            FENCED_SET_LUA,
-        ] {
-            assert!(!lua.trim_start().starts_with("#!"));
-        }
+    fn by_body_sends_keys_then_args() {
+        static SCRIPT: std::sync::LazyLock<LeaseScript> =
+            std::sync::LazyLock::new(|| LeaseScript::new("return 1"));
+        let cmd = SCRIPT
+            .call()
+            .key("k")
+            .arg("a")
+            .arg(7)
+            .by_body(Publish::Plain);
+        let args: Vec<String> = cmd
+            .args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => "not a plain argument".into(),
+            })
+            .collect();
+        assert_eq!(args, ["EVAL", "return 1", "1", "k", "a", "7"]);
     }
 }

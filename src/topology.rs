@@ -1,158 +1,201 @@
-//! How the lease steps are applied: on one node, or on a quorum of N
-//! independent nodes (Redlock). Everything above this (the lock's wait loop,
-//! the guard, cancel safety, `Drop`) is written once over these steps.
+//! How the steps of a kind of lease are applied to servers: on one node (a
+//! server, or a Redis Cluster through one connection), or on a quorum of N
+//! independent nodes (Redlock, see `quorum`). Everything above this (the
+//! attempt loop, the guard, renewal, cancel safety, `Drop`) is written once
+//! over these steps.
+//!
+//! Invariants:
+//! - Callers never ask which topology this is: each question they have
+//!   (where to listen for wake-ups and whether those are complete, where
+//!   replicas are waited for, which servers to diagnose) is a method here.
+//! - On one node a server error reply means the acquire did not run; any
+//!   other failure (timeout, broken connection) leaves it unknown
+//!   (`maybe_set`), for the caller to release by token.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::connection::{Node, SetReply};
+use crate::attempt::AcquireStep;
 use crate::error::{Error, Operation, Result};
+use crate::kind::{Grant, Kind};
+use crate::node::Node;
+use crate::notify::Notifier;
 use crate::quorum::Quorum;
+use crate::replicas::ReplicaSync;
 
-/// The nodes a lock lives on.
-#[derive(Debug)]
-pub(crate) enum Topology {
+/// The servers a lease lives on, and where its waiters listen.
+pub(crate) struct Topology {
+    servers: Servers,
+    /// The notifier, and the index of the node whose releases it hears.
+    listener: Option<(Arc<Notifier>, usize)>,
+}
+
+enum Servers {
     /// One Redis (or anything behind one `ConnectionLike`).
     Single(Node),
     /// N independent masters (Redlock).
     Quorum(Quorum),
 }
 
-/// The outcome of one acquire attempt.
-#[derive(Debug)]
-pub(crate) enum AcquireStep {
-    /// The token now holds the lock. Its lease counts from `sent_at`, or,
-    /// when `from_earlier_send`, from an earlier send of the same token.
-    /// `fence` is the acquisition's fence when the lock is fenced.
-    Acquired {
-        sent_at: Instant,
-        from_earlier_send: bool,
-        fence: Option<u64>,
-    },
-    /// Not acquired, and no key of ours is left behind: worth another try
-    /// under the wait policy. `failed` is the error to report if the wait
-    /// ends now, `None` for plain contention ([`Error::Busy`]). When
-    /// `token_spent`, the next attempt needs a fresh token.
-    Retry {
-        failed: Option<Error>,
-        token_spent: bool,
-    },
-    /// Give up with `error`. `maybe_set`: whether our token may have been
-    /// set on a node, so that it needs releasing.
-    Fail { error: Error, maybe_set: bool },
+/// Where a waiter listens for releases, and whom it asks about the holder.
+#[derive(Clone, Copy)]
+pub(crate) struct WakeUps<'a> {
+    pub(crate) notifier: &'a Notifier,
+    pub(crate) node: &'a Node,
+    /// Whether every release of the lease is announced on `node`: not on a
+    /// Redlock, where a release that did not reach that node publishes
+    /// nothing there, and its key may be gone or outlive the lease. Waiters
+    /// then poll as well.
+    pub(crate) complete: bool,
 }
 
 impl Topology {
-    /// Node `index`: the node itself for a single node (index 0), one of
-    /// the quorum's otherwise.
-    pub(crate) fn node(&self, index: usize) -> Option<&Node> {
-        match self {
-            Topology::Single(node) => (index == 0).then_some(node),
-            Topology::Quorum(quorum) => quorum.node(index),
+    /// One node; waiters listen to `notifier` when given.
+    pub(crate) fn single(node: Node, notifier: Option<Arc<Notifier>>) -> Topology {
+        Topology {
+            servers: Servers::Single(node),
+            listener: notifier.map(|notifier| (notifier, 0)),
         }
     }
 
-    /// One acquire attempt with `token`; fenced (one script that also
-    /// `INCR`s `fence_key`) when `fence_key` is given. Fencing is single-node
-    /// only: the builder refuses it for a quorum.
-    pub(crate) async fn try_acquire(
+    /// A Redlock; waiters listen to `notifier`, which hears node `listen`.
+    pub(crate) fn quorum(quorum: Quorum, listener: Option<(Arc<Notifier>, usize)>) -> Topology {
+        Topology {
+            servers: Servers::Quorum(quorum),
+            listener,
+        }
+    }
+
+    /// Where waiters listen, if anywhere.
+    pub(crate) fn wake_ups(&self) -> Option<WakeUps<'_>> {
+        let (notifier, index) = self.listener.as_ref()?;
+        Some(WakeUps {
+            notifier,
+            node: self.nodes().get(*index).copied()?,
+            complete: matches!(self.servers, Servers::Single(_)),
+        })
+    }
+
+    /// The nodes, in the order the lease was built with.
+    pub(crate) fn nodes(&self) -> Vec<&Node> {
+        match &self.servers {
+            Servers::Single(node) => vec![node],
+            Servers::Quorum(quorum) => quorum.nodes().iter().collect(),
+        }
+    }
+
+    /// How many nodes the lease lives on.
+    pub(crate) fn node_count(&self) -> usize {
+        match &self.servers {
+            Servers::Single(_) => 1,
+            Servers::Quorum(quorum) => quorum.len(),
+        }
+    }
+
+    /// One acquire attempt with `token`.
+    pub(crate) async fn try_acquire<K: Kind>(
         &self,
-        key: &str,
-        fence_key: Option<&str>,
+        kind: &K,
         token: &str,
         ttl: Duration,
     ) -> AcquireStep {
-        match self {
-            Topology::Single(node) => {
-                // The local deadline counts from before the send, so it is
-                // never later than the server's expiry.
-                let sent_at = Instant::now();
-                let reply = match fence_key {
-                    None => node
-                        .set_nx(key, token, ttl)
-                        .await
-                        .map(|reply| (reply, None)),
-                    Some(fence_key) => node.set_nx_fenced(key, fence_key, token, ttl).await,
-                };
-                match reply {
-                    Ok((SetReply::Acquired, fence)) => AcquireStep::Acquired {
-                        sent_at,
-                        from_earlier_send: false,
-                        fence,
-                    },
-                    Ok((SetReply::AlreadyOurs, fence)) => AcquireStep::Acquired {
-                        sent_at,
-                        from_earlier_send: true,
-                        fence,
-                    },
-                    Ok((SetReply::HeldByOther, _)) => AcquireStep::Retry {
-                        failed: None,
-                        token_spent: false,
-                    },
-                    // A server error reply means the SET did not run; anything
-                    // else (timeout, broken connection) leaves it unknown.
-                    Err(e) => AcquireStep::Fail {
-                        maybe_set: e.code().is_none(),
-                        error: Error::from_redis(Operation::Acquire, key, e),
-                    },
-                }
-            }
-            Topology::Quorum(quorum) => quorum.try_acquire(key, token, ttl).await,
+        let node = match &self.servers {
+            Servers::Single(node) => node,
+            Servers::Quorum(quorum) => return quorum.try_acquire(kind, token, ttl).await,
+        };
+        // The lease counts from before the send, so its local deadline is
+        // never later than the server's expiry.
+        let sent_at = Instant::now();
+        match node.acquire(kind, token, ttl).await {
+            Ok(Grant::Acquired { fence }) => AcquireStep::Acquired {
+                sent_at,
+                from_earlier_send: false,
+                fence,
+            },
+            Ok(Grant::AlreadyOurs { fence }) => AcquireStep::Acquired {
+                sent_at,
+                from_earlier_send: true,
+                fence,
+            },
+            Ok(Grant::Busy) => AcquireStep::Retry {
+                failed: None,
+                token_spent: false,
+            },
+            Err(e) => AcquireStep::Fail {
+                maybe_set: e.code().is_none(),
+                error: Error::from_redis(Operation::Acquire, kind.key(), e),
+            },
         }
     }
 
-    /// Release: `Ok(true)` when our lock was deleted (on a majority),
+    /// Release: `Ok(true)` when our hold was deleted (on a majority),
     /// `Ok(false)` when it was not ours any more.
-    pub(crate) async fn release(&self, key: &str, token: &str) -> Result<bool> {
-        match self {
-            Topology::Single(node) => node
-                .release(key, token)
+    pub(crate) async fn release<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
+        match &self.servers {
+            Servers::Single(node) => node
+                .release(kind, token)
                 .await
-                .map_err(|e| Error::from_redis(Operation::Release, key, e)),
-            Topology::Quorum(quorum) => quorum.release(key, token).await,
+                .map_err(|e| Error::from_redis(Operation::Release, kind.key(), e)),
+            Servers::Quorum(quorum) => quorum.release(kind, token).await,
         }
     }
 
-    /// Extend: `Ok(true)` when our lock now lives `ttl` (on a majority, with
+    /// Extend: `Ok(true)` when our hold now lives `ttl` (on a majority, with
     /// validity left), `Ok(false)` when it was not ours any more.
-    pub(crate) async fn extend(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
-        match self {
-            Topology::Single(node) => node
-                .extend(key, token, ttl)
+    pub(crate) async fn extend<K: Kind>(
+        &self,
+        kind: &K,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        match &self.servers {
+            Servers::Single(node) => node
+                .extend(kind, token, ttl)
                 .await
-                .map_err(|e| Error::from_redis(Operation::Extend, key, e)),
-            Topology::Quorum(quorum) => quorum.extend(key, token, ttl).await,
+                .map_err(|e| Error::from_redis(Operation::Extend, kind.key(), e)),
+            Servers::Quorum(quorum) => quorum.extend(kind, token, ttl).await,
         }
     }
 
-    /// Inspect: whether the key holds `token` (on a majority).
-    pub(crate) async fn holds(&self, key: &str, token: &str) -> Result<bool> {
-        match self {
-            Topology::Single(node) => node
-                .holds(key, token)
+    /// Inspect: whether `token` holds the lease (on a majority).
+    pub(crate) async fn holds<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
+        match &self.servers {
+            Servers::Single(node) => node
+                .holds(kind, token)
                 .await
-                .map_err(|e| Error::from_redis(Operation::Inspect, key, e)),
-            Topology::Quorum(quorum) => quorum.holds(key, token).await,
+                .map_err(|e| Error::from_redis(Operation::Inspect, kind.key(), e)),
+            Servers::Quorum(quorum) => quorum.holds(kind, token).await,
         }
     }
 
-    /// A token-checked release on every node, sent without waiting for it
-    /// when a tokio runtime is there to run it; otherwise the keys expire by
-    /// their TTL.
-    pub(crate) fn release_in_background(&self, key: Arc<str>, token: String) {
-        match self {
-            Topology::Single(node) => node.release_in_background(key, token),
-            Topology::Quorum(quorum) => quorum.release_in_background(key, token),
+    /// A token-checked release on every node, in the background (see
+    /// `Node::release_in_background`).
+    pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str) {
+        match &self.servers {
+            Servers::Single(node) => node.release_in_background(kind, token),
+            Servers::Quorum(quorum) => quorum.release_in_background(kind, token),
         }
     }
 
-    /// How many nodes the lock lives on.
-    pub(crate) fn node_count(&self) -> usize {
-        match self {
-            Topology::Single(_) => 1,
-            Topology::Quorum(quorum) => quorum.len(),
+    /// Waits for replicas to confirm a lease just taken on one node. A
+    /// Redlock's nodes are independent masters: the builder refuses replica
+    /// sync for one, and there is nothing to wait for.
+    pub(crate) async fn replicate(&self, sync: &ReplicaSync, key: &str) -> Result<()> {
+        match &self.servers {
+            Servers::Single(node) => sync.confirm(node, key).await,
+            Servers::Quorum(_) => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.servers {
+            Servers::Single(node) => f.debug_tuple("Single").field(node).finish(),
+            Servers::Quorum(quorum) => f.debug_tuple("Quorum").field(quorum).finish(),
         }
     }
 }

@@ -19,7 +19,6 @@
 use std::time::Duration;
 
 use crate::error::{Error, NodeFailure, Operation, Result};
-use crate::guard::LockGuard;
 
 fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
@@ -30,13 +29,14 @@ pub(crate) fn acquire_span(key: &str) -> tracing::Span {
     tracing::debug_span!(target: "redis_mutex", "acquire", key)
 }
 
-pub(crate) fn acquired(key: &str, waited: Duration, result: &Result<LockGuard>) {
+/// How an acquire ended: its fence when it was taken.
+pub(crate) fn acquired(key: &str, waited: Duration, result: Result<Option<u64>, &Error>) {
     match result {
-        Ok(guard) => tracing::debug!(
+        Ok(fence) => tracing::debug!(
             target: "redis_mutex",
             key,
             waited_ms = ms(waited),
-            fence = guard.fence(),
+            fence,
             "lock acquired"
         ),
         Err(Error::Busy {

@@ -1,0 +1,288 @@
+//! Key naming: every key of a lease lives in its main key's Redis Cluster
+//! slot, so that one script can touch them all.
+//!
+//! Invariants:
+//! - The main key is the name given, exactly (interop with redis-py,
+//!   node-redlock, redsync); it is never empty.
+//! - A companion key (fence counter, last fence, release channel) is
+//!   `{key}suffix`, or `keysuffix` when `key` has a hash tag: both hash to
+//!   `key`'s slot.
+//! - A key with a `}` outside a hash tag (`a}b`, `x{}y}`) is hashed whole, so
+//!   no other name shares its slot: companion *keys* are refused for it; its
+//!   release *channel* is `keysuffix` and is known not to share the slot.
+//!
+//! Why: Redis Cluster hashes only the *hash tag* of a key when it has one
+//! (the bytes between the first `{` and the first `}` after it, if any),
+//! otherwise the whole key. With a tag, `key:x` keeps the same first `{` and
+//! first `}` after it. Without a tag and without a `}`, the first `}` of
+//! `{key}:x` is the one added, so its tag is `key`. Without a tag but with a
+//! `}`, a name sharing the slot would need `key` as its tag, which cannot
+//! contain a `}`.
+
+use crate::error::{Error, Result};
+
+/// The suffix of a lock's fence counter key.
+const FENCE_SUFFIX: &str = ":fence";
+
+/// The suffix of the key where a fenced resource keeps the last fence it
+/// accepted. Not `:fence`, so that a resource named like a lock never shares
+/// the lock's counter.
+const LAST_FENCE_SUFFIX: &str = ":last-fence";
+
+/// What the release channel's name adds to the key.
+const CHANNEL_SUFFIX: &str = ":released";
+
+/// Refuses an empty key, the one name no lock or resource may have.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid("key", "must not be empty"));
+    }
+    Ok(())
+}
+
+/// The non-empty hash tag of `key`, if it has one: the bytes between the
+/// first `{` and the first `}` after it, as in `keyHashSlot` in Redis's
+/// `cluster.c`.
+pub(crate) fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let after = &key[open + 1..];
+    let close = after.find('}')?;
+    (close > 0).then(|| &after[..close])
+}
+
+/// Whether names made by [`slot_name`] for `key` share `key`'s slot: always,
+/// unless the key has a `}` but no hash tag.
+pub(crate) fn shares_slot(key: &str) -> bool {
+    hash_tag(key).is_some() || !key.contains('}')
+}
+
+/// `{key}suffix`, or `keysuffix` when `key` has a hash tag or cannot share
+/// its slot with any other name (see [`shares_slot`]).
+fn slot_name(key: &str, suffix: &str) -> String {
+    if hash_tag(key).is_some() || key.contains('}') {
+        format!("{key}{suffix}")
+    } else {
+        format!("{{{key}}}{suffix}")
+    }
+}
+
+/// A key in `key`'s slot (see the module docs); refused for the names no
+/// such key exists for.
+fn companion_key(key: &str, suffix: &str) -> Result<String> {
+    if !shares_slot(key) {
+        return Err(Error::invalid(
+            "key",
+            "with fencing, a key must not contain '}' outside a hash tag (as in \"a}b\" or \
+             \"x{}y}\"): Redis Cluster would hash the whole key, and no fence key could share \
+             its slot; use a hash tag such as \"{orders}:lock\" or a name without '}'",
+        ));
+    }
+    Ok(slot_name(key, suffix))
+}
+
+/// The fence counter key of a lock on `key`.
+pub(crate) fn fence_key(key: &str) -> Result<String> {
+    companion_key(key, FENCE_SUFFIX)
+}
+
+/// The key of a fenced resource's last accepted fence.
+pub(crate) fn last_fence_key(key: &str) -> Result<String> {
+    companion_key(key, LAST_FENCE_SUFFIX)
+}
+
+/// The channel a release of `key` is announced on: `{key}:released`, or
+/// `key:released` when the key has a hash tag, so that it hashes to the key's
+/// slot (for sharded pub/sub). For a key that cannot share its slot it is
+/// `key:released` too; plain `PUBLISH` reaches every node anyway.
+pub(crate) fn release_channel(key: &str) -> String {
+    slot_name(key, CHANNEL_SUFFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The part of `key` that Redis Cluster hashes to pick a slot.
+    fn hashed_part(key: &str) -> &str {
+        hash_tag(key).unwrap_or(key)
+    }
+    /// CRC16-CCITT (XMODEM), the checksum Redis Cluster takes modulo 16384.
+    fn crc16(bytes: &[u8]) -> u16 {
+        let mut crc: u16 = 0;
+        for &byte in bytes {
+            crc ^= u16::from(byte) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc
+    }
+
+    /// The Cluster slot of `key`, by the rule written out independently of
+    /// `hash_tag`, on bytes as `cluster.c` does.
+    fn slot(key: &str) -> u16 {
+        let bytes = key.as_bytes();
+        let hashed = match bytes.iter().position(|&b| b == b'{') {
+            None => bytes,
+            Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
+                None | Some(0) => bytes,
+                Some(len) => &bytes[open + 1..open + 1 + len],
+            },
+        };
+        crc16(hashed) % 16384
+    }
+
+    #[test]
+    fn crc16_and_slots_match_the_cluster_spec() {
+        // The check value of CRC16/XMODEM, and slots the Redis docs show.
+        assert_eq!(crc16(b"123456789"), 0x31c3);
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("bar"), 5061);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
+        assert_eq!(slot("foo{{bar}}zap"), crc16(b"{bar") % 16384);
+        assert_eq!(slot("foo{bar}{zap}"), crc16(b"bar") % 16384);
+    }
+
+    #[test]
+    fn hash_tags_follow_the_cluster_rule() {
+        for (key, tag) in [
+            ("plain", None),
+            ("{user1000}.following", Some("user1000")),
+            ("foo{}{bar}", None),
+            ("foo{{bar}}zap", Some("{bar")),
+            ("foo{bar}{zap}", Some("bar")),
+            ("{}", None),
+            ("a{b", None),
+            ("a}b{c}", Some("c")),
+            ("}{x}", Some("x")),
+            ("{", None),
+            ("}", None),
+        ] {
+            assert_eq!(hash_tag(key), tag, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn fence_keys_are_named_as_documented() {
+        assert_eq!(fence_key("orders").unwrap(), "{orders}:fence");
+        assert_eq!(fence_key("{orders}:lock").unwrap(), "{orders}:lock:fence");
+        assert_eq!(fence_key("a{b").unwrap(), "{a{b}:fence");
+        assert_eq!(fence_key("{").unwrap(), "{{}:fence");
+        assert_eq!(last_fence_key("orders").unwrap(), "{orders}:last-fence");
+        let err = fence_key("a}b").unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { field: "key", reason } if reason.contains("hash tag")),
+            "{err:?}"
+        );
+    }
+
+    /// Every key of up to 6 characters over an alphabet of braces and
+    /// letters (5,460 keys, every arrangement of `{` and `}`), and some
+    /// longer ones: the fence key is refused exactly when no key could share
+    /// the lock key's slot, and otherwise is in the same slot.
+    #[test]
+    fn fence_key_is_in_the_lock_key_slot_or_refused_exactly_when_it_cannot_be() {
+        let alphabet = ['{', '}', 'a', 'b'];
+        let mut keys: Vec<String> = vec![];
+        let mut layer = vec![String::new()];
+        for _ in 0..6 {
+            layer = layer
+                .iter()
+                .flat_map(|prefix| alphabet.iter().map(move |c| format!("{prefix}{c}")))
+                .collect();
+            keys.extend(layer.iter().cloned());
+        }
+        keys.extend(
+            [
+                "lock:orders",
+                "{tenant:7}:lock:orders",
+                "lock:{tenant:7}:orders",
+                "lock:{}x}",
+                "}x",
+                "x{}y}",
+                "ключ:{замок}",
+                "🔒{🔑}",
+                "a{🔑",
+            ]
+            .map(String::from),
+        );
+        keys.push("k".repeat(65_536));
+        keys.push(format!("{{{}}}", "t".repeat(65_536)));
+
+        let (mut accepted, mut refused) = (0, 0);
+        for key in &keys {
+            // The construction the docs promise, without the refusal.
+            let candidate = if hash_tag(key).is_some() {
+                format!("{key}:fence")
+            } else {
+                format!("{{{key}}}:fence")
+            };
+            let shares_hashed_part = hashed_part(key) == hashed_part(&candidate);
+            match fence_key(key) {
+                Ok(fence) => {
+                    accepted += 1;
+                    assert_eq!(fence, candidate);
+                    assert!(shares_hashed_part, "{key:?}");
+                    assert_eq!(slot(key), slot(&fence), "{key:?} vs {fence:?}");
+                }
+                Err(_) => {
+                    refused += 1;
+                    assert!(!shares_hashed_part, "refused needlessly: {key:?}");
+                    // Refused names are those that hash whole and contain '}':
+                    // no key hashes all of them except the key itself.
+                    assert!(hash_tag(key).is_none() && key.contains('}'), "{key:?}");
+                }
+            }
+        }
+        assert!(accepted > 2_000 && refused > 2_000, "{accepted} {refused}");
+    }
+
+    #[test]
+    fn a_resource_keeps_its_last_fence_in_its_own_slot_apart_from_the_lock_counter() {
+        assert_eq!(last_fence_key("orders").unwrap(), "{orders}:last-fence");
+        assert_ne!(
+            last_fence_key("orders").unwrap(),
+            fence_key("orders").unwrap()
+        );
+        assert_eq!(last_fence_key("{t}x}").unwrap(), "{t}x}:last-fence");
+        assert_eq!(slot("{t}x}"), slot("{t}x}:last-fence"));
+        assert!(last_fence_key("x}").is_err());
+    }
+
+    #[test]
+    fn release_channels_share_the_keys_cluster_slot() {
+        for (key, channel) in [
+            ("orders", "{orders}:released"),
+            ("{orders}:lock", "{orders}:lock:released"),
+            ("a{b", "{a{b}:released"),
+            ("{", "{{}:released"),
+        ] {
+            assert_eq!(release_channel(key), channel);
+            assert_eq!(
+                hashed_part(&release_channel(key)),
+                hashed_part(key),
+                "{key}"
+            );
+        }
+        // No name shares the slot of a key hashed whole despite a `}`.
+        assert_eq!(release_channel("a}b"), "a}b:released");
+        assert_eq!(release_channel("foo{}bar"), "foo{}bar:released");
+        for key in ["orders", "{orders}:lock", "a{b", "{"] {
+            assert!(shares_slot(key), "{key}");
+        }
+        for key in ["a}b", "foo{}bar"] {
+            assert!(!shares_slot(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn empty_key_is_rejected() {
+        let err = check_key("").unwrap_err();
+        assert_eq!(err.to_string(), "invalid key: must not be empty");
+    }
+}

@@ -1,0 +1,77 @@
+//! What a kind of lease is (the mutex is the first): the requests of its
+//! four steps, and how its replies read as the few answers the engine knows.
+//! Everything else (attempts, waiting, guards, renewal, loss, Redlock,
+//! Cluster, tracing) is written once, over this trait.
+//!
+//! A kind's contract:
+//! - Every key its requests touch is in the Cluster slot of [`Kind::key`]
+//!   (see `keys`), so one script can touch them all.
+//! - Its release and extend scripts are token-checked and reply `1` when
+//!   they did it, `0` when the token no longer holds the lease; extend never
+//!   re-creates a lease that expired.
+//! - Its release script announces a release with
+//!   `redis.pcall("PUBLISH", <channel>, "")` when given the channel, and
+//!   only when it deleted the lease, in the same script; the node turns that
+//!   into `SPUBLISH` on a Redis Cluster.
+//! - Acquire is idempotent per token: a resend of a landed acquire answers
+//!   [`Grant::AlreadyOurs`], never a second hold.
+
+use std::time::Duration;
+
+use redis::{RedisResult, Value};
+
+use crate::scripts::{Request, ScriptCall};
+
+/// A node's answer to an acquire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// The lease is ours from this send on; `fence` when the kind fences.
+    Acquired { fence: Option<u64> },
+    /// The lease was ours already: an earlier send of the same token landed.
+    AlreadyOurs { fence: Option<u64> },
+    /// Held by others; nothing was changed.
+    Busy,
+}
+
+/// Who holds a busy lease, as a waiter asks after a busy answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// Free already.
+    Gone,
+    /// Held until at most `free_in` from now unless extended; `announces`
+    /// when the holder announces its release (a client of this crate).
+    Held { free_in: Duration, announces: bool },
+    /// Not known (no TTL, no answer): poll.
+    Unknown,
+}
+
+/// A kind of lease.
+pub(crate) trait Kind: Send + Sync + 'static {
+    /// The lease's main key, exactly as given.
+    fn key(&self) -> &str;
+
+    /// The channel its releases are announced on.
+    fn channel(&self) -> &str;
+
+    /// Takes the lease for `token` for `ttl` if it is free.
+    fn acquire(&self, token: &str, ttl: Duration) -> Request;
+
+    fn read_acquire(&self, reply: Value, token: &str) -> RedisResult<Grant>;
+
+    /// Ends `token`'s hold; announced on [`channel`](Kind::channel) when
+    /// `announce`.
+    fn release(&self, token: &str, announce: bool) -> ScriptCall;
+
+    /// Makes `token`'s hold live `ttl` from now.
+    fn extend(&self, token: &str, ttl: Duration) -> ScriptCall;
+
+    /// Asks whether `token` holds the lease.
+    fn holds(&self, token: &str) -> Request;
+
+    fn read_holds(&self, reply: Value, token: &str) -> RedisResult<bool>;
+
+    /// Asks who holds the lease and for how long (for a waiter).
+    fn holder(&self) -> Request;
+
+    fn read_holder(&self, reply: Value) -> Holder;
+}
