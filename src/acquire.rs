@@ -207,3 +207,268 @@ impl<K: Kind> Drop for PendingAcquire<'_, K> {
         }
     }
 }
+
+/// A second kind of lease, test-only, run through the engine as it is: a
+/// hold is a field `owner` of a hash, not a string key. Nothing of the
+/// engine knows it; waiting, wake-ups, renewal, loss, `run` and `Drop` all
+/// work for it, against a real `redis-server`.
+#[cfg(test)]
+mod a_second_kind {
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, LazyLock};
+    use std::time::Duration;
+
+    use redis::{RedisResult, Value};
+    use tokio::time::Instant;
+
+    use crate::engine::Engine;
+    use crate::error::Error;
+    use crate::kind::{Grant, Holder, Kind};
+    use crate::node::Node;
+    use crate::notify::Notifier;
+    use crate::retry::WaitPolicy;
+    use crate::scripts::{LeaseScript, Request, ScriptCall};
+    use crate::subscriber::Source;
+    use crate::topology::Topology;
+    use crate::ttl::{ClockDrift, millis};
+
+    static ACQUIRE: LazyLock<LeaseScript> = LazyLock::new(|| {
+        LeaseScript::new(
+            r#"
+local holder = redis.call("HGET", KEYS[1], "owner")
+if not holder then
+    redis.call("HSET", KEYS[1], "owner", ARGV[1])
+    redis.call("PEXPIRE", KEYS[1], ARGV[2])
+    return 1
+end
+if holder == ARGV[1] then return 2 end
+return 0
+"#,
+        )
+    });
+    static RELEASE: LazyLock<LeaseScript> = LazyLock::new(|| {
+        LeaseScript::new(
+            r#"
+if redis.call("HGET", KEYS[1], "owner") == ARGV[1] then
+    redis.call("DEL", KEYS[1])
+    if ARGV[2] then redis.pcall("PUBLISH", ARGV[2], "") end
+    return 1
+end
+return 0
+"#,
+        )
+    });
+    static EXTEND: LazyLock<LeaseScript> = LazyLock::new(|| {
+        LeaseScript::new(
+            r#"
+if redis.call("HGET", KEYS[1], "owner") == ARGV[1] then
+    return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0
+"#,
+        )
+    });
+
+    struct HashLease {
+        key: String,
+        channel: String,
+    }
+
+    impl Kind for HashLease {
+        fn key(&self) -> &str {
+            &self.key
+        }
+        fn channel(&self) -> &str {
+            &self.channel
+        }
+        fn acquire(&self, token: &str, ttl: Duration) -> Request {
+            Request::Script(ACQUIRE.call().key(&self.key).arg(token).arg(millis(ttl)))
+        }
+        fn read_acquire(&self, reply: Value, _token: &str) -> RedisResult<Grant> {
+            Ok(match redis::from_redis_value::<i64>(reply)? {
+                1 => Grant::Acquired { fence: None },
+                2 => Grant::AlreadyOurs { fence: None },
+                _ => Grant::Busy,
+            })
+        }
+        fn release(&self, token: &str, announce: bool) -> ScriptCall {
+            let call = RELEASE.call().key(&self.key).arg(token);
+            if announce {
+                call.arg(&self.channel)
+            } else {
+                call
+            }
+        }
+        fn extend(&self, token: &str, ttl: Duration) -> ScriptCall {
+            EXTEND.call().key(&self.key).arg(token).arg(millis(ttl))
+        }
+        fn holds(&self, _token: &str) -> Request {
+            let mut hget = redis::cmd("HGET");
+            hget.arg(&self.key).arg("owner");
+            Request::Cmd(hget)
+        }
+        fn read_holds(&self, reply: Value, token: &str) -> RedisResult<bool> {
+            let owner: Option<String> = redis::from_redis_value(reply)?;
+            Ok(owner.as_deref() == Some(token))
+        }
+        fn holder(&self) -> Request {
+            let mut pipe = redis::pipe();
+            pipe.cmd("HGET").arg(&self.key).arg("owner");
+            pipe.cmd("PTTL").arg(&self.key);
+            Request::Pipeline(pipe)
+        }
+        fn read_holder(&self, reply: Value) -> Holder {
+            match redis::from_redis_value::<(Option<String>, i64)>(reply) {
+                Ok((None, _)) => Holder::Gone,
+                Ok((Some(_), ttl)) if ttl >= 0 => Holder::Held {
+                    free_in: Duration::from_millis(ttl as u64 + 1),
+                    announces: true,
+                },
+                _ => Holder::Unknown,
+            }
+        }
+    }
+
+    /// A throwaway `redis-server` on a free port, killed on drop.
+    struct Server {
+        child: Child,
+        url: String,
+    }
+
+    impl Server {
+        async fn start() -> Server {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+            let child = Command::new(bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server runs (scripts/ensure-redis-server installs it)");
+            let server = Server {
+                child,
+                url: format!("redis://127.0.0.1:{port}/"),
+            };
+            let client = redis::Client::open(server.url.as_str()).unwrap();
+            for _ in 0..200 {
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                    && redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .is_ok()
+                {
+                    return server;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("redis-server did not come up on {}", server.url);
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    async fn engine(server: &Server, ttl: Duration, auto_renew: bool) -> Arc<Engine<HashLease>> {
+        let client = redis::Client::open(server.url.as_str()).unwrap();
+        let connection = client.get_multiplexed_async_connection().await.unwrap();
+        let notifier = Notifier::for_source(Source::Server(client));
+        Arc::new(Engine {
+            kind: HashLease {
+                key: "jobs:hash".into(),
+                channel: crate::keys::release_channel("jobs:hash"),
+            },
+            ttl,
+            wait: WaitPolicy::timeout(Duration::from_secs(20))
+                .backoff(Duration::from_secs(5), Duration::from_secs(5)),
+            auto_renew,
+            max_hold: None,
+            drift: ClockDrift::DEFAULT,
+            topology: Topology::single(Node::new(connection, None), Some(notifier)),
+            replica_sync: None,
+        })
+    }
+
+    async fn owner(server: &Server) -> Option<String> {
+        let client = redis::Client::open(server.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("HGET")
+            .arg("jobs:hash")
+            .arg("owner")
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn excludes_wakes_renews_and_releases_through_the_engine() {
+        let server = Server::start().await;
+        let a = engine(&server, Duration::from_secs(10), false).await;
+        let b = engine(&server, Duration::from_secs(10), false).await;
+
+        let held = a.acquire(a.wait).await.unwrap();
+        assert!(owner(&server).await.is_some());
+        assert!(b.try_acquire().await.unwrap().is_none(), "excluded");
+        assert!(held.is_held().await.unwrap());
+
+        // A waiter sleeps until the release announces itself (its backoff
+        // is 5 s, the holder's TTL 10 s): a wake-up, not a poll.
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { b.acquire(b.wait).await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let released = Instant::now();
+        held.release().await.unwrap();
+        let handed = waiter.await.unwrap();
+        assert!(
+            released.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            released.elapsed()
+        );
+
+        // Dropped without release: released in the background.
+        drop(handed);
+        for _ in 0..100 {
+            if owner(&server).await.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(owner(&server).await, None);
+
+        // Renewal keeps a short lease past its TTL.
+        let renewed = engine(&server, Duration::from_millis(300), true).await;
+        let hold = renewed.acquire(renewed.wait).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(!hold.lease().is_lost());
+        assert!(hold.is_held().await.unwrap());
+        hold.release().await.unwrap();
+
+        // Taken away by hand: extend reports it, and the lease is lost.
+        let hold = a.acquire(a.wait).await.unwrap();
+        let client = redis::Client::open(server.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: i64 = redis::cmd("DEL")
+            .arg("jobs:hash")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let err = hold.extend(Duration::from_secs(10)).await.unwrap_err();
+        assert!(matches!(err, Error::NotHeld { .. }), "{err}");
+        assert!(hold.lease().is_lost());
+        drop(hold);
+
+        // `run` acquires, renews, releases.
+        let value = renewed.run(|_lease| async { 7 }).await.unwrap();
+        assert_eq!(value, 7);
+        assert_eq!(owner(&server).await, None);
+    }
+}

@@ -98,7 +98,7 @@ impl LockBuilder {
     }
 
     /// Sets the lease length: how long the lock outlives a holder that
-    /// crashed. Between [`MIN_TTL`] and [`MAX_TTL`], rounded down to whole
+    /// crashed. Between [`MIN_TTL`] and [`MAX_TTL`](crate::MAX_TTL), rounded down to whole
     /// milliseconds.
     ///
     /// Defaults to 30 s.
@@ -117,7 +117,7 @@ impl LockBuilder {
     }
 
     /// Renews every guard of this lock automatically while it is held (see
-    /// [`LockGuard::auto_renew`]): the TTL then only bounds how long the lock
+    /// [`LockGuard::auto_renew`](crate::LockGuard::auto_renew)): the TTL then only bounds how long the lock
     /// outlives a crashed holder, not how long work may take.
     ///
     /// Defaults to off. [`Lock::run`] always renews.
@@ -138,7 +138,7 @@ impl LockBuilder {
     }
 
     /// Turns on fencing tokens: each acquisition also gets a `u64` fence
-    /// ([`LockGuard::fence`]) strictly greater than every fence issued before
+    /// ([`LockGuard::fence`](crate::LockGuard::fence)) strictly greater than every fence issued before
     /// for this key on this Redis node, for the protected resource to check
     /// (see [`FencedResource`](crate::FencedResource)).
     ///
@@ -189,7 +189,7 @@ impl LockBuilder {
     /// Sets the margin kept off every lease for clocks that run at slightly
     /// different rates: a guard trusts a lease of `ttl` for
     /// `ttl - (factor * ttl + fixed)` from before the command that set it was
-    /// sent (see [`LockGuard::deadline`]). Applies to one node and to a
+    /// sent (see [`LockGuard::deadline`](crate::LockGuard::deadline)). Applies to one node and to a
     /// Redlock alike.
     ///
     /// `factor` must be between 0 and 0.5; the margin must leave some
@@ -419,7 +419,7 @@ impl LockBuilder {
     ///
     /// Every step (acquire, release, extend, inspect) goes to all nodes at
     /// once, each bounded by the [per-node timeout](LockBuilder::node_timeout).
-    /// A guard's [deadline](LockGuard::deadline) is the TTL minus the time the
+    /// A guard's [deadline](crate::LockGuard::deadline) is the TTL minus the time the
     /// acquire took minus the [clock drift](LockBuilder::clock_drift).
     ///
     /// Use an odd N (3 or 5): an even N tolerates no more failed nodes than

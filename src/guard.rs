@@ -11,7 +11,7 @@ use crate::hold::Hold;
 use crate::lease::Lease;
 use crate::mutex::MutexLease;
 
-/// A held lock. Get one from [`Lock::acquire`] or [`Lock::try_acquire`].
+/// A held lock. Get one from [`Lock::acquire`](crate::Lock::acquire) or [`Lock::try_acquire`](crate::Lock::try_acquire).
 ///
 /// The guard is a *lease*: Redis deletes the key when its TTL runs out,
 /// whether or not the guard is still around. [`deadline`](LockGuard::deadline)
@@ -153,7 +153,7 @@ impl LockGuard {
     ///
     /// On a Redlock: `true` when a majority of the nodes hold it, `false`
     /// when so many do not that no majority can, and
-    /// [`Error::QuorumNotReached`] when failed nodes leave it open.
+    /// [`Error::QuorumNotReached`](crate::Error::QuorumNotReached) when failed nodes leave it open.
     ///
     /// # Cancel safety
     ///
@@ -174,18 +174,18 @@ impl LockGuard {
     /// Sets the lock to expire `ttl` from now, if it is still ours, and moves
     /// the [`deadline`](LockGuard::deadline) accordingly.
     ///
-    /// Fails with [`Error::NotHeld`] when the key expired or holds another
+    /// Fails with [`Error::NotHeld`](crate::Error::NotHeld) when the key expired or holds another
     /// token (nothing is changed then: an expired lock is never re-created,
-    /// and the lease is marked lost), and with [`Error::InvalidArgument`] for
+    /// and the lease is marked lost), and with [`Error::InvalidArgument`](crate::Error::InvalidArgument) for
     /// a TTL out of range or one that the drift margin would leave no
     /// validity of. A lease already lost stays lost.
     ///
     /// On a Redlock the extend goes to every node at once and succeeds only
     /// when a majority extended our token with validity left, counted from
     /// before the first send; the deadline then moves to that send plus the
-    /// TTL minus the drift. [`Error::NotHeld`] means a majority no longer
-    /// held our token; [`Error::QuorumNotReached`] that failed nodes made the
-    /// difference; [`Error::ValidityExpired`] that the answers came too late.
+    /// TTL minus the drift. [`Error::NotHeld`](crate::Error::NotHeld) means a majority no longer
+    /// held our token; [`Error::QuorumNotReached`](crate::Error::QuorumNotReached) that failed nodes made the
+    /// difference; [`Error::ValidityExpired`](crate::Error::ValidityExpired) that the answers came too late.
     /// A failed extend releases nothing: the nodes that did extend keep our
     /// token until [`release`](LockGuard::release), `Drop` or their TTL.
     ///
@@ -208,7 +208,7 @@ impl LockGuard {
     /// the release is sent.
     ///
     /// `Ok(())` means the key held our token and is now deleted.
-    /// [`Error::NotHeld`] means it had expired or another owner holds it:
+    /// [`Error::NotHeld`](crate::Error::NotHeld) means it had expired or another owner holds it:
     /// nothing was deleted, and the work done under the lock may have
     /// overlapped with another holder's. Other errors mean Redis could not
     /// tell; the key then expires by its TTL.
@@ -216,9 +216,9 @@ impl LockGuard {
     /// On a Redlock the release goes to every node at once (whatever
     /// happens, each node that still holds our token deletes it). `Ok(())`
     /// means a majority still held our token and deleted it: the lock was
-    /// ours to the end. [`Error::NotHeld`] means a majority no longer held
+    /// ours to the end. [`Error::NotHeld`](crate::Error::NotHeld) means a majority no longer held
     /// it, so another owner may have held the lock meanwhile.
-    /// [`Error::QuorumNotReached`] means nodes that failed to answer leave
+    /// [`Error::QuorumNotReached`](crate::Error::QuorumNotReached) means nodes that failed to answer leave
     /// it open which of the two; where our token is left, it expires by its
     /// TTL.
     ///

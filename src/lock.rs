@@ -58,7 +58,7 @@ impl Lock {
     }
 
     /// The key of the fence counter when the lock was built with
-    /// [`fencing(true)`](LockBuilder::fencing): `{key}:fence`, or `key:fence`
+    /// [`fencing(true)`](crate::LockBuilder::fencing): `{key}:fence`, or `key:fence`
     /// when the key has a hash tag. Never delete it, and keep it out of any
     /// eviction: fences stay monotonic only while it lives.
     ///
@@ -73,7 +73,7 @@ impl Lock {
     }
 
     /// How many Redis nodes the lock lives on: 1, or N for a Redlock built
-    /// with [`LockBuilder::build_quorum`] and its siblings.
+    /// with [`LockBuilder::build_quorum`](crate::LockBuilder::build_quorum) and its siblings.
     ///
     /// ```no_run
     /// # async fn example() -> redis_mutex::Result<()> {
@@ -90,32 +90,32 @@ impl Lock {
     /// Acquires the lock, waiting under the lock's [`WaitPolicy`] while
     /// another owner holds it.
     ///
-    /// Fails with [`Error::Busy`] (saying how long it waited) when the wait
+    /// Fails with [`Error::Busy`](crate::Error::Busy) (saying how long it waited) when the wait
     /// ends first. An uncontended acquire is one round trip, with or without
-    /// [fencing](LockBuilder::fencing).
+    /// [fencing](crate::LockBuilder::fencing).
     ///
     /// On a Redlock, each attempt sends the `SET` to every node at once and
     /// succeeds when a majority granted it with validity left; a missed
     /// attempt releases its token on every node and, under contention, tries
     /// again after a random backoff. When fewer than a majority of the nodes
-    /// answer at all, it fails at once with [`Error::QuorumNotReached`], as a
-    /// lock on one Redis that is down fails with [`Error::Redis`]. At the end
-    /// of the wait it reports the last attempt: [`Error::Busy`] if other
+    /// answer at all, it fails at once with [`Error::QuorumNotReached`](crate::Error::QuorumNotReached), as a
+    /// lock on one Redis that is down fails with [`Error::Redis`](crate::Error::Redis). At the end
+    /// of the wait it reports the last attempt: [`Error::Busy`](crate::Error::Busy) if other
     /// owners held enough nodes to decide it, else the quorum error.
     ///
-    /// Other failures: [`Error::TimedOut`] when Redis did not answer in time
-    /// (the [command timeout](LockBuilder::command_timeout) or the
-    /// connection's), [`Error::ValidityExpired`] when the answer came after
-    /// the lease was already over, [`Error::NotReplicated`] when
-    /// [replicas](LockBuilder::wait_for_replicas) did not confirm it,
-    /// [`Error::OutOfMemory`] on a full server. In each case no guard is
+    /// Other failures: [`Error::TimedOut`](crate::Error::TimedOut) when Redis did not answer in time
+    /// (the [command timeout](crate::LockBuilder::command_timeout) or the
+    /// connection's), [`Error::ValidityExpired`](crate::Error::ValidityExpired) when the answer came after
+    /// the lease was already over, [`Error::NotReplicated`](crate::Error::NotReplicated) when
+    /// [replicas](crate::LockBuilder::wait_for_replicas) did not confirm it,
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) on a full server. In each case no guard is
     /// made and a `SET` that may have landed is released by token.
     ///
     /// # Waiting
     ///
-    /// With pub/sub (a lock from [`connect`](LockBuilder::connect),
-    /// [`client`](LockBuilder::client), or
-    /// [`notify_with`](LockBuilder::notify_with)), the holder's release wakes
+    /// With pub/sub (a lock from [`connect`](crate::LockBuilder::connect),
+    /// [`client`](crate::LockBuilder::client), or
+    /// [`notify_with`](crate::LockBuilder::notify_with)), the holder's release wakes
     /// a waiter, which tries again at once: a handoff takes about a round
     /// trip, and waiting costs a few commands per release, not one per
     /// backoff step. A wait is bounded by the holder's expiry (which is not
@@ -200,16 +200,16 @@ impl Lock {
     /// tasks. If the lock is lost while `body` runs (an extend is answered
     /// "not ours", or the deadline passes because Redis stopped answering),
     /// `body` is **stopped** (its future is dropped at its next `.await`)
-    /// and `run` returns [`Error::Lost`].
+    /// and `run` returns [`Error::Lost`](crate::Error::Lost).
     ///
     /// Stopping the body cannot undo what it already did: writes it made may
     /// land after another holder's. Where that matters, have the protected
     /// resource check a fencing token.
     ///
     /// Returns `body`'s value when it finished and the lock was still ours at
-    /// release; [`Error::NotHeld`] when it finished but the lock had been
+    /// release; [`Error::NotHeld`](crate::Error::NotHeld) when it finished but the lock had been
     /// lost by the time of the release; the acquire's error (e.g.
-    /// [`Error::Busy`]) when the lock could not be had.
+    /// [`Error::Busy`](crate::Error::Busy)) when the lock could not be had.
     ///
     /// # Cancel safety
     ///

@@ -433,6 +433,45 @@ async fn waiters_on_every_master_are_woken_by_the_sharded_release() {
     no_keys_anywhere(&cluster);
 }
 
+/// A guard dropped without `release()` is released in the background; on a
+/// cluster that release must announce itself with `SPUBLISH`, in the key's
+/// shard, or the waiters (subscribed with `SSUBSCRIBE`) sleep until the
+/// holder's TTL (10 s here) instead of taking the lock at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_dropped_without_release_wakes_the_sharded_waiters() {
+    let cluster = RedisCluster::start();
+    let key = "dropped:{wake}";
+    let owner = cluster.owner_of(key);
+    let channel = format!("{key}:released");
+    let lock = waiting_lock(&cluster, key).await;
+    let holder = lock.acquire().await.unwrap();
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    eventually(Duration::from_secs(5), "subscribed", || {
+        shard_subscribers(&cluster, owner, &channel) == 1
+    })
+    .await;
+    // The waiter's try after the subscription, and its look at the holder.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let spublished = cluster.masters[owner].command_calls("spublish");
+    let dropped = Instant::now();
+    drop(holder);
+    let guard = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter was not woken by the background release")
+        .unwrap();
+    let took = dropped.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(cluster.masters[owner].command_calls("spublish") > spublished);
+    for master in &cluster.masters {
+        assert_eq!(master.command_calls("publish"), 0);
+    }
+    guard.release().await.unwrap();
+    no_keys_anywhere(&cluster);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_built_apart_share_one_subscription_per_cluster() {
     let cluster = RedisCluster::start();
