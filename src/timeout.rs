@@ -64,18 +64,25 @@ pub(crate) fn command_timeout_of(error: &RedisError) -> Option<Duration> {
         .map(|timed_out| timed_out.0)
 }
 
+/// `sent`, failing with a timeout error unless answered within `timeout`.
+fn bounded<T: Send + 'static>(
+    timeout: Option<Duration>,
+    sent: RedisFuture<'_, T>,
+) -> RedisFuture<'_, T> {
+    match timeout {
+        None => sent,
+        Some(after) => Box::pin(async move {
+            tokio::time::timeout(after, sent)
+                .await
+                .map_err(|_| timed_out(after))?
+        }),
+    }
+}
+
 impl<C: ConnectionLike + Send> ConnectionLike for TimedConnection<C> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let timeout = self.timeout;
-        let sent = self.inner.req_packed_command(cmd);
-        match timeout {
-            None => sent,
-            Some(after) => Box::pin(async move {
-                tokio::time::timeout(after, sent)
-                    .await
-                    .map_err(|_| timed_out(after))?
-            }),
-        }
+        bounded(timeout, self.inner.req_packed_command(cmd))
     }
 
     fn req_packed_commands<'a>(
@@ -85,15 +92,10 @@ impl<C: ConnectionLike + Send> ConnectionLike for TimedConnection<C> {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         let timeout = self.timeout;
-        let sent = self.inner.req_packed_commands(pipeline, offset, count);
-        match timeout {
-            None => sent,
-            Some(after) => Box::pin(async move {
-                tokio::time::timeout(after, sent)
-                    .await
-                    .map_err(|_| timed_out(after))?
-            }),
-        }
+        bounded(
+            timeout,
+            self.inner.req_packed_commands(pipeline, offset, count),
+        )
     }
 
     fn get_db(&self) -> i64 {
