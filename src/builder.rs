@@ -27,7 +27,7 @@ use crate::replicas::ReplicaSync;
 use crate::retry::WaitPolicy;
 use crate::rt::join_all;
 use crate::subscriber::Source;
-use crate::topology::Topology;
+use crate::topology::{Listener, Topology};
 use crate::ttl::{ClockDrift, DEFAULT_TTL, MIN_TTL, check_ttl};
 
 /// The ways into a lock: both start from its builder.
@@ -245,6 +245,11 @@ impl LockBuilder {
     /// [`clients_quorum`](LockBuilder::clients_quorum) listens to one of its
     /// nodes by itself (and polls as well), one from
     /// [`build_quorum`](LockBuilder::build_quorum) polls.
+    ///
+    /// A lock built over a Redis Cluster connection ignores it too: its
+    /// releases are announced with `SPUBLISH` in the key's shard, which a
+    /// plain subscription never hears; use
+    /// [`notify_with_cluster`](LockBuilder::notify_with_cluster) there.
     ///
     /// See [`Lock::acquire`] ("Waiting") for the order waiters get the lock
     /// in and what bounds a wait.
@@ -773,7 +778,10 @@ impl Checked {
         listener: Option<(Source, usize)>,
     ) -> Result<Lock> {
         let quorum = Quorum::new(nodes, node_timeout, self.settings.drift);
-        let listener = listener.map(|(source, node)| (Notifier::for_source(source), node));
+        let listener = listener.map(|(source, node)| Listener {
+            notifier: Notifier::for_source(source),
+            node,
+        });
         self.finish(Topology::quorum(quorum, listener))
     }
 

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::channels::{Shared, Subscription, lock};
 use crate::keys;
 use crate::rt::spawn_if_runtime;
+use crate::scripts::Publish;
 use crate::subscriber::{Source, run};
 
 /// The shared subscription connection to one server, and the task that
@@ -109,18 +110,23 @@ impl Notifier {
         notifier
     }
 
+    /// Which publish this notifier's subscriptions hear.
+    pub(crate) fn hears(&self) -> Publish {
+        self.source.publish()
+    }
+
     /// Whether a release of `key` is heard on this notifier's subscription:
     /// on a cluster, only when the release channel shares the key's slot
     /// (the release script's `SPUBLISH` may only reach that slot's shard).
-    fn hears(&self, key: &str) -> bool {
-        matches!(self.source, Source::Server(_)) || keys::shares_slot(key)
+    fn hears_key(&self, key: &str) -> bool {
+        self.hears() == Publish::Plain || keys::shares_slot(key)
     }
 
     /// Registers a waiter on the release `channel` of `key`; the task
     /// subscribes the channel if it is not yet. `None` when the channel
     /// cannot be heard, or without a tokio runtime to run the task on.
     pub(crate) fn subscribe(&self, key: &str, channel: &str) -> Option<Subscription> {
-        if !self.hears(key) || !self.ensure_running() {
+        if !self.hears_key(key) || !self.ensure_running() {
             return None;
         }
         Some(self.shared.subscribe(channel))

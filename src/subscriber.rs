@@ -3,9 +3,11 @@
 //! disconnection.
 //!
 //! Invariants:
-//! - How waiters subscribe is decided here by the [`Source`], and nowhere
-//!   else: `SUBSCRIBE` on one server, `SSUBSCRIBE` in the channel's shard on
-//!   a Redis Cluster (the counterpart of the node's `SPUBLISH`).
+//! - How waiters subscribe follows from the [`Source`], and nowhere else:
+//!   `SUBSCRIBE` on one server, `SSUBSCRIBE` in the channel's shard on a
+//!   Redis Cluster. [`Source::publish`] says which publish that hears; the
+//!   topology keeps a notifier only where it matches the node's own
+//!   (`Node::publish`), so the two can never disagree.
 //! - Every push of a connection goes to [`Shared::on_push`] under the
 //!   connection's epoch; a connection that fails or goes unanswered is
 //!   marked lost there, so no waiter counts on it.
@@ -28,6 +30,7 @@ use tokio::time::Instant;
 use crate::channels::{Shared, Step};
 use crate::retry::Doubling;
 use crate::rt::join_all;
+use crate::scripts::Publish;
 
 /// The first pause between reconnects after a failed one; doubled each time.
 const RECONNECT_MIN: Duration = Duration::from_millis(10);
@@ -52,6 +55,18 @@ pub(crate) enum Source {
     /// RESP2 the subscriptions are refused and waiters poll.
     #[cfg(feature = "cluster")]
     Cluster(ClusterClient),
+}
+
+impl Source {
+    /// The publish that this source's subscriptions hear: `SUBSCRIBE`
+    /// hears `PUBLISH`, a cluster's `SSUBSCRIBE` hears `SPUBLISH`.
+    pub(crate) fn publish(&self) -> Publish {
+        match self {
+            Source::Server(_) => Publish::Plain,
+            #[cfg(feature = "cluster")]
+            Source::Cluster(_) => Publish::Sharded,
+        }
+    }
 }
 
 impl fmt::Debug for Source {

@@ -29,8 +29,14 @@ use crate::replicas::ReplicaSync;
 /// The servers a lease lives on, and where its waiters listen.
 pub(crate) struct Topology {
     servers: Servers,
-    /// The notifier, and the index of the node whose releases it hears.
-    listener: Option<(Arc<Notifier>, usize)>,
+    listener: Option<Listener>,
+}
+
+/// Where waiters listen: a notifier that hears the releases on one node.
+pub(crate) struct Listener {
+    pub(crate) notifier: Arc<Notifier>,
+    /// The node's index in the quorum (0 on one node).
+    pub(crate) node: usize,
 }
 
 enum Servers {
@@ -53,29 +59,45 @@ pub(crate) struct WakeUps<'a> {
 }
 
 impl Topology {
-    /// One node; waiters listen to `notifier` when given.
+    /// One node; waiters listen to `notifier` when given (and when it
+    /// hears the node's publish, see [`Topology::hearing`]).
     pub(crate) fn single(node: Node, notifier: Option<Arc<Notifier>>) -> Topology {
+        let listener = notifier.map(|notifier| Listener { notifier, node: 0 });
         Topology {
+            listener: Topology::hearing(listener, std::slice::from_ref(&node)),
             servers: Servers::Single(node),
-            listener: notifier.map(|notifier| (notifier, 0)),
         }
     }
 
-    /// A Redlock; waiters listen to `notifier`, which hears node `listen`.
-    pub(crate) fn quorum(quorum: Quorum, listener: Option<(Arc<Notifier>, usize)>) -> Topology {
+    /// A Redlock; waiters listen to `listener`, when given.
+    pub(crate) fn quorum(quorum: Quorum, listener: Option<Listener>) -> Topology {
         Topology {
+            listener: Topology::hearing(listener, quorum.nodes()),
             servers: Servers::Quorum(quorum),
-            listener,
         }
+    }
+
+    /// `listener` if it hears what its node publishes: the node decides
+    /// the publish (`SPUBLISH` on a Redis Cluster), and a notifier
+    /// subscribed the other way would never hear it (its waiters would
+    /// sleep until the holder's expiry). Without one, waiters poll.
+    fn hearing(listener: Option<Listener>, nodes: &[Node]) -> Option<Listener> {
+        let listener = listener?;
+        let node = nodes.get(listener.node)?;
+        (listener.notifier.hears() == node.publish()).then_some(listener)
     }
 
     /// Where waiters listen, if anywhere.
     pub(crate) fn wake_ups(&self) -> Option<WakeUps<'_>> {
-        let (notifier, index) = self.listener.as_ref()?;
+        let Listener { notifier, node } = self.listener.as_ref()?;
+        let (node, complete) = match &self.servers {
+            Servers::Single(node) => (node, true),
+            Servers::Quorum(quorum) => (quorum.nodes().get(*node)?, false),
+        };
         Some(WakeUps {
             notifier,
-            node: self.nodes().get(*index).copied()?,
-            complete: matches!(self.servers, Servers::Single(_)),
+            node,
+            complete,
         })
     }
 

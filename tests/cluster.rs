@@ -472,6 +472,53 @@ async fn a_guard_dropped_without_release_wakes_the_sharded_waiters() {
     no_keys_anywhere(&cluster);
 }
 
+/// A lock over a cluster connection given a plain server client for its
+/// wake-ups (`notify_with`) would `SUBSCRIBE` while releases `SPUBLISH`:
+/// its waiters would never hear one and sleep until the holder's TTL. The
+/// topology refuses such a listener, so the waiters poll instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_listener_on_a_cluster_is_not_trusted_and_waiters_poll() {
+    let cluster = RedisCluster::start();
+    let key = "mismatch:{wake}";
+    let owner = cluster.owner_of(key);
+    let client = redis::cluster::ClusterClient::builder(cluster.seeds())
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .build()
+        .unwrap();
+    let connection = client.get_async_connection().await.unwrap();
+    let lock = Lock::builder(key)
+        .ttl(Duration::from_secs(10))
+        .wait(
+            WaitPolicy::timeout(Duration::from_secs(30))
+                .backoff(Duration::from_millis(20), Duration::from_millis(100)),
+        )
+        .notify_with(&cluster.masters[owner].client())
+        .build(connection)
+        .unwrap();
+    let holder = lock.acquire().await.unwrap();
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released = Instant::now();
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter slept on a subscription that cannot hear the release")
+        .unwrap();
+    assert!(
+        released.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        released.elapsed()
+    );
+    for master in &cluster.masters {
+        assert_eq!(master.command_calls("subscribe"), 0, "nobody subscribed");
+    }
+    guard.release().await.unwrap();
+    no_keys_anywhere(&cluster);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_built_apart_share_one_subscription_per_cluster() {
     let cluster = RedisCluster::start();
