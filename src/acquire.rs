@@ -270,19 +270,19 @@ return 0
     });
 
     struct HashLease {
-        key: String,
+        key: Arc<str>,
         channel: String,
     }
 
     impl Kind for HashLease {
-        fn key(&self) -> &str {
+        fn key(&self) -> &Arc<str> {
             &self.key
         }
         fn channel(&self) -> &str {
             &self.channel
         }
         fn acquire(&self, token: &str, ttl: Duration) -> Request {
-            Request::Script(ACQUIRE.call().key(&self.key).arg(token).arg(millis(ttl)))
+            Request::Script(ACQUIRE.call().key(&*self.key).arg(token).arg(millis(ttl)))
         }
         fn read_acquire(&self, reply: Value, _token: &str) -> RedisResult<Grant> {
             Ok(match redis::from_redis_value::<i64>(reply)? {
@@ -292,7 +292,7 @@ return 0
             })
         }
         fn release(&self, token: &str, announce: bool) -> ScriptCall {
-            let call = RELEASE.call().key(&self.key).arg(token);
+            let call = RELEASE.call().key(&*self.key).arg(token);
             if announce {
                 call.arg(&self.channel)
             } else {
@@ -300,11 +300,11 @@ return 0
             }
         }
         fn extend(&self, token: &str, ttl: Duration) -> ScriptCall {
-            EXTEND.call().key(&self.key).arg(token).arg(millis(ttl))
+            EXTEND.call().key(&*self.key).arg(token).arg(millis(ttl))
         }
         fn holds(&self, _token: &str) -> Request {
             let mut hget = redis::cmd("HGET");
-            hget.arg(&self.key).arg("owner");
+            hget.arg(&*self.key).arg("owner");
             Request::Cmd(hget)
         }
         fn read_holds(&self, reply: Value, token: &str) -> RedisResult<bool> {
@@ -313,8 +313,8 @@ return 0
         }
         fn holder(&self) -> Request {
             let mut pipe = redis::pipe();
-            pipe.cmd("HGET").arg(&self.key).arg("owner");
-            pipe.cmd("PTTL").arg(&self.key);
+            pipe.cmd("HGET").arg(&*self.key).arg("owner");
+            pipe.cmd("PTTL").arg(&*self.key);
             Request::Pipeline(pipe)
         }
         fn read_holder(&self, reply: Value) -> Holder {

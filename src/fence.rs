@@ -245,9 +245,9 @@ impl FencedResource {
             .key(&inner.last_fence_key)
             .arg(fence)
             .arg(value)
-            .by_hash(Publish::Plain)
-            .invoke_async(&mut inner.node.connection())
+            .by_hash(Publish::Plain, &mut inner.node.connection())
             .await
+            .and_then(|reply| redis::from_redis_value(reply).map_err(Into::into))
             .map_err(|e| self.redis_error(Operation::FencedWrite, e))?;
         Ok(match last {
             None => FencedWrite::Accepted,

@@ -53,7 +53,7 @@ impl<K: Kind> Hold<K> {
         valid_from: Instant,
     ) -> Result<Hold<K>> {
         let lease = Lease::new(
-            engine.key().into(),
+            engine.kind.key().clone(),
             engine.drift.valid_until(valid_from, engine.ttl),
         );
         let hold_until = engine.max_hold.and_then(|max| valid_from.checked_add(max));

@@ -16,6 +16,7 @@
 //! - Acquire is idempotent per token: a resend of a landed acquire answers
 //!   [`Grant::AlreadyOurs`], never a second hold.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{RedisResult, Value};
@@ -47,8 +48,9 @@ pub(crate) enum Holder {
 
 /// A kind of lease.
 pub(crate) trait Kind: Send + Sync + 'static {
-    /// The lease's main key, exactly as given.
-    fn key(&self) -> &str;
+    /// The lease's main key, exactly as given (shared: every hold's lease
+    /// names it without a copy).
+    fn key(&self) -> &Arc<str>;
 
     /// The channel its releases are announced on.
     fn channel(&self) -> &str;

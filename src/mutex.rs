@@ -120,7 +120,7 @@ impl MutexLease {
 }
 
 impl Kind for MutexLease {
-    fn key(&self) -> &str {
+    fn key(&self) -> &Arc<str> {
         &self.key
     }
 
@@ -131,8 +131,10 @@ impl Kind for MutexLease {
     fn acquire(&self, token: &str, ttl: Duration) -> Request {
         match &self.fence_key {
             None => {
-                let mut set = redis::cmd("SET");
-                set.arg(&*self.key)
+                // Sized up front: no reallocation on the uncontended path.
+                let mut set = redis::Cmd::with_capacity(7, self.key.len() + token.len() + 32);
+                set.arg("SET")
+                    .arg(&*self.key)
                     .arg(token)
                     .arg("NX")
                     .arg("GET")

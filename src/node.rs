@@ -100,11 +100,7 @@ impl Node {
         match request {
             Request::Cmd(cmd) => cmd.query_async(&mut connection).await,
             Request::Pipeline(pipe) => pipe.query_async(&mut connection).await,
-            Request::Script(call) => {
-                call.by_hash(self.publish())
-                    .invoke_async(&mut connection)
-                    .await
-            }
+            Request::Script(call) => call.by_hash(self.publish(), &mut connection).await,
         }
     }
 

@@ -87,7 +87,7 @@ impl Quorum {
         token: &str,
         ttl: Duration,
     ) -> AcquireStep {
-        let key = kind.key();
+        let key: &str = kind.key();
         let sent_at = Instant::now();
         let replies = self
             .on_every_node(|node| node.acquire(kind, token, ttl))
@@ -192,7 +192,7 @@ impl Quorum {
         token: &str,
         ttl: Duration,
     ) -> Result<bool> {
-        let key = kind.key();
+        let key: &str = kind.key();
         let sent_at = Instant::now();
         let replies = self
             .on_every_node(|node| node.extend(kind, token, ttl))

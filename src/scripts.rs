@@ -12,7 +12,8 @@
 //!   `allow-oom` flag, while plain ones still release and extend leases when
 //!   the server is out of memory.
 
-use redis::{Cmd, Pipeline, Script, ScriptInvocation, ToRedisArgs};
+use redis::aio::ConnectionLike;
+use redis::{Cmd, ErrorKind, Pipeline, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value};
 
 /// How a release is announced to waiters on the node it runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,27 +100,45 @@ impl ScriptCall {
         self
     }
 
-    /// By hash, through `redis::Script` (which loads it on `NOSCRIPT`).
-    pub(crate) fn by_hash(&self, publish: Publish) -> ScriptInvocation<'static> {
-        let mut invocation = self.script.lua(publish).script.prepare_invoke();
-        for key in &self.keys {
-            invocation.key(key);
+    /// By hash (`EVALSHA`); when the server answers `NOSCRIPT`, loads the
+    /// script through `redis::Script` and sends it again, as
+    /// `ScriptInvocation::invoke_async` does, without copying the keys and
+    /// arguments into one first.
+    pub(crate) async fn by_hash(
+        &self,
+        publish: Publish,
+        connection: &mut impl ConnectionLike,
+    ) -> RedisResult<Value> {
+        let script = &self.script.lua(publish).script;
+        let evalsha = self.command("EVALSHA", script.get_hash());
+        match evalsha.query_async(connection).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                script.load_async(connection).await?;
+                evalsha.query_async(connection).await
+            }
+            answered => answered,
         }
-        for arg in &self.args {
-            invocation.arg(arg);
-        }
-        invocation
     }
 
     /// By body: `EVAL`, one command that runs whatever the server's script
     /// cache holds.
     pub(crate) fn by_body(&self, publish: Publish) -> Cmd {
-        let mut eval = redis::cmd("EVAL");
-        eval.arg(self.script.body(publish))
+        self.command("EVAL", self.script.body(publish))
+    }
+
+    /// `command script numkeys keys... args...`.
+    fn command(&self, command: &str, script: &str) -> Cmd {
+        // Sized up front, as `redis::Script` does: growing the buffer arg by
+        // arg costs reallocations on every release.
+        let args = 3 + self.keys.len() + self.args.len();
+        let bytes: usize = self.keys.iter().chain(&self.args).map(Vec::len).sum();
+        let mut cmd = Cmd::with_capacity(args, command.len() + script.len() + bytes + 4);
+        cmd.arg(command)
+            .arg(script)
             .arg(self.keys.len())
             .arg(&self.keys)
             .arg(&self.args);
-        eval
+        cmd
     }
 }
 
