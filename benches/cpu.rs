@@ -1,0 +1,138 @@
+//! Client CPU per uncontended acquire + release, against the floor: the
+//! `redis` crate alone sending the same two commands (`SET key token NX PX
+//! ttl`, then a compare-and-delete by `EVALSHA`) on the same multiplexed
+//! connection, in the same process and run.
+//!
+//! On a slow loopback the wall-clock ratios of `benches/lock.rs` hide the
+//! client's CPU cost; this counts it. Everything runs on one current-thread
+//! runtime, so the process's CPU time (`getrusage`) is the client's:
+//!
+//! ```sh
+//! cargo bench --bench cpu
+//! ```
+//!
+//! For instruction counts, which repeat to the last digit on a noisy
+//! machine, run one side under callgrind (`lock`, `floor`, `lock32` or
+//! `floor32` after `--`) and compare the totals:
+//!
+//! ```sh
+//! cargo bench --bench cpu --no-run
+//! valgrind --tool=callgrind target/release/deps/cpu-<hash> lock32
+//! ```
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis_mutex::Lock;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+const CYCLES: usize = 6_400;
+const TASKS: usize = 32;
+
+const RELEASE_LUA: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("DEL", KEYS[1])
+end
+return 0
+"#;
+
+/// User + system CPU time of this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: `getrusage` only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let of = |tv: libc::timeval| {
+        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
+    };
+    of(usage.ru_utime) + of(usage.ru_stime)
+}
+
+async fn floor_cycle(connection: &mut MultiplexedConnection, script: &redis::Script, key: &str) {
+    let set: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg("token-of-the-floor")
+        .arg("NX")
+        .arg("PX")
+        .arg(30_000)
+        .query_async(connection)
+        .await
+        .unwrap();
+    assert_eq!(set.as_deref(), Some("OK"));
+    let deleted: i64 = script
+        .key(key)
+        .arg("token-of-the-floor")
+        .invoke_async(connection)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+}
+
+/// `cycles` acquire + release cycles spread over `tasks` tasks on distinct
+/// keys, by the floor or by the lock.
+async fn run(connection: &MultiplexedConnection, locks: &[Lock], floor: bool, tasks: usize) {
+    let script = redis::Script::new(RELEASE_LUA);
+    let mut set = tokio::task::JoinSet::new();
+    for lock in &locks[..tasks] {
+        let (lock, mut connection, script) = (lock.clone(), connection.clone(), script.clone());
+        set.spawn(async move {
+            let key = format!("{}:floor", lock.key());
+            for _ in 0..CYCLES / tasks {
+                if floor {
+                    floor_cycle(&mut connection, &script, &key).await;
+                } else {
+                    lock.acquire().await.unwrap().release().await.unwrap();
+                }
+            }
+        });
+    }
+    set.join_all().await;
+}
+
+fn main() {
+    let server = support::RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = redis::Client::open(server.url()).unwrap();
+        let connection = client.get_multiplexed_async_connection().await.unwrap();
+        let locks: Vec<Lock> = (0..TASKS)
+            .map(|i| {
+                Lock::builder(format!("cpu:{i}"))
+                    .build(connection.clone())
+                    .unwrap()
+            })
+            .collect();
+        // One side only, for callgrind.
+        let only = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+        if let Some(side) = only.as_deref() {
+            let tasks = if side.ends_with("32") { TASKS } else { 1 };
+            run(&connection, &locks, side.starts_with("floor"), tasks).await;
+            return;
+        }
+        for tasks in [1, TASKS] {
+            // Warm up both, then measure each twice, interleaved.
+            run(&connection, &locks, true, tasks).await;
+            run(&connection, &locks, false, tasks).await;
+            let (mut floor, mut lock) = (Duration::ZERO, Duration::ZERO);
+            for _ in 0..2 {
+                let started = cpu_time();
+                run(&connection, &locks, true, tasks).await;
+                floor += cpu_time() - started;
+                let started = cpu_time();
+                run(&connection, &locks, false, tasks).await;
+                lock += cpu_time() - started;
+            }
+            let per_cycle = |total: Duration| total.as_secs_f64() * 1e6 / (2 * CYCLES) as f64;
+            println!(
+                "{tasks:>2} task(s): client CPU per acquire+release: floor {:.1} µs, Lock {:.1} µs, ratio {:.2}",
+                per_cycle(floor),
+                per_cycle(lock),
+                lock.as_secs_f64() / floor.as_secs_f64()
+            );
+        }
+    });
+}
