@@ -28,15 +28,13 @@ use redis_mutex::Lock;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "floor/mod.rs"]
+mod floor;
+
+use floor::{RELEASE_LUA, floor_cycle};
+
 const CYCLES: usize = 6_400;
 const TASKS: usize = 32;
-
-const RELEASE_LUA: &str = r#"
-if redis.call("GET", KEYS[1]) == ARGV[1] then
-    return redis.call("DEL", KEYS[1])
-end
-return 0
-"#;
 
 /// User + system CPU time of this process so far.
 fn cpu_time() -> Duration {
@@ -47,26 +45,6 @@ fn cpu_time() -> Duration {
         Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
     };
     of(usage.ru_utime) + of(usage.ru_stime)
-}
-
-async fn floor_cycle(connection: &mut MultiplexedConnection, script: &redis::Script, key: &str) {
-    let set: Option<String> = redis::cmd("SET")
-        .arg(key)
-        .arg("token-of-the-floor")
-        .arg("NX")
-        .arg("PX")
-        .arg(30_000)
-        .query_async(connection)
-        .await
-        .unwrap();
-    assert_eq!(set.as_deref(), Some("OK"));
-    let deleted: i64 = script
-        .key(key)
-        .arg("token-of-the-floor")
-        .invoke_async(connection)
-        .await
-        .unwrap();
-    assert_eq!(deleted, 1);
 }
 
 /// `cycles` acquire + release cycles spread over `tasks` tasks on distinct
@@ -80,7 +58,7 @@ async fn run(connection: &MultiplexedConnection, locks: &[Lock], floor: bool, ta
             let key = format!("{}:floor", lock.key());
             for _ in 0..CYCLES / tasks {
                 if floor {
-                    floor_cycle(&mut connection, &script, &key).await;
+                    floor_cycle(&mut connection, &script, &key, "token-of-the-floor").await;
                 } else {
                     lock.acquire().await.unwrap().release().await.unwrap();
                 }

@@ -24,44 +24,13 @@ use redis_mutex::Lock;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-/// The compare-and-delete anyone would write by hand. The crate's release
-/// script also publishes a wake-up for waiters after the `DEL`: a `PUBLISH`
-/// to a channel that usually has no subscriber, part of what the ratio to
-/// this floor measures.
-const RELEASE_LUA: &str = r#"
-if redis.call("GET", KEYS[1]) == ARGV[1] then
-    return redis.call("DEL", KEYS[1])
-end
-return 0
-"#;
+#[path = "floor/mod.rs"]
+mod floor;
+
+use floor::{RELEASE_LUA, floor_cycle};
 
 const TTL: Duration = Duration::from_secs(30);
 const TASKS: usize = 32;
-
-async fn floor_cycle(
-    connection: &mut impl redis::aio::ConnectionLike,
-    script: &redis::Script,
-    key: &str,
-    token: &str,
-) {
-    let set: Option<String> = redis::cmd("SET")
-        .arg(key)
-        .arg(token)
-        .arg("NX")
-        .arg("PX")
-        .arg(TTL.as_millis() as u64)
-        .query_async(connection)
-        .await
-        .unwrap();
-    assert_eq!(set.as_deref(), Some("OK"));
-    let deleted: i64 = script
-        .key(key)
-        .arg(token)
-        .invoke_async(connection)
-        .await
-        .unwrap();
-    assert_eq!(deleted, 1);
-}
 
 /// One `SET NX PX` then one release by `EVAL` on each of 5 connections, the
 /// five of each step joined.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use redis_mutex::{Lock, WaitPolicy};
+use redis_mutex::{Lock, LockGuard, WaitPolicy};
 use support::cluster::{RedisCluster, get_on_replica};
 use support::{eventually, time_handoff, time_handoffs};
 
@@ -390,14 +390,24 @@ fn key_per_master(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
     unreachable!()
 }
 
+/// A task that waits for `lock` and returns its guard.
+fn spawn_waiter(lock: Lock) -> tokio::task::JoinHandle<LockGuard> {
+    tokio::spawn(async move { lock.acquire().await.unwrap() })
+}
+
+/// The waiter's guard, if it acquires within 5 s; fails with `what` if not.
+async fn acquired_within(waiter: tokio::task::JoinHandle<LockGuard>, what: &str) -> LockGuard {
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect(what)
+        .unwrap()
+}
+
 /// Holds `lock`, starts a waiter on it, and returns the time from the
 /// release to the waiter's acquire, once `subscribed` says the waiter listens.
 async fn handoff(lock: &Lock, subscribed: impl FnMut() -> bool) -> Duration {
     let holder = lock.acquire().await.unwrap();
-    let waiter = {
-        let lock = lock.clone();
-        tokio::spawn(async move { lock.acquire().await.unwrap() })
-    };
+    let waiter = spawn_waiter(lock.clone());
     eventually(Duration::from_secs(5), "subscribed", subscribed).await;
     // The waiter's try after the subscription, and its look at the holder.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -445,10 +455,7 @@ async fn a_guard_dropped_without_release_wakes_the_sharded_waiters() {
     let channel = format!("{key}:released");
     let lock = waiting_lock(&cluster, key).await;
     let holder = lock.acquire().await.unwrap();
-    let waiter = {
-        let lock = lock.clone();
-        tokio::spawn(async move { lock.acquire().await.unwrap() })
-    };
+    let waiter = spawn_waiter(lock.clone());
     eventually(Duration::from_secs(5), "subscribed", || {
         shard_subscribers(&cluster, owner, &channel) == 1
     })
@@ -458,10 +465,7 @@ async fn a_guard_dropped_without_release_wakes_the_sharded_waiters() {
     let spublished = cluster.masters[owner].command_calls("spublish");
     let dropped = Instant::now();
     drop(holder);
-    let guard = tokio::time::timeout(Duration::from_secs(5), waiter)
-        .await
-        .expect("the waiter was not woken by the background release")
-        .unwrap();
+    let guard = acquired_within(waiter, "the waiter was not woken by the background release").await;
     let took = dropped.elapsed();
     assert!(took < Duration::from_secs(1), "{took:?}");
     assert!(cluster.masters[owner].command_calls("spublish") > spublished);
@@ -496,17 +500,15 @@ async fn a_plain_listener_on_a_cluster_is_not_trusted_and_waiters_poll() {
         .build(connection)
         .unwrap();
     let holder = lock.acquire().await.unwrap();
-    let waiter = {
-        let lock = lock.clone();
-        tokio::spawn(async move { lock.acquire().await.unwrap() })
-    };
+    let waiter = spawn_waiter(lock.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let released = Instant::now();
     holder.release().await.unwrap();
-    let guard = tokio::time::timeout(Duration::from_secs(5), waiter)
-        .await
-        .expect("the waiter slept on a subscription that cannot hear the release")
-        .unwrap();
+    let guard = acquired_within(
+        waiter,
+        "the waiter slept on a subscription that cannot hear the release",
+    )
+    .await;
     assert!(
         released.elapsed() < Duration::from_secs(1),
         "{:?}",
@@ -558,10 +560,7 @@ async fn a_waiters_subscription_follows_its_slot_to_another_master() {
     let from = cluster.owner_of(key);
     let to = (from + 1) % 3;
     let holder = lock.acquire().await.unwrap();
-    let waiter = {
-        let lock = lock.clone();
-        tokio::spawn(async move { lock.acquire().await.unwrap() })
-    };
+    let waiter = spawn_waiter(lock.clone());
     eventually(Duration::from_secs(5), "subscribed on the owner", || {
         shard_subscribers(&cluster, from, channel) == 1
     })
@@ -655,10 +654,7 @@ async fn a_resp2_cluster_client_polls_instead_of_subscribing() {
         .await
         .unwrap();
     let holder = lock.acquire().await.unwrap();
-    let waiter = {
-        let lock = lock.clone();
-        tokio::spawn(async move { lock.acquire().await.unwrap() })
-    };
+    let waiter = spawn_waiter(lock.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     holder.release().await.unwrap();
     let guard = tokio::time::timeout(Duration::from_secs(2), waiter)
