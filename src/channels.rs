@@ -137,7 +137,8 @@ impl Shared {
             .is_some_and(|entry| entry.signal.borrow().live)
     }
 
-    /// Whether a connection is up, for `Debug`.
+    /// Whether a connection is up, and how many channels have waiters, for
+    /// `Debug`.
     pub(crate) fn describe(&self) -> (bool, usize) {
         let state = self.state();
         (state.connected, state.channels.len())

@@ -236,13 +236,14 @@ impl Lock {
         self.inner.run(body).await
     }
 
-    /// The engine, for the builder and `diagnose`.
+    /// A lock over `engine` (the builder's last step).
     pub(crate) fn from_engine(engine: Engine<MutexLease>) -> Lock {
         Lock {
             inner: Arc::new(engine),
         }
     }
 
+    /// The engine, for `diagnose`.
     pub(crate) fn engine(&self) -> &Engine<MutexLease> {
         &self.inner
     }
