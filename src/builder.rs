@@ -16,7 +16,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::connection::LockConnection;
 use crate::engine::Engine;
-use crate::error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
+use crate::error::{Error, Operation, Result};
 use crate::keys;
 use crate::lock::Lock;
 use crate::mutex::MutexLease;
@@ -25,7 +25,6 @@ use crate::notify::Notifier;
 use crate::quorum::{self, Quorum};
 use crate::replicas::ReplicaSync;
 use crate::retry::WaitPolicy;
-use crate::rt::join_all;
 use crate::subscriber::Source;
 use crate::topology::{Listener, Topology};
 use crate::ttl::{ClockDrift, DEFAULT_TTL, MIN_TTL, check_ttl};
@@ -436,6 +435,16 @@ impl LockBuilder {
     /// per-node timeout that is zero or above a tenth of the TTL, besides the
     /// checks of [`build`](LockBuilder::build).
     ///
+    /// One server counts as one vote however it is reached: each node is
+    /// identified by its server's `INFO server` (`run_id`) before it votes.
+    /// This builds without I/O, so the first acquire asks every node first
+    /// (one more round trip, once), and fails with
+    /// [`Error::InvalidArgument`] naming both nodes when two of them are one
+    /// server (a connection and its clone, two connections to one server);
+    /// every later step fails the same way. A node that did not answer is
+    /// asked again at each step, and votes once it answered together with
+    /// the nodes known before it.
+    ///
     /// ```no_run
     /// # async fn example() -> redis_mutex::Result<()> {
     /// let mut connections = Vec::new();
@@ -456,19 +465,26 @@ impl LockBuilder {
             .map(|connection| Node::new(connection, checked.settings.command_timeout))
             .collect();
         let node_timeout = checked.check_quorum(nodes.len())?;
-        checked.quorum(nodes, node_timeout, None)
+        let labels = (0..nodes.len()).map(|i| format!("node {i}")).collect();
+        let quorum = Quorum::new(nodes, labels, node_timeout, checked.settings.drift);
+        checked.quorum(quorum, None)
     }
 
     /// Builds a Redlock over a new [`ConnectionManager`] to each of `urls`:
     /// see [`build_quorum`](LockBuilder::build_quorum).
     ///
-    /// It connects to all nodes at once and succeeds when a majority
-    /// answered; a node that is down now is connected to when it is next
-    /// used. Fails with [`Error::QuorumNotReached`] (operation
-    /// [`Operation::Connect`]) when fewer than a majority could be reached,
-    /// and with [`Error::InvalidArgument`] when two URLs name the same
-    /// server (as written: `localhost` and `127.0.0.1` are not recognised as
-    /// one).
+    /// It connects to all nodes at once and identifies each by its server's
+    /// `INFO server` (`run_id`). It waits for each node at most 1 s, but once
+    /// a majority answered, for the rest only one more
+    /// [per-node timeout](LockBuilder::node_timeout), so a stalled node costs
+    /// connecting what it costs a step; a node that did not answer is
+    /// connected to when it is next used, and votes once identified. Fails
+    /// with [`Error::QuorumNotReached`] (operation [`Operation::Connect`])
+    /// when fewer than a majority answered, and with
+    /// [`Error::InvalidArgument`] naming both when two nodes are one server,
+    /// whatever names reach it (`localhost` and `127.0.0.1`, two databases of
+    /// one server): one server counted twice would let its restart give the
+    /// lock to two owners. The lock's ACL user needs `+info`.
     ///
     /// Waiters listen for releases on the first node that answered (see
     /// [`notify_with`](LockBuilder::notify_with)): a hint that makes a
@@ -771,13 +787,7 @@ impl Checked {
         self.settings.validate_quorum(self.ttl, nodes)
     }
 
-    fn quorum(
-        self,
-        nodes: Vec<Node>,
-        node_timeout: Duration,
-        listener: Option<(Source, usize)>,
-    ) -> Result<Lock> {
-        let quorum = Quorum::new(nodes, node_timeout, self.settings.drift);
+    fn quorum(self, quorum: Quorum, listener: Option<(Source, usize)>) -> Result<Lock> {
         let listener = listener.map(|(source, node)| Listener {
             notifier: Notifier::for_source(source),
             node,
@@ -801,52 +811,43 @@ impl Checked {
                 ));
             }
         }
+        // Lazy managers: each connects on first use (the identification
+        // round below), and a node that is down or stalled now keeps
+        // connecting when it is next used, without holding up the rest.
         let config = manager_config();
-        let connected = join_all(
-            clients
-                .iter()
-                .map(|client| ConnectionManager::new_with_config(client.clone(), config.clone())),
-        )
-        .await;
-        let mut managers = Vec::with_capacity(clients.len());
-        let mut failures = Vec::new();
-        for (node, (client, result)) in clients.iter().zip(connected).enumerate() {
-            let manager = match result {
-                Ok(manager) => manager,
-                Err(e) => {
-                    failures.push(NodeFailure {
-                        node,
-                        reason: NodeFailureReason::from_redis(e),
-                    });
-                    // Connects on first use, and after that as it always does.
-                    ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-                        .map_err(|e| self.connect_error(e))?
-                }
-            };
-            managers.push(manager);
-        }
-        let required = quorum::majority(clients.len());
-        let granted = clients.len() - failures.len();
-        // Waiters listen to one node that answered: a release publishes on
-        // every node it reaches.
-        let listener = (0..clients.len())
-            .find(|i| failures.iter().all(|f| f.node != *i))
-            .map(|node| (Source::Server(clients[node].clone()), node));
-        if granted < required {
-            return Err(Error::QuorumNotReached {
-                operation: Operation::Connect,
-                key: self.settings.key,
-                granted,
-                required,
-                failures,
-            });
-        }
+        let managers = clients
+            .iter()
+            .map(|client| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.connect_error(e))?;
+        let labels = clients
+            .iter()
+            .enumerate()
+            .map(|(i, client)| format!("node {i} ({})", client.get_connection_info().addr()))
+            .collect();
         let command_timeout = self.settings.command_timeout;
         let nodes = managers
             .into_iter()
             .map(|manager| Node::new(manager, command_timeout))
             .collect();
-        self.quorum(nodes, node_timeout, listener)
+        let quorum = Quorum::new(nodes, labels, node_timeout, self.settings.drift);
+        let (identified, failures) = quorum.identify_connecting(quorum::CONNECT_TIMEOUT).await?;
+        let required = quorum::majority(clients.len());
+        if identified < required {
+            return Err(Error::QuorumNotReached {
+                operation: Operation::Connect,
+                key: self.settings.key,
+                granted: identified,
+                required,
+                failures,
+            });
+        }
+        // Waiters listen to one node that answered: a release publishes on
+        // every node it reaches.
+        let listener = (0..clients.len())
+            .find(|i| failures.iter().all(|f| f.node != *i))
+            .map(|node| (Source::Server(clients[node].clone()), node));
+        self.quorum(quorum, listener)
     }
 
     fn finish(self, topology: Topology) -> Result<Lock> {

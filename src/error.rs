@@ -396,9 +396,9 @@ impl Error {
             Error::Busy { .. } | Error::ValidityExpired { .. } | Error::NotReplicated { .. } => {
                 true
             }
-            Error::QuorumNotReached { failures, .. } => failures
-                .iter()
-                .all(|f| !matches!(f.reason, NodeFailureReason::Redis(_))),
+            Error::QuorumNotReached { failures, .. } => {
+                failures.iter().all(|f| !f.reason.is_error_reply())
+            }
             Error::TimedOut { .. } => true,
             Error::Redis { source, .. } => {
                 source.is_io_error()
@@ -469,6 +469,13 @@ pub enum NodeFailureReason {
     /// The node answered with an error (for example `WRONGTYPE`, `NOPERM` or
     /// `OOM`).
     Redis(redis::RedisError),
+    /// The node has not yet said which server it is, so it does not vote: a
+    /// Redlock counts each server once, and learns which server a node is
+    /// from its `INFO server` (`run_id`), asked again at every step until it
+    /// answers together with the nodes already known. Holds why the last
+    /// question failed, when it did (`None`: it answered, and votes from the
+    /// next step, or it was not asked in this step).
+    Unidentified(Option<Box<NodeFailureReason>>),
 }
 
 impl NodeFailureReason {
@@ -487,17 +494,38 @@ impl NodeFailureReason {
             NodeFailureReason::Redis(source)
         }
     }
+
+    /// Whether the node answered with an error (directly, or to the
+    /// question that identifies it): asking again gets the same answer.
+    fn is_error_reply(&self) -> bool {
+        match self {
+            NodeFailureReason::Redis(_) => true,
+            NodeFailureReason::Unidentified(Some(why)) => why.is_error_reply(),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for NodeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node {}: ", self.node)?;
-        match &self.reason {
+        write!(f, "node {}: {}", self.node, self.reason)
+    }
+}
+
+impl fmt::Display for NodeFailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             NodeFailureReason::Busy => f.write_str("held by another owner"),
             NodeFailureReason::NotHeld => f.write_str("does not hold our token"),
             NodeFailureReason::TimedOut(after) => write!(f, "no answer within {after:?}"),
             NodeFailureReason::Unreachable(e) => write!(f, "unreachable ({e})"),
             NodeFailureReason::Redis(e) => write!(f, "error reply ({e})"),
+            NodeFailureReason::Unidentified(None) => {
+                f.write_str("not yet identified (INFO server), so not counted")
+            }
+            NodeFailureReason::Unidentified(Some(why)) => {
+                write!(f, "not identified, so not counted: INFO server: {why}")
+            }
         }
     }
 }

@@ -9,8 +9,8 @@
 //   scripts, trace
 // - node: connection, kind (what a kind of lease is), node (its steps on
 //   one server), replicas
-// - topology: attempt, quorum (Redlock), channels, subscriber, notify
-//   (wake-ups), topology
+// - topology: attempt, identity (which server a Redlock node is), quorum
+//   (Redlock), channels, subscriber, notify (wake-ups), topology
 // - engine: engine (shared state, extend), wait, renew, hold, acquire
 // - kinds: mutex (the mutex's scripts), lock, guard, fence
 // - facade: builder, diagnose, this file
@@ -26,6 +26,7 @@ mod error;
 mod fence;
 mod guard;
 mod hold;
+mod identity;
 mod keys;
 mod kind;
 mod lease;

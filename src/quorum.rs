@@ -21,9 +21,10 @@ use tokio::time::Instant;
 
 use crate::attempt::AcquireStep;
 use crate::error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
+use crate::identity::{Identities, ServerId, Voters};
 use crate::kind::{Grant, Kind};
 use crate::node::Node;
-use crate::rt::join_all;
+use crate::rt::{join_all, join_enough};
 use crate::ttl::ClockDrift;
 
 /// The longest per-node timeout a Redlock uses unless set. The Redis docs
@@ -31,6 +32,12 @@ use crate::ttl::ClockDrift;
 /// under a millisecond, so 50 ms still rides out a short hiccup (a fork, a
 /// slow disk) while a dead node costs each step at most 50 ms.
 pub(crate) const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// The longest connecting waits for a node while fewer than a majority have
+/// answered (the `redis` crate's own connection timeout): then it fails with
+/// [`Error::QuorumNotReached`]. Once a majority answered, the rest get one
+/// more per-node timeout.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The per-node timeout for a lease of `ttl` unless set: 50 ms, or a tenth
 /// of the TTL if that is shorter, so that waiting for a slow node never eats
@@ -47,6 +54,9 @@ pub(crate) fn majority(nodes: usize) -> usize {
 /// N independent Redis masters, and the Redlock rules over them.
 pub(crate) struct Quorum {
     nodes: Box<[Node]>,
+    /// Which server each node is: a node votes once it is known to be a
+    /// server no other node is (see `identity`).
+    identities: Identities,
     required: usize,
     node_timeout: Duration,
     drift: ClockDrift,
@@ -56,11 +66,19 @@ pub(crate) struct Quorum {
 type Reply<T> = std::result::Result<T, NodeFailureReason>;
 
 impl Quorum {
-    /// A quorum over `nodes`; the builder has checked that there is at least
-    /// one and that the timeout fits the TTL.
-    pub(crate) fn new(nodes: Vec<Node>, node_timeout: Duration, drift: ClockDrift) -> Quorum {
+    /// A quorum over `nodes`, named in errors by `labels` (one per node);
+    /// the builder has checked that there is at least one and that the
+    /// timeout fits the TTL. No node votes before it is identified
+    /// ([`Quorum::identify`], or the first acquire).
+    pub(crate) fn new(
+        nodes: Vec<Node>,
+        labels: Vec<String>,
+        node_timeout: Duration,
+        drift: ClockDrift,
+    ) -> Quorum {
         Quorum {
             required: majority(nodes.len()),
+            identities: Identities::new(labels),
             nodes: nodes.into(),
             node_timeout,
             drift,
@@ -76,7 +94,66 @@ impl Quorum {
         self.nodes.len()
     }
 
-    /// One acquire attempt: the kind's acquire on every node.
+    /// One identification round: `INFO server` to every node at once,
+    /// each bounded by the per-node timeout (see `identity`).
+    pub(crate) async fn identify(&self) -> Result<Vec<Reply<ServerId>>> {
+        let answers = self.on_nodes(&Voters::All, ServerId::ask).await;
+        self.identities.record(&answers)?;
+        Ok(answers)
+    }
+
+    /// The identification round of connecting: it waits for every node,
+    /// each for at most `cap`, but once a majority answered, for the rest
+    /// only one more per-node timeout, so that a stalled node costs
+    /// connecting what it costs a step. Returns how many nodes are
+    /// identified, and why each of the others is not.
+    pub(crate) async fn identify_connecting(
+        &self,
+        cap: Duration,
+    ) -> Result<(usize, Vec<NodeFailure>)> {
+        let started = Instant::now();
+        let asked = self.nodes.iter().map(|node| async move {
+            match tokio::time::timeout(cap, ServerId::ask(node)).await {
+                Ok(Ok(id)) => Ok(id),
+                Ok(Err(e)) => Err(NodeFailureReason::from_redis(e)),
+                Err(_elapsed) => Err(NodeFailureReason::TimedOut(cap)),
+            }
+        });
+        let answers: Vec<Reply<ServerId>> =
+            join_enough(asked, Result::is_ok, self.required, self.node_timeout)
+                .await
+                .into_iter()
+                .map(|answer| {
+                    answer.unwrap_or_else(|| Err(NodeFailureReason::TimedOut(started.elapsed())))
+                })
+                .collect();
+        self.identities.record(&answers)?;
+        let voters = self.identities.voters()?;
+        let failures = answers
+            .into_iter()
+            .enumerate()
+            .filter(|(node, _)| !voters.includes(*node))
+            .map(|(node, answer)| NodeFailure {
+                node,
+                reason: NodeFailureReason::Unidentified(answer.err().map(Box::new)),
+            })
+            .collect();
+        Ok((voters.count(self.len()), failures))
+    }
+
+    /// The nodes that vote in an acquire: the identified ones, after a
+    /// round first if too few are identified to make a majority. `true`
+    /// when that round happened.
+    async fn acquire_voters(&self) -> Result<(Voters, bool)> {
+        let voters = self.identities.voters()?;
+        if voters.count(self.len()) >= self.required {
+            return Ok((voters, false));
+        }
+        self.identify().await?;
+        Ok((self.identities.voters()?, true))
+    }
+
+    /// One acquire attempt: the kind's acquire on every node that votes.
     ///
     /// A missed attempt has already released `token` on every node when this
     /// returns, so the caller must use a fresh token for the next one: a late
@@ -88,11 +165,40 @@ impl Quorum {
         ttl: Duration,
     ) -> AcquireStep {
         let key: &str = kind.key();
+        let (voters, identified_now) = match self.acquire_voters().await {
+            Ok(found) => found,
+            Err(error) => {
+                return AcquireStep::Fail {
+                    error,
+                    maybe_set: false,
+                };
+            }
+        };
+        // While some node is unidentified, every step asks every node again,
+        // beside the acquire: a node identified now votes from the next one.
+        let learn = !identified_now && !self.identities.complete();
         let sent_at = Instant::now();
-        let replies = self
-            .on_every_node(|node| node.acquire(kind, token, ttl))
-            .await;
+        let (mut replies, round) = tokio::join!(
+            self.on_nodes(&voters, |node| node.acquire(kind, token, ttl)),
+            async {
+                match learn {
+                    true => Some(self.identify().await),
+                    false => None,
+                }
+            },
+        );
         let elapsed = sent_at.elapsed();
+        match round {
+            Some(Err(error)) => {
+                self.undo(kind, token).await;
+                return AcquireStep::Fail {
+                    error,
+                    maybe_set: false,
+                };
+            }
+            Some(Ok(answers)) => explain_unidentified(&mut replies, answers),
+            None => {}
+        }
 
         let (mut granted, mut busy, mut earlier_send) = (0, 0, false);
         let mut failures = Vec::new();
@@ -125,13 +231,7 @@ impl Quorum {
             };
         }
 
-        // Undo everywhere, including on nodes that timed out or failed: their
-        // SET may have landed, or may still land (it then waits in the socket
-        // in front of this release, which deletes it right after). Quietly:
-        // this was never a lock.
-        let _ = self
-            .on_every_node(|node| node.release_by_body(kind, token, false))
-            .await;
+        self.undo(kind, token).await;
 
         if granted >= self.required {
             return AcquireStep::Retry {
@@ -175,12 +275,32 @@ impl Quorum {
         }
     }
 
-    /// Release on every node. `Ok(true)` when a majority deleted our token;
-    /// `Ok(false)` when a majority certainly did not hold it any more.
-    pub(crate) async fn release<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
-        let replies = self
-            .on_every_node(|node| node.release_by_body(kind, token, true))
+    /// Undoes an acquire attempt everywhere, including on nodes that did not
+    /// vote, timed out or failed: their `SET` may have landed, or may still
+    /// land (it then waits in the socket in front of this release, which
+    /// deletes it right after). Quietly: this was never a lock.
+    async fn undo<K: Kind>(&self, kind: &K, token: &str) {
+        let _ = self
+            .on_nodes(&Voters::All, |node| {
+                node.release_by_body(kind, token, false)
+            })
             .await;
+    }
+
+    /// Release on every node. `Ok(true)` when a majority of the voting nodes
+    /// deleted our token; `Ok(false)` when a majority certainly did not hold
+    /// it any more. Sent to every node, since a token-checked release is
+    /// always safe; only the voters count.
+    pub(crate) async fn release<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
+        let voters = self.identities.voters()?;
+        let mut replies = self
+            .on_nodes(&Voters::All, |node| node.release_by_body(kind, token, true))
+            .await;
+        for (node, reply) in replies.iter_mut().enumerate() {
+            if !voters.includes(node) {
+                *reply = Err(NodeFailureReason::Unidentified(None));
+            }
+        }
         self.tally(Operation::Release, kind.key(), replies)
     }
 
@@ -193,9 +313,10 @@ impl Quorum {
         ttl: Duration,
     ) -> Result<bool> {
         let key: &str = kind.key();
+        let voters = self.identities.voters()?;
         let sent_at = Instant::now();
         let replies = self
-            .on_every_node(|node| node.extend(kind, token, ttl))
+            .on_nodes(&voters, |node| node.extend(kind, token, ttl))
             .await;
         let extended = self.tally(Operation::Extend, key, replies)?;
         if extended && self.drift.valid_until(sent_at, ttl) <= Instant::now() {
@@ -210,7 +331,8 @@ impl Quorum {
 
     /// Whether a majority of the nodes hold our token.
     pub(crate) async fn holds<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
-        let replies = self.on_every_node(|node| node.holds(kind, token)).await;
+        let voters = self.identities.voters()?;
+        let replies = self.on_nodes(&voters, |node| node.holds(kind, token)).await;
         self.tally(Operation::Inspect, kind.key(), replies)
     }
 
@@ -260,17 +382,21 @@ impl Quorum {
         }
     }
 
-    /// Runs `step` on every node at once, each bounded by the per-node
-    /// timeout, and waits for all of them; the answers are in node order.
-    async fn on_every_node<'a, T, F, Fut>(&'a self, step: F) -> Vec<Reply<T>>
+    /// Runs `step` on every node of `voters` at once, each bounded by the
+    /// per-node timeout, and waits for all of them; the answers are in node
+    /// order, [`NodeFailureReason::Unidentified`] for the nodes left out.
+    async fn on_nodes<'a, T, F, Fut>(&'a self, voters: &Voters, step: F) -> Vec<Reply<T>>
     where
         F: Fn(&'a Node) -> Fut,
         Fut: Future<Output = RedisResult<T>> + 'a,
     {
         let timeout = self.node_timeout;
-        join_all(self.nodes.iter().map(|node| {
-            let sent = step(node);
+        join_all(self.nodes.iter().enumerate().map(|(index, node)| {
+            let sent = voters.includes(index).then(|| step(node));
             async move {
+                let Some(sent) = sent else {
+                    return Err(NodeFailureReason::Unidentified(None));
+                };
                 match tokio::time::timeout(timeout, sent).await {
                     Ok(Ok(answer)) => Ok(answer),
                     Ok(Err(e)) => Err(NodeFailureReason::from_redis(e)),
@@ -279,6 +405,16 @@ impl Quorum {
             }
         }))
         .await
+    }
+}
+
+/// Says, for each node that did not vote, why it is unidentified: what its
+/// answer to this step's identification round was.
+fn explain_unidentified<T>(replies: &mut [Reply<T>], answers: Vec<Reply<ServerId>>) {
+    for (reply, answer) in replies.iter_mut().zip(answers) {
+        if let (Err(NodeFailureReason::Unidentified(why)), Err(failed)) = (&mut *reply, answer) {
+            *why = Some(Box::new(failed));
+        }
     }
 }
 
@@ -317,7 +453,7 @@ mod tests {
     }
 
     fn quorum_of(nodes: usize) -> Quorum {
-        let nodes = (0..nodes)
+        let nodes: Vec<Node> = (0..nodes)
             .map(|_| {
                 let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
                 Node::new(
@@ -330,7 +466,13 @@ mod tests {
                 )
             })
             .collect();
-        Quorum::new(nodes, Duration::from_millis(10), ClockDrift::DEFAULT)
+        let labels = (0..nodes.len()).map(|i| format!("node {i}")).collect();
+        Quorum::new(
+            nodes,
+            labels,
+            Duration::from_millis(10),
+            ClockDrift::DEFAULT,
+        )
     }
 
     fn timed_out() -> Reply<bool> {
