@@ -280,6 +280,34 @@ async fn a_holder_that_never_releases_is_waited_out_by_its_ttl() {
     guard.release().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_waiter_on_a_renewing_holder_asks_about_once_per_ttl() {
+    let server = RedisServer::start();
+    let client = server.client();
+    let ttl = Duration::from_millis(300);
+    let hold = Duration::from_secs(3);
+    let holder = notified_lock(&client, "handoff:renewed", ttl, WaitPolicy::no_wait()).await;
+    let waiter = notified_lock(&client, "handoff:renewed", ttl, sluggish()).await;
+    let mut guard = holder.acquire().await.unwrap();
+    guard.auto_renew().unwrap();
+    server.reset_stats();
+    let waiting = tokio::spawn(async move { waiter.acquire().await.map(|g| g.key().to_owned()) });
+    tokio::time::sleep(hold).await;
+    let (sets, looks) = (server.command_calls("set"), server.command_calls("pttl"));
+    guard.release().await.unwrap();
+    waiting.await.unwrap().unwrap();
+    // What the README states: one SET and one GET + PTTL each time the
+    // expiry it was told comes, every 2/3 to 1 TTL since renewal extends at
+    // a third of it (plus the first try and the one after subscribing): not
+    // one per backoff step, and not one per renewal.
+    let ttls = (hold.as_millis() / ttl.as_millis()) as u64;
+    let bound = ttls * 3 / 2 + 3;
+    assert!(
+        sets <= bound && looks <= bound,
+        "{sets} SETs and {looks} PTTLs over {ttls} TTLs"
+    );
+}
+
 /// Takes `key` as another library would (`SET NX PX`, a token of another
 /// format) and deletes it after `hold` with a plain `DEL`: no publish.
 async fn foreign_hold(server: &RedisServer, key: &str, token: &str, ttl: Duration, hold: Duration) {
