@@ -420,3 +420,72 @@ async fn invalid_arguments_name_the_field_and_the_bound() {
     guard.release().await.unwrap();
     assert_eq!(Operation::Acquire.to_string(), "acquire");
 }
+
+/// The field an `InvalidArgument` names, or a panic naming what came instead.
+fn invalid_field(result: redis_mutex::Result<Lock>) -> &'static str {
+    match result {
+        Err(Error::InvalidArgument { field, .. }) => field,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+fn limits_builder() -> redis_mutex::LockBuilder {
+    Lock::builder("limits:k").ttl(Duration::from_secs(1))
+}
+
+/// The backoff bounds: at least 1 ms, as the error for zero says, and at
+/// most `MAX_TTL`; `Duration::MAX` was accepted, and panicked in the wait.
+#[tokio::test]
+async fn backoff_bounds_are_checked_as_stated_at_their_extremes() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let ms = Duration::from_millis;
+    for (min, max, field) in [
+        (Duration::MAX, Duration::MAX, "max_backoff"),
+        (ms(1), Duration::MAX, "max_backoff"),
+        (ms(1), MAX_TTL + Duration::from_nanos(1), "max_backoff"),
+        (
+            Duration::from_nanos(1),
+            Duration::from_nanos(1),
+            "min_backoff",
+        ),
+        (Duration::from_micros(999), ms(5), "min_backoff"),
+    ] {
+        for policy in [WaitPolicy::forever(), WaitPolicy::timeout(ms(10))] {
+            let wait = policy.backoff(min, max);
+            let built = limits_builder().wait(wait).build(conn.clone());
+            assert_eq!(invalid_field(built), field, "{wait:?}");
+        }
+    }
+    let widest = WaitPolicy::forever().backoff(ms(1), MAX_TTL);
+    assert!(limits_builder().wait(widest).build(conn).is_ok());
+}
+
+/// Waits without end, or as good as, work: the deadline that does not fit
+/// in an `Instant` is none.
+#[tokio::test]
+async fn waits_without_end_work() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let ms = Duration::from_millis;
+    let holder = lock_on(conn.clone(), "limits:wait", 200);
+    for wait in [
+        WaitPolicy::forever(),
+        WaitPolicy::timeout(Duration::MAX),
+        WaitPolicy::forever().backoff(ms(1), MAX_TTL),
+    ] {
+        let waiter = Lock::builder("limits:wait")
+            .wait(wait)
+            .build(conn.clone())
+            .unwrap();
+        let held = holder.acquire().await.unwrap();
+        let guard = waiter.acquire().await.unwrap();
+        assert!(held.release().await.unwrap_err().is_not_held());
+        guard.release().await.unwrap();
+
+        let held = holder.acquire().await.unwrap();
+        let guard = waiter.acquire_timeout(Duration::MAX).await.unwrap();
+        assert!(held.release().await.unwrap_err().is_not_held());
+        guard.release().await.unwrap();
+    }
+}
