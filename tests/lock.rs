@@ -461,6 +461,44 @@ async fn backoff_bounds_are_checked_as_stated_at_their_extremes() {
     assert!(limits_builder().wait(widest).build(conn).is_ok());
 }
 
+/// Replica sync: a count of `u32::MAX` overflows nothing (it overflowed
+/// with the local fsync added), and fails typed; a timeout is bounded.
+#[tokio::test]
+async fn replica_sync_extremes_are_refused_by_name_or_fail_typed() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let ms = Duration::from_millis;
+    let build = |b: redis_mutex::LockBuilder| b.build(conn.clone());
+    assert_eq!(
+        invalid_field(build(limits_builder().wait_for_replicas(1, Duration::MAX))),
+        "replica_timeout"
+    );
+    assert_eq!(
+        invalid_field(build(limits_builder().wait_for_aof(true, 1, Duration::MAX))),
+        "replica_timeout"
+    );
+    assert_eq!(
+        invalid_field(build(limits_builder().wait_for_aof(false, 0, ms(10)))),
+        "replicas"
+    );
+    let all_replicas = build(limits_builder().wait_for_replicas(u32::MAX, ms(10))).unwrap();
+    let err = all_replicas.acquire().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotReplicated {
+                required: u32::MAX,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let all_aof = build(limits_builder().wait_for_aof(true, u32::MAX, ms(10))).unwrap();
+    let err = all_aof.acquire().await.unwrap_err();
+    assert!(matches!(err, Error::UnsupportedServer { .. }), "{err:?}");
+    assert!(!server.exists("limits:k"), "released after each");
+}
+
 /// Waits without end, or as good as, work: the deadline that does not fit
 /// in an `Instant` is none.
 #[tokio::test]
