@@ -461,6 +461,30 @@ async fn backoff_bounds_are_checked_as_stated_at_their_extremes() {
     assert!(limits_builder().wait(widest).build(conn).is_ok());
 }
 
+/// The drift margin: a factor that is no number, or a margin past any TTL,
+/// named as such, also where other settings are checked against the
+/// validity it leaves.
+#[tokio::test]
+async fn clock_drift_extremes_are_refused_by_name() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    for (factor, fixed) in [
+        (f64::NAN, Duration::ZERO),
+        (f64::INFINITY, Duration::ZERO),
+        (f64::NEG_INFINITY, Duration::ZERO),
+        (f64::MAX, Duration::ZERO),
+        (0.01, Duration::MAX),
+    ] {
+        let drifting = limits_builder().clock_drift(factor, fixed);
+        assert_eq!(
+            invalid_field(drifting.clone().build(conn.clone())),
+            "clock_drift"
+        );
+        let replicated = drifting.wait_for_replicas(1, Duration::from_millis(10));
+        assert_eq!(invalid_field(replicated.build(conn.clone())), "clock_drift");
+    }
+}
+
 /// Replica sync: a count of `u32::MAX` overflows nothing (it overflowed
 /// with the local fsync added), and fails typed; a timeout is bounded.
 #[tokio::test]
@@ -497,6 +521,35 @@ async fn replica_sync_extremes_are_refused_by_name_or_fail_typed() {
     let err = all_aof.acquire().await.unwrap_err();
     assert!(matches!(err, Error::UnsupportedServer { .. }), "{err:?}");
     assert!(!server.exists("limits:k"), "released after each");
+}
+
+/// Timeouts and caps without end: a command timeout of `Duration::MAX` is
+/// none, a cap on holding past any instant is no cap, and a Redlock's
+/// per-node timeout is bounded by the TTL.
+#[tokio::test]
+async fn timeouts_and_caps_without_end_are_none_or_refused_by_name() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let patient = limits_builder()
+        .command_timeout(Duration::MAX)
+        .build(conn.clone())
+        .unwrap();
+    patient.acquire().await.unwrap().release().await.unwrap();
+
+    let uncapped = limits_builder()
+        .max_hold(Duration::MAX)
+        .auto_renew(true)
+        .build(conn.clone())
+        .unwrap();
+    let guard = uncapped.acquire().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(guard.is_held().await.unwrap(), "renewed");
+    guard.release().await.unwrap();
+
+    let quorum = limits_builder()
+        .node_timeout(Duration::MAX)
+        .build_quorum(vec![conn]);
+    assert_eq!(invalid_field(quorum), "node_timeout");
 }
 
 /// Waits without end, or as good as, work: the deadline that does not fit
