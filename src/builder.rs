@@ -677,6 +677,9 @@ impl LockBuilder {
             return Err(Error::invalid("command_timeout", "must be above zero"));
         }
         let ttl = check_ttl(self.ttl)?;
+        // Before what is checked against the validity the margin leaves.
+        self.drift.check()?;
+        self.drift.check_validity("clock_drift", ttl)?;
         if let Some(sync) = &self.replica_sync {
             sync.validate(self.drift.validity(ttl))?;
             if let Some(command_timeout) = self.command_timeout
@@ -691,8 +694,6 @@ impl LockBuilder {
                 ));
             }
         }
-        self.drift.check()?;
-        self.drift.check_validity("clock_drift", ttl)?;
         Ok(ttl)
     }
 

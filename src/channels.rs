@@ -12,6 +12,11 @@
 //!   (`notify_one` is FIFO). If it leaves without its attempt failing (it
 //!   got the lock, an error, dropped), the next one is woken in its place.
 //! - A channel is unsubscribed once its last [`Subscription`] is dropped.
+//! - A channel belongs to one key while it has waiters: its wake-ups and
+//!   the holder its waiters see are that key's. A waiter on another key
+//!   whose channel has the same name (never, with `keys::release_channel`,
+//!   which names every key's apart) is refused, and polls, rather than
+//!   take the other key's wake-ups and holder.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -53,6 +58,8 @@ struct State {
 }
 
 struct Channel {
+    /// The key whose releases the channel announces.
+    key: Arc<str>,
     waiters: usize,
     /// Liveness and the holder as last seen, for all the channel's waiters.
     signal: watch::Sender<Signal>,
@@ -94,12 +101,18 @@ impl Shared {
         lock(&self.state)
     }
 
-    /// Registers a waiter on `channel`; wakes the task to subscribe it if
-    /// it is not yet.
-    pub(crate) fn subscribe(self: &Arc<Self>, channel: &str) -> Subscription {
+    /// Registers a waiter for `key` on its release `channel`; wakes the task
+    /// to subscribe it if it is not yet. `None` when the channel has waiters
+    /// for another key.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        key: &Arc<str>,
+        channel: &str,
+    ) -> Option<Subscription> {
         let mut state = self.state();
         let live = state.confirmed.contains(channel);
         let channel: Arc<str> = match state.channels.get_key_value(channel) {
+            Some((_, entry)) if entry.key != *key => return None,
             Some((name, _)) => name.clone(),
             None => channel.into(),
         };
@@ -107,6 +120,7 @@ impl Shared {
             .channels
             .entry(channel.clone())
             .or_insert_with(|| Channel {
+                key: key.clone(),
                 waiters: 0,
                 signal: watch::channel(Signal { live, holder: None }).0,
                 released: Arc::new(Notify::new()),
@@ -119,14 +133,14 @@ impl Shared {
         if !live {
             self.work.notify_one();
         }
-        Subscription {
+        Some(Subscription {
             shared: self.clone(),
             channel,
             signal,
             released,
             armed: None,
             woken: false,
-        }
+        })
     }
 
     /// Whether `channel` has waiters and is live: local work, no command.
@@ -429,5 +443,25 @@ impl Drop for Subscription {
                 self.shared.work.notify_one();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wake-ups and the holder seen are per channel: a second key on a
+    /// channel would take the first key's (and give it its holder), so it
+    /// is refused, and polls.
+    #[test]
+    fn a_channel_serves_one_key_at_a_time() {
+        let shared = Arc::new(Shared::default());
+        let (x, y): (Arc<str>, Arc<str>) = ("x".into(), "y".into());
+        let first = shared.subscribe(&x, "c").expect("a new channel");
+        let second = shared.subscribe(&x, "c").expect("the same key joins");
+        assert!(shared.subscribe(&y, "c").is_none(), "another key's channel");
+        assert!(shared.subscribe(&y, "d").is_some(), "its own channel");
+        drop((first, second));
+        assert!(shared.subscribe(&y, "c").is_some(), "free again");
     }
 }

@@ -253,8 +253,12 @@ async fn config_get(node: &Node, name: &str) -> RedisResult<Option<String>> {
 }
 
 async fn report(index: usize, node: &Node) -> RedisResult<ServerReport> {
-    let info: Option<String> =
+    // Bytes: `INFO` need not be UTF-8 (`errorstats` names any client's
+    // error replies by their first word, whatever its bytes); the fields
+    // read here are plain ASCII.
+    let info: Option<Vec<u8>> =
         unless_refused(redis::cmd("INFO").query_async(&mut node.connection()).await)?;
+    let info = info.as_deref().map(String::from_utf8_lossy);
     let fields: HashMap<&str, &str> = info
         .as_deref()
         .unwrap_or("")

@@ -4,20 +4,27 @@
 //! Invariants:
 //! - The main key is the name given, exactly (interop with redis-py,
 //!   node-redlock, redsync); it is never empty.
-//! - A companion key (fence counter, last fence, release channel) is
-//!   `{key}suffix`, or `keysuffix` when `key` has a hash tag: both hash to
-//!   `key`'s slot.
+//! - A companion key (fence counter, last fence) is `{key}suffix`, or
+//!   `keysuffix` when `key` has a hash tag: both hash to `key`'s slot.
+//! - The release channel is `{key}:released` when `key` has no `}`, and
+//!   `released:key` when it has one. No two keys share a channel (the first
+//!   form starts with `{`, the second with `r`, and each gives back its key),
+//!   and it hashes to `key`'s slot whenever any name can.
 //! - A key with a `}` outside a hash tag (`a}b`, `x{}y}`) is hashed whole, so
 //!   no other name shares its slot: companion *keys* are refused for it; its
-//!   release *channel* is `keysuffix` and is known not to share the slot.
+//!   release *channel* is known not to share the slot.
 //!
 //! Why: Redis Cluster hashes only the *hash tag* of a key when it has one
 //! (the bytes between the first `{` and the first `}` after it, if any),
 //! otherwise the whole key. With a tag, `key:x` keeps the same first `{` and
-//! first `}` after it. Without a tag and without a `}`, the first `}` of
-//! `{key}:x` is the one added, so its tag is `key`. Without a tag but with a
-//! `}`, a name sharing the slot would need `key` as its tag, which cannot
-//! contain a `}`.
+//! first `}` after it, and so does `x:key` when `x` has no braces. Without a
+//! tag and without a `}`, the first `}` of `{key}:x` is the one added, so its
+//! tag is `key`. Without a tag but with a `}`, a name sharing the slot would
+//! need `key` as its tag, which cannot contain a `}`.
+//!
+//! Channels were `{key}:released`, or `key:released` when `key` has a hash
+//! tag, until `x` and `{x}` turned out to share `{x}:released`: keys with a
+//! `}` moved to `released:key`.
 
 use crate::error::{Error, Result};
 
@@ -29,8 +36,12 @@ const FENCE_SUFFIX: &str = ":fence";
 /// the lock's counter.
 const LAST_FENCE_SUFFIX: &str = ":last-fence";
 
-/// What the release channel's name adds to the key.
+/// What the release channel's name adds after a key without `}`.
 const CHANNEL_SUFFIX: &str = ":released";
+
+/// What the release channel's name puts before a key with a `}`: no braces,
+/// so the channel keeps the key's hash tag.
+const CHANNEL_PREFIX: &str = "released:";
 
 /// Refuses an empty key, the one name no lock or resource may have.
 pub(crate) fn check_key(key: &str) -> Result<()> {
@@ -50,16 +61,16 @@ pub(crate) fn hash_tag(key: &str) -> Option<&str> {
     (close > 0).then(|| &after[..close])
 }
 
-/// Whether names made by [`slot_name`] for `key` share `key`'s slot: always,
-/// unless the key has a `}` but no hash tag.
+/// Whether a name made from `key` (a companion key, the release channel)
+/// can share `key`'s slot: always, unless the key has a `}` but no hash tag.
 pub(crate) fn shares_slot(key: &str) -> bool {
     hash_tag(key).is_some() || !key.contains('}')
 }
 
-/// `{key}suffix`, or `keysuffix` when `key` has a hash tag or cannot share
-/// its slot with any other name (see [`shares_slot`]).
+/// `{key}suffix`, or `keysuffix` when `key` has a hash tag; in `key`'s slot
+/// for a key that [`shares_slot`].
 fn slot_name(key: &str, suffix: &str) -> String {
-    if hash_tag(key).is_some() || key.contains('}') {
+    if hash_tag(key).is_some() {
         format!("{key}{suffix}")
     } else {
         format!("{{{key}}}{suffix}")
@@ -90,12 +101,16 @@ pub(crate) fn last_fence_key(key: &str) -> Result<String> {
     companion_key(key, LAST_FENCE_SUFFIX)
 }
 
-/// The channel a release of `key` is announced on: `{key}:released`, or
-/// `key:released` when the key has a hash tag, so that it hashes to the key's
-/// slot (for sharded pub/sub). For a key that cannot share its slot it is
-/// `key:released` too; plain `PUBLISH` reaches every node anyway.
+/// The channel a release of `key` is announced on: `{key}:released` when the
+/// key has no `}`, else `released:key` (see the module docs). Distinct for
+/// every key, and in the key's slot (for sharded pub/sub) whenever
+/// [`shares_slot`]; plain `PUBLISH` reaches every node anyway.
 pub(crate) fn release_channel(key: &str) -> String {
-    slot_name(key, CHANNEL_SUFFIX)
+    if key.contains('}') {
+        format!("{CHANNEL_PREFIX}{key}")
+    } else {
+        format!("{{{key}}}{CHANNEL_SUFFIX}")
+    }
 }
 
 #[cfg(test)]
@@ -181,12 +196,7 @@ mod tests {
         );
     }
 
-    /// Every key of up to 6 characters over an alphabet of braces and
-    /// letters (5,460 keys, every arrangement of `{` and `}`), and some
-    /// longer ones: the fence key is refused exactly when no key could share
-    /// the lock key's slot, and otherwise is in the same slot.
-    #[test]
-    fn fence_key_is_in_the_lock_key_slot_or_refused_exactly_when_it_cannot_be() {
+    fn tricky_keys() -> Vec<String> {
         let alphabet = ['{', '}', 'a', 'b'];
         let mut keys: Vec<String> = vec![];
         let mut layer = vec![String::new()];
@@ -205,6 +215,14 @@ mod tests {
                 "lock:{}x}",
                 "}x",
                 "x{}y}",
+                "x",
+                "{x}",
+                "{x}:x",
+                "{x}:released",
+                "{x}:released:released",
+                "released:{x}",
+                "released:x",
+                "x:released",
                 "ключ:{замок}",
                 "🔒{🔑}",
                 "a{🔑",
@@ -213,7 +231,16 @@ mod tests {
         );
         keys.push("k".repeat(65_536));
         keys.push(format!("{{{}}}", "t".repeat(65_536)));
+        keys
+    }
 
+    /// Every key of up to 6 characters over an alphabet of braces and
+    /// letters (5,460 keys, every arrangement of `{` and `}`), and some
+    /// longer ones: the fence key is refused exactly when no key could share
+    /// the lock key's slot, and otherwise is in the same slot.
+    #[test]
+    fn fence_key_is_in_the_lock_key_slot_or_refused_exactly_when_it_cannot_be() {
+        let keys = tricky_keys();
         let (mut accepted, mut refused) = (0, 0);
         for key in &keys {
             // The construction the docs promise, without the refusal.
@@ -255,27 +282,45 @@ mod tests {
     }
 
     #[test]
-    fn release_channels_share_the_keys_cluster_slot() {
+    fn release_channels_are_named_as_documented() {
         for (key, channel) in [
             ("orders", "{orders}:released"),
-            ("{orders}:lock", "{orders}:lock:released"),
             ("a{b", "{a{b}:released"),
             ("{", "{{}:released"),
+            ("{orders}:lock", "released:{orders}:lock"),
+            ("{x}", "released:{x}"),
+            ("a}b", "released:a}b"),
+            ("foo{}bar}", "released:foo{}bar}"),
         ] {
-            assert_eq!(release_channel(key), channel);
-            assert_eq!(
-                hashed_part(&release_channel(key)),
-                hashed_part(key),
-                "{key}"
-            );
+            assert_eq!(release_channel(key), channel, "{key:?}");
         }
-        // No name shares the slot of a key hashed whole despite a `}`.
-        assert_eq!(release_channel("a}b"), "a}b:released");
-        assert_eq!(release_channel("foo{}bar"), "foo{}bar:released");
-        for key in ["orders", "{orders}:lock", "a{b", "{"] {
+    }
+
+    /// The channel of `x` and that of `{x}` were both `{x}:released`: a
+    /// release of one woke a waiter of the other. No two keys share a
+    /// channel, and a channel is in its key's slot whenever any name can be.
+    #[test]
+    fn release_channels_are_distinct_per_key_and_in_the_keys_slot() {
+        let keys = tricky_keys();
+        let mut seen = std::collections::HashMap::new();
+        for key in &keys {
+            let channel = release_channel(key);
+            if let Some(other) = seen.insert(channel.clone(), key) {
+                panic!("{key:?} and {other:?} share the channel {channel:?}");
+            }
+            if shares_slot(key) {
+                assert_eq!(slot(key), slot(&channel), "{key:?} vs {channel:?}");
+                assert_eq!(hashed_part(key), hashed_part(&channel), "{key:?}");
+            } else {
+                // Hashed whole despite a `}`: no other name shares the slot.
+                assert!(hash_tag(key).is_none() && key.contains('}'), "{key:?}");
+            }
+        }
+        assert_eq!(seen.len(), keys.len());
+        for key in ["orders", "{orders}:lock", "a{b", "{", "{x}"] {
             assert!(shares_slot(key), "{key}");
         }
-        for key in ["a}b", "foo{}bar"] {
+        for key in ["a}b", "foo{}bar", "{}"] {
             assert!(!shares_slot(key), "{key}");
         }
     }

@@ -10,6 +10,10 @@
 //! - Release: compare-and-delete, then publish on the release channel, in
 //!   one script. Extend: compare-and-`PEXPIRE`.
 //! - Inspect: `GET`; for a waiter, `GET` and `PTTL` in one pipeline.
+//!
+//! A holder's value is read as bytes, never as text: other libraries' tokens
+//! need not be UTF-8 (rslock stores 20 raw random bytes), and such a holder
+//! is busy like any other.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -155,10 +159,10 @@ impl Kind for MutexLease {
 
     fn read_acquire(&self, reply: Value, token: &str) -> RedisResult<Grant> {
         if self.fence_key.is_none() {
-            let previous: Option<String> = redis::from_redis_value(reply)?;
+            let previous: Option<Vec<u8>> = redis::from_redis_value(reply)?;
             return Ok(match previous {
                 None => Grant::Acquired { fence: None },
-                Some(holder) if holder == token => Grant::AlreadyOurs { fence: None },
+                Some(holder) if holder == token.as_bytes() => Grant::AlreadyOurs { fence: None },
                 Some(_) => Grant::Busy,
             });
         }
@@ -198,8 +202,8 @@ impl Kind for MutexLease {
     }
 
     fn read_holds(&self, reply: Value, token: &str) -> RedisResult<bool> {
-        let holder: Option<String> = redis::from_redis_value(reply)?;
-        Ok(holder.as_deref() == Some(token))
+        let holder: Option<Vec<u8>> = redis::from_redis_value(reply)?;
+        Ok(holder.as_deref() == Some(token.as_bytes()))
     }
 
     /// The holder's token and its time to live in ms (`PTTL`: -2 when the
@@ -213,7 +217,7 @@ impl Kind for MutexLease {
     /// A holder of this crate announces its release, so only its expiry
     /// bounds a wait for it; any other holder is polled for as well.
     fn read_holder(&self, reply: Value) -> Holder {
-        match redis::from_redis_value::<(Option<String>, i64)>(reply) {
+        match redis::from_redis_value::<(Option<Vec<u8>>, i64)>(reply) {
             Ok((None, _)) | Ok((_, -2)) => Holder::Gone,
             Ok((Some(holder), ttl)) if ttl >= 0 => Holder::Held {
                 // PTTL rounds down: one more millisecond and it has expired.

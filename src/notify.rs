@@ -124,17 +124,18 @@ impl Notifier {
 
     /// Registers a waiter on the release `channel` of `key`; the task
     /// subscribes the channel if it is not yet. `None` when the channel
-    /// cannot be heard, or without a tokio runtime to run the task on.
-    pub(crate) fn subscribe(&self, key: &str, channel: &str) -> Option<Subscription> {
+    /// cannot be heard, is another key's, or without a tokio runtime to run
+    /// the task on.
+    pub(crate) fn subscribe(&self, key: &Arc<str>, channel: &str) -> Option<Subscription> {
         if !self.hears_key(key) || !self.ensure_running() {
             return None;
         }
-        Some(self.shared.subscribe(channel))
+        self.shared.subscribe(key, channel)
     }
 
     /// Registers a waiter on `channel` only if it is live already (others
     /// in the process wait on it): local work, no command.
-    pub(crate) fn join_if_live(&self, key: &str, channel: &str) -> Option<Subscription> {
+    pub(crate) fn join_if_live(&self, key: &Arc<str>, channel: &str) -> Option<Subscription> {
         if self.shared.is_live(channel) {
             self.subscribe(key, channel)
         } else {

@@ -40,15 +40,17 @@ impl ReplicaSync {
     /// `WAIT` block forever, and a wait as long as the lease would leave no
     /// validity.
     pub(crate) fn validate(&self, validity: Duration) -> Result<()> {
-        let (replicas, timeout) = match *self {
-            ReplicaSync::Wait { replicas, timeout } => (replicas, timeout),
+        // Whether anything is waited for, without adding (`u32::MAX`
+        // replicas and the local fsync would overflow).
+        let (waits_for_some, timeout) = match *self {
+            ReplicaSync::Wait { replicas, timeout } => (replicas > 0, timeout),
             ReplicaSync::Aof {
                 local,
                 replicas,
                 timeout,
-            } => (replicas + u32::from(local), timeout),
+            } => (local || replicas > 0, timeout),
         };
-        if replicas == 0 {
+        if !waits_for_some {
             return Err(Error::invalid(
                 "replicas",
                 "must be at least 1 (or, for WAITAOF, the local fsync)",
@@ -146,5 +148,21 @@ mod tests {
             timeout: Duration::from_millis(100),
         };
         assert!(local_only.validate(validity).is_ok());
+        let every = |local| ReplicaSync::Aof {
+            local,
+            replicas: u32::MAX,
+            timeout: Duration::from_millis(100),
+        };
+        assert!(every(true).validate(validity).is_ok());
+        assert!(every(false).validate(validity).is_ok());
+        let nothing = ReplicaSync::Aof {
+            local: false,
+            replicas: 0,
+            timeout: Duration::from_millis(100),
+        };
+        let err = nothing.validate(validity).unwrap_err();
+        assert!(err.to_string().contains("replicas"), "{err}");
+        let err = wait(1, u64::MAX).validate(validity).unwrap_err();
+        assert!(err.to_string().contains("half"), "{err}");
     }
 }

@@ -9,6 +9,10 @@ use rand::RngExt;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::ttl::MAX_TTL;
+
+/// The shortest first backoff step the builder accepts.
+const MIN_BACKOFF: Duration = Duration::from_millis(1);
 
 /// How [`Lock::acquire`](crate::Lock::acquire) waits while another owner holds
 /// the lock.
@@ -71,7 +75,9 @@ impl WaitPolicy {
     /// one at most twice the previous bound, never more than `max`.
     ///
     /// Defaults to 2 ms and 100 ms. [`Lock`](crate::Lock)'s builder rejects a
-    /// zero `min` (a busy loop against Redis) and a `max` below `min`.
+    /// `min` below 1 ms (a busy loop against Redis), a `max` below `min`, and
+    /// a `max` above [`MAX_TTL`](crate::MAX_TTL) (7 days: a waiter would
+    /// sleep past any lease).
     #[must_use]
     pub const fn backoff(self, min: Duration, max: Duration) -> WaitPolicy {
         WaitPolicy {
@@ -91,10 +97,22 @@ impl WaitPolicy {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.min_backoff.is_zero() {
+        if self.min_backoff < MIN_BACKOFF {
             return Err(Error::invalid(
                 "min_backoff",
-                "must be at least 1 ms; zero would retry in a busy loop against Redis",
+                format!(
+                    "{:?} must be at least 1 ms; less would retry in a busy loop against Redis",
+                    self.min_backoff
+                ),
+            ));
+        }
+        if self.max_backoff > MAX_TTL {
+            return Err(Error::invalid(
+                "max_backoff",
+                format!(
+                    "{:?} is above the maximum of {MAX_TTL:?} (7 days, the longest lease): a waiter would outsleep any holder",
+                    self.max_backoff
+                ),
             ));
         }
         if self.max_backoff < self.min_backoff {
@@ -244,5 +262,17 @@ mod tests {
             WaitPolicy::default().backoff(Duration::from_millis(9), Duration::from_millis(5));
         let err = inverted.validate().unwrap_err().to_string();
         assert!(err.contains("max_backoff"), "{err}");
+        let below_a_ms =
+            WaitPolicy::default().backoff(Duration::from_nanos(999_999), Duration::from_millis(5));
+        let err = below_a_ms.validate().unwrap_err().to_string();
+        assert!(err.contains("min_backoff") && err.contains("1 ms"), "{err}");
+        let endless = WaitPolicy::forever().backoff(Duration::MAX, Duration::MAX);
+        let err = endless.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("max_backoff") && err.contains("7 days"),
+            "{err}"
+        );
+        let bounds = WaitPolicy::forever().backoff(MIN_BACKOFF, MAX_TTL);
+        assert!(bounds.validate().is_ok());
     }
 }

@@ -47,9 +47,10 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Whether `value` looks like a token of this crate: 40 lowercase hex
 /// digits. The tokens of redis-py, node-redlock, redsync and bsm/redislock
 /// (32 hex digits, or base64) do not; such a holder never announces its
-/// release, so a waiter polls for it.
-pub(crate) fn has_token_format(value: &str) -> bool {
-    value.len() == TOKEN_BYTES * 2 && value.bytes().all(|b| HEX.contains(&b))
+/// release, so a waiter polls for it. Bytes, not text: a foreign token need
+/// not be UTF-8 (rslock's are raw random bytes).
+pub(crate) fn has_token_format(value: &[u8]) -> bool {
+    value.len() == TOKEN_BYTES * 2 && value.iter().all(|b| HEX.contains(b))
 }
 
 impl fmt::Debug for Token {
@@ -80,7 +81,10 @@ mod tests {
 
     #[test]
     fn own_tokens_are_told_from_other_libraries_tokens() {
-        assert!(has_token_format(Token::generate().unwrap().as_str()));
+        assert!(has_token_format(
+            Token::generate().unwrap().as_str().as_bytes()
+        ));
+        assert!(!has_token_format(&[0xff; 40]), "raw bytes (rslock)");
         for foreign in [
             "3f2b8c1e9a7d4e6f8b0c2d4e6f8a0b1c", // redis-py, node-redlock
             "q2x8Zr1mN4vB7tK0pL3sYw==",         // redsync
@@ -88,7 +92,7 @@ mod tests {
             "3F2B8C1E9A7D4E6F8B0C2D4E6F8A0B1C2D3E4F5A", // upper case
             "",
         ] {
-            assert!(!has_token_format(foreign), "{foreign}");
+            assert!(!has_token_format(foreign.as_bytes()), "{foreign}");
         }
     }
 

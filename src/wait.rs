@@ -29,6 +29,16 @@ use crate::kind::{Holder, Kind};
 use crate::retry::Backoff;
 use crate::topology::WakeUps;
 
+/// A wait this long is as good as endless: instants past it are not
+/// computed (they need not fit in an `Instant`). Far above any lease
+/// ([`MAX_TTL`](crate::MAX_TTL)) or backoff step.
+const AS_GOOD_AS_NEVER: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// `now + wait`, for a wait of any length: at most a year ahead.
+fn after(now: Instant, wait: Duration) -> Instant {
+    now + wait.min(AS_GOOD_AS_NEVER)
+}
+
 /// The waiting part of one `acquire`.
 pub(crate) struct Waiter<'a, K> {
     kind: &'a K,
@@ -136,7 +146,7 @@ async fn look<K: Kind>(
     backoff: &mut Backoff,
     now: Instant,
 ) -> Next {
-    let mut poll = || backoff.next_sleep(now).map(|d| now + d);
+    let mut poll = || backoff.next_sleep(now).map(|d| after(now, d));
     let mut poll_at = None;
     let mut again = false;
     if live {
@@ -151,7 +161,8 @@ async fn look<K: Kind>(
                 Holder::Gone => again = true,
                 Holder::Held { free_in, announces } => {
                     subscription.saw_holder(Some(HeldUntil {
-                        expires: Instant::now() + free_in,
+                        // A foreign holder's TTL can be of any length.
+                        expires: after(Instant::now(), free_in),
                         announces,
                     }));
                 }
@@ -202,7 +213,7 @@ async fn sleep_for_event(
             && poll_at.is_none()
         {
             // A holder that announces nothing: poll too.
-            poll_at = backoff.next_sleep(now).map(|d| now + d);
+            poll_at = backoff.next_sleep(now).map(|d| after(now, d));
         }
         let until = [deadline, poll_at, holder.map(|h| h.expires)]
             .into_iter()

@@ -452,7 +452,7 @@ async fn a_guard_dropped_without_release_wakes_the_sharded_waiters() {
     let cluster = RedisCluster::start();
     let key = "dropped:{wake}";
     let owner = cluster.owner_of(key);
-    let channel = format!("{key}:released");
+    let channel = format!("released:{key}");
     let lock = waiting_lock(&cluster, key).await;
     let holder = lock.acquire().await.unwrap();
     let waiter = spawn_waiter(lock.clone());

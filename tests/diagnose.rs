@@ -121,3 +121,25 @@ async fn a_server_that_is_down_is_an_error() {
     assert!(err.is_retryable(), "{err:?}");
     assert!(err.to_string().contains("diagnose"), "{err}");
 }
+
+/// `INFO` is not always UTF-8: any client's error reply lands in its
+/// `errorstats` section under the reply's first word, whatever its bytes.
+/// The report is still read.
+#[tokio::test]
+async fn a_non_utf8_line_in_info_does_not_fail_the_report() {
+    let server = RedisServer::start();
+    let lock = lock_as(&server, None).await;
+    let mut conn = server.conn().await;
+    let _ = redis::cmd("EVAL")
+        .arg("return redis.error_reply(string.char(255, 254) .. ' raw')")
+        .arg(0)
+        .query_async::<redis::Value>(&mut conn)
+        .await;
+    // The `redis` crate drops a connection whose error reply it cannot read.
+    let mut conn = server.conn().await;
+    let info: Vec<u8> = redis::cmd("INFO").query_async(&mut conn).await.unwrap();
+    assert!(std::str::from_utf8(&info).is_err(), "INFO is not UTF-8 now");
+    let report = lock.diagnose().await.unwrap().remove(0);
+    assert_eq!(report.maxmemory_policy.as_deref(), Some("noeviction"));
+    assert_eq!(report.role.as_deref(), Some("master"));
+}

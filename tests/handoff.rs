@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis_mutex::{Lock, WaitPolicy};
-use support::{RedisServer, eventually, subscribers, time_handoffs};
+use support::{RedisServer, eventually, subscribers, time_handoff, time_handoffs};
 
 /// The URL, key and hold time for a contender process started by the test.
 const CONTENDER_URL_ENV: &str = "REDIS_MUTEX_HANDOFF_URL";
@@ -420,6 +420,48 @@ async fn after_a_local_handoff_the_other_waiters_follow_the_new_holders_ttl() {
         "the new holder's TTL was 300 ms, the waiter got the lock after {waited:?}"
     );
     guard.release().await.unwrap();
+}
+
+/// `x` and `{x}` are two locks: each one's release wakes its own waiter,
+/// at once, and not the other's. (Both channels were `{x}:released`: the
+/// release of `{x}` woke the waiter of `x`, queued first, which found `x`
+/// still held and told the waiter of `{x}` that its holder expires with the
+/// holder of `x`; that waiter then slept to its deadline.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_that_differ_only_by_a_hash_tag_wake_their_own_waiters() {
+    let server = RedisServer::start();
+    let client = server.client();
+    let ttl = Duration::from_secs(30);
+    let plain = notified_lock(&client, "x", ttl, sluggish()).await;
+    let tagged = notified_lock(&client, "{x}", ttl, sluggish()).await;
+    let plain_holder = plain.acquire().await.unwrap();
+    let tagged_holder = tagged.acquire().await.unwrap();
+    server.reset_stats();
+    let waiter = |lock: &Lock| {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    // Each waiter looks at its holder (`PTTL`) once it listens: `x` first,
+    // so that it is queued first.
+    let plain_waiter = waiter(&plain);
+    eventually(Duration::from_secs(5), "x listens", || {
+        server.command_calls("pttl") == 1
+    })
+    .await;
+    let tagged_waiter = waiter(&tagged);
+    eventually(Duration::from_secs(5), "{x} listens", || {
+        server.command_calls("pttl") == 2
+    })
+    .await;
+
+    let (tagged_guard, took) = time_handoff(tagged_holder, tagged_waiter).await;
+    assert!(took < Duration::from_millis(500), "{{x}} after {took:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!plain_waiter.is_finished(), "x is still held");
+    let (plain_guard, took) = time_handoff(plain_holder, plain_waiter).await;
+    assert!(took < Duration::from_millis(500), "x after {took:?}");
+    plain_guard.release().await.unwrap();
+    tagged_guard.release().await.unwrap();
 }
 
 /// A waiter that joins a key others in the process already wait on is

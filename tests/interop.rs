@@ -114,3 +114,68 @@ async fn our_release_never_deletes_a_foreign_holders_key() {
     let value: String = foreign.get("shared:expiring").await.unwrap();
     assert_eq!(value, "node-redlock-token");
 }
+
+/// rslock's lock value: 20 raw random bytes, as a rule not UTF-8.
+const RAW_TOKEN: [u8; 20] = [
+    0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, 0xa0, 0xa1, 0xe2, 0x28, 0xa1, 0xf0, 0x28, 0x8c, 0xbc, 0x7f,
+    0xfd, 0x01, 0xc0, 0xaf,
+];
+
+/// `SET key <raw bytes> NX PX ttl_ms`, as rslock does.
+async fn raw_acquire(conn: &mut redis::aio::MultiplexedConnection, key: &str, ttl_ms: u64) {
+    let reply: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(&RAW_TOKEN[..])
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms)
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert!(reply.is_some(), "the raw holder took {key}");
+}
+
+/// A holder whose token is not UTF-8 (rslock) is a holder like any other:
+/// `try_acquire` is busy, `acquire` waits for its expiry (through the
+/// pub/sub waiter, which reads the holder, and through plain polling), and a
+/// guard whose lock it took over is simply not held.
+#[tokio::test]
+async fn a_holder_whose_token_is_not_utf8_is_waited_for_not_an_error() {
+    let server = RedisServer::start();
+    let mut foreign = server.conn().await;
+    let wait = WaitPolicy::timeout(Duration::from_secs(5));
+    let notified = Lock::builder("shared:raw")
+        .wait(wait)
+        .connect(server.url())
+        .await
+        .unwrap();
+    let polling = Lock::builder("shared:raw")
+        .wait(wait)
+        .build(server.conn().await)
+        .unwrap();
+
+    for lock in [&notified, &polling] {
+        raw_acquire(&mut foreign, "shared:raw", 300).await;
+        assert!(lock.try_acquire().await.unwrap().is_none(), "busy");
+        let started = std::time::Instant::now();
+        let guard = lock.acquire().await.expect("waits out the raw holder");
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+        guard.release().await.unwrap();
+    }
+
+    let short = Lock::builder("shared:raw")
+        .ttl(Duration::from_millis(50))
+        .build(server.conn().await)
+        .unwrap();
+    let guard = short.acquire().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw_acquire(&mut foreign, "shared:raw", 10_000).await;
+    assert!(!guard.is_held().await.unwrap(), "the raw holder has it");
+    assert!(guard.release().await.unwrap_err().is_not_held());
+    let value: Vec<u8> = foreign.get("shared:raw").await.unwrap();
+    assert_eq!(value, RAW_TOKEN, "we changed nothing");
+}

@@ -420,3 +420,163 @@ async fn invalid_arguments_name_the_field_and_the_bound() {
     guard.release().await.unwrap();
     assert_eq!(Operation::Acquire.to_string(), "acquire");
 }
+
+/// The field an `InvalidArgument` names, or a panic naming what came instead.
+fn invalid_field(result: redis_mutex::Result<Lock>) -> &'static str {
+    match result {
+        Err(Error::InvalidArgument { field, .. }) => field,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+fn limits_builder() -> redis_mutex::LockBuilder {
+    Lock::builder("limits:k").ttl(Duration::from_secs(1))
+}
+
+/// The backoff bounds: at least 1 ms, as the error for zero says, and at
+/// most `MAX_TTL`; `Duration::MAX` was accepted, and panicked in the wait.
+#[tokio::test]
+async fn backoff_bounds_are_checked_as_stated_at_their_extremes() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let ms = Duration::from_millis;
+    for (min, max, field) in [
+        (Duration::MAX, Duration::MAX, "max_backoff"),
+        (ms(1), Duration::MAX, "max_backoff"),
+        (ms(1), MAX_TTL + Duration::from_nanos(1), "max_backoff"),
+        (
+            Duration::from_nanos(1),
+            Duration::from_nanos(1),
+            "min_backoff",
+        ),
+        (Duration::from_micros(999), ms(5), "min_backoff"),
+    ] {
+        for policy in [WaitPolicy::forever(), WaitPolicy::timeout(ms(10))] {
+            let wait = policy.backoff(min, max);
+            let built = limits_builder().wait(wait).build(conn.clone());
+            assert_eq!(invalid_field(built), field, "{wait:?}");
+        }
+    }
+    let widest = WaitPolicy::forever().backoff(ms(1), MAX_TTL);
+    assert!(limits_builder().wait(widest).build(conn).is_ok());
+}
+
+/// The drift margin: a factor that is no number, or a margin past any TTL,
+/// named as such, also where other settings are checked against the
+/// validity it leaves.
+#[tokio::test]
+async fn clock_drift_extremes_are_refused_by_name() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    for (factor, fixed) in [
+        (f64::NAN, Duration::ZERO),
+        (f64::INFINITY, Duration::ZERO),
+        (f64::NEG_INFINITY, Duration::ZERO),
+        (f64::MAX, Duration::ZERO),
+        (0.01, Duration::MAX),
+    ] {
+        let drifting = limits_builder().clock_drift(factor, fixed);
+        assert_eq!(
+            invalid_field(drifting.clone().build(conn.clone())),
+            "clock_drift"
+        );
+        let replicated = drifting.wait_for_replicas(1, Duration::from_millis(10));
+        assert_eq!(invalid_field(replicated.build(conn.clone())), "clock_drift");
+    }
+}
+
+/// Replica sync: a count of `u32::MAX` overflows nothing (it overflowed
+/// with the local fsync added), and fails typed; a timeout is bounded.
+#[tokio::test]
+async fn replica_sync_extremes_are_refused_by_name_or_fail_typed() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let ms = Duration::from_millis;
+    let build = |b: redis_mutex::LockBuilder| b.build(conn.clone());
+    assert_eq!(
+        invalid_field(build(limits_builder().wait_for_replicas(1, Duration::MAX))),
+        "replica_timeout"
+    );
+    assert_eq!(
+        invalid_field(build(limits_builder().wait_for_aof(true, 1, Duration::MAX))),
+        "replica_timeout"
+    );
+    assert_eq!(
+        invalid_field(build(limits_builder().wait_for_aof(false, 0, ms(10)))),
+        "replicas"
+    );
+    let all_replicas = build(limits_builder().wait_for_replicas(u32::MAX, ms(10))).unwrap();
+    let err = all_replicas.acquire().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotReplicated {
+                required: u32::MAX,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let all_aof = build(limits_builder().wait_for_aof(true, u32::MAX, ms(10))).unwrap();
+    let err = all_aof.acquire().await.unwrap_err();
+    assert!(matches!(err, Error::UnsupportedServer { .. }), "{err:?}");
+    assert!(!server.exists("limits:k"), "released after each");
+}
+
+/// Timeouts and caps without end: a command timeout of `Duration::MAX` is
+/// none, a cap on holding past any instant is no cap, and a Redlock's
+/// per-node timeout is bounded by the TTL.
+#[tokio::test]
+async fn timeouts_and_caps_without_end_are_none_or_refused_by_name() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let patient = limits_builder()
+        .command_timeout(Duration::MAX)
+        .build(conn.clone())
+        .unwrap();
+    patient.acquire().await.unwrap().release().await.unwrap();
+
+    let uncapped = limits_builder()
+        .max_hold(Duration::MAX)
+        .auto_renew(true)
+        .build(conn.clone())
+        .unwrap();
+    let guard = uncapped.acquire().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(guard.is_held().await.unwrap(), "renewed");
+    guard.release().await.unwrap();
+
+    let quorum = limits_builder()
+        .node_timeout(Duration::MAX)
+        .build_quorum(vec![conn]);
+    assert_eq!(invalid_field(quorum), "node_timeout");
+}
+
+/// Waits without end, or as good as, work: the deadline that does not fit
+/// in an `Instant` is none.
+#[tokio::test]
+async fn waits_without_end_work() {
+    let server = RedisServer::start();
+    let conn = server.conn().await;
+    let ms = Duration::from_millis;
+    let holder = lock_on(conn.clone(), "limits:wait", 200);
+    for wait in [
+        WaitPolicy::forever(),
+        WaitPolicy::timeout(Duration::MAX),
+        WaitPolicy::forever().backoff(ms(1), MAX_TTL),
+    ] {
+        let waiter = Lock::builder("limits:wait")
+            .wait(wait)
+            .build(conn.clone())
+            .unwrap();
+        let held = holder.acquire().await.unwrap();
+        let guard = waiter.acquire().await.unwrap();
+        assert!(held.release().await.unwrap_err().is_not_held());
+        guard.release().await.unwrap();
+
+        let held = holder.acquire().await.unwrap();
+        let guard = waiter.acquire_timeout(Duration::MAX).await.unwrap();
+        assert!(held.release().await.unwrap_err().is_not_held());
+        guard.release().await.unwrap();
+    }
+}
