@@ -391,7 +391,10 @@ return 0
             auto_renew,
             max_hold: None,
             drift: ClockDrift::DEFAULT,
-            topology: Topology::single(Node::new(connection, None), Some(notifier)),
+            topology: std::sync::Arc::new(Topology::single(
+                Node::new(connection, None),
+                Some(notifier),
+            )),
             replica_sync: None,
         })
     }

@@ -1,33 +1,33 @@
-//! `LockBuilder`: a lock's settings, checked once, and the ways to give it
-//! servers: one connection, a URL or client, a Redis Cluster, or N
-//! independent masters (Redlock).
+//! `LockBuilder`: one lock's key and settings, and the ways to give it
+//! servers (one connection, a URL or client, a Redis Cluster, or N
+//! independent masters: Redlock). The settings and their setters are
+//! `settings`'; how servers are reached is `connect`.
 //!
 //! Invariants:
-//! - Every finishing method validates the settings exactly once
-//!   ([`LockBuilder::check`]) and then builds from the checked settings.
-//! - A lock on one node listens for wake-ups where its connection goes (set
-//!   by `connect`/`client`, or `notify_with`); a Redlock listens to one of
-//!   its nodes that answered when connecting, or not at all.
+//! - Every finishing method checks the key and the settings exactly once
+//!   (`LockBuilder::check`) and then builds from the checked settings.
+//! - Each finishing call opens its own connections; to lock many keys over
+//!   one set of connections, use a [`Locks`](crate::Locks).
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use redis::IntoConnectionInfo;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::connection::LockConnection;
 use crate::engine::Engine;
-use crate::error::{Error, Operation, Result};
+#[cfg(doc)]
+use redis::aio::ConnectionManager;
+
+use crate::error::Result;
+#[cfg(doc)]
+use crate::error::{Error, Operation};
 use crate::keys;
 use crate::lock::Lock;
 use crate::mutex::MutexLease;
-use crate::node::Node;
-use crate::notify::Notifier;
-use crate::quorum::{self, Quorum};
-use crate::replicas::ReplicaSync;
+#[cfg(doc)]
 use crate::retry::WaitPolicy;
-use crate::subscriber::Source;
-use crate::topology::{Listener, Topology};
-use crate::ttl::{ClockDrift, DEFAULT_TTL, MIN_TTL, check_ttl};
+use crate::settings::{Checked, Settings, lease_setters};
+use crate::topology::Topology;
 
 /// The ways into a lock: both start from its builder.
 impl Lock {
@@ -66,325 +66,18 @@ impl Lock {
 #[must_use = "a LockBuilder does nothing until .build(), .connect() or .client() (or their _quorum forms) is called"]
 pub struct LockBuilder {
     key: String,
-    ttl: Duration,
-    wait: WaitPolicy,
-    auto_renew: bool,
-    max_hold: Option<Duration>,
-    fencing: bool,
-    drift: ClockDrift,
-    node_timeout: Option<Duration>,
-    /// Where waiters of a lock on one node listen for releases.
-    notify: Option<Source>,
-    command_timeout: Option<Duration>,
-    replica_sync: Option<ReplicaSync>,
+    settings: Settings,
 }
 
 impl LockBuilder {
     pub(crate) fn new(key: String) -> LockBuilder {
         LockBuilder {
             key,
-            ttl: DEFAULT_TTL,
-            wait: WaitPolicy::default(),
-            auto_renew: false,
-            max_hold: None,
-            fencing: false,
-            drift: ClockDrift::DEFAULT,
-            node_timeout: None,
-            notify: None,
-            command_timeout: None,
-            replica_sync: None,
+            settings: Settings::default(),
         }
     }
 
-    /// Sets the lease length: how long the lock outlives a holder that
-    /// crashed. Between [`MIN_TTL`] and [`MAX_TTL`](crate::MAX_TTL), rounded down to whole
-    /// milliseconds.
-    ///
-    /// Defaults to 30 s.
-    pub fn ttl(mut self, ttl: Duration) -> LockBuilder {
-        self.ttl = ttl;
-        self
-    }
-
-    /// Sets how [`Lock::acquire`] waits while another owner holds the lock.
-    ///
-    /// Defaults to [`WaitPolicy::default()`]: up to 10 s, backing off from
-    /// 2 ms to 100 ms with jitter.
-    pub fn wait(mut self, policy: WaitPolicy) -> LockBuilder {
-        self.wait = policy;
-        self
-    }
-
-    /// Renews every guard of this lock automatically while it is held (see
-    /// [`LockGuard::auto_renew`](crate::LockGuard::auto_renew)): the TTL then only bounds how long the lock
-    /// outlives a crashed holder, not how long work may take.
-    ///
-    /// Defaults to off. [`Lock::run`] always renews.
-    pub fn auto_renew(mut self, on: bool) -> LockBuilder {
-        self.auto_renew = on;
-        self
-    }
-
-    /// Caps how long renewal keeps one acquisition held, counted from the
-    /// acquire: past it, renewal stops and the lock expires (and the lease
-    /// reports loss), so a stuck holder cannot keep the lock forever. The
-    /// last extend is shortened to end at the cap.
-    ///
-    /// Defaults to no cap. Must be at least [`MIN_TTL`].
-    pub fn max_hold(mut self, max_hold: Duration) -> LockBuilder {
-        self.max_hold = Some(max_hold);
-        self
-    }
-
-    /// Turns on fencing tokens: each acquisition also gets a `u64` fence
-    /// ([`LockGuard::fence`](crate::LockGuard::fence)) strictly greater than every fence issued before
-    /// for this key on this Redis node, for the protected resource to check
-    /// (see [`FencedResource`](crate::FencedResource)).
-    ///
-    /// Acquire is then one script instead of `SET`, still one round trip: if
-    /// the lock is free it `INCR`s a counter under
-    /// [`Lock::fence_key`] (`{key}:fence`, in the lock's Cluster slot) and
-    /// sets the lock. A held lock leaves the counter alone, so waiting burns
-    /// no fences. On the wire the lock is the same string key with a token, so
-    /// fenced and unfenced clients of this crate, and other libraries that
-    /// lock this format, still exclude each other; only fenced acquisitions
-    /// advance the counter.
-    ///
-    /// Fences are monotonic only while the counter only goes up: on one node,
-    /// without eviction (`noeviction`), with nobody deleting or lowering the
-    /// counter key, and, if the node can crash, with AOF persistence and
-    /// `appendfsync always` (RDB snapshots and `appendfsync everysec` can
-    /// lose the last increments and hand out the same fences again). They
-    /// are **not** monotonic after a failover to an asynchronously replicated
-    /// replica that had not yet seen the last `INCR`. After a regression the
-    /// resource's check is no longer safe: a stale holder's fence from before
-    /// it can be greater than the current holder's. There is no fence across
-    /// independent nodes: fencing is single-node only, and a lock over a
-    /// quorum of nodes (Redlock) refuses it, since independent counters give
-    /// no order between them (Kleppmann: that would take consensus).
-    ///
-    /// With fencing on, [`build`](LockBuilder::build) fails with
-    /// [`Error::InvalidArgument`] for a key with a `}` outside a hash tag
-    /// (such as `"a}b"` or `"x{}y}"`): Redis Cluster hashes such a key whole,
-    /// and no counter key could share its slot.
-    ///
-    /// Defaults to off.
-    ///
-    /// ```no_run
-    /// # async fn example() -> redis_mutex::Result<()> {
-    /// let lock = redis_mutex::Lock::builder("reports:lock")
-    ///     .fencing(true)
-    ///     .connect("redis://127.0.0.1/")
-    ///     .await?;
-    /// let guard = lock.acquire().await?;
-    /// println!("fence {:?}", guard.fence());
-    /// # Ok(()) }
-    /// ```
-    pub fn fencing(mut self, on: bool) -> LockBuilder {
-        self.fencing = on;
-        self
-    }
-
-    /// Sets the margin kept off every lease for clocks that run at slightly
-    /// different rates: a guard trusts a lease of `ttl` for
-    /// `ttl - (factor * ttl + fixed)` from before the command that set it was
-    /// sent (see [`LockGuard::deadline`](crate::LockGuard::deadline)). Applies to one node and to a
-    /// Redlock alike.
-    ///
-    /// `factor` must be between 0 and 0.5; the margin must leave some
-    /// validity of the TTL (on a Redlock, more than the per-node timeout).
-    ///
-    /// Defaults to `0.01` and 2 ms (1% + 2 ms, as the Redlock reference
-    /// implementation).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let builder = redis_mutex::Lock::builder("jobs:import")
-    ///     .clock_drift(0.02, Duration::from_millis(5));
-    /// ```
-    pub fn clock_drift(mut self, factor: f64, fixed: Duration) -> LockBuilder {
-        self.drift = ClockDrift { factor, fixed };
-        self
-    }
-
-    /// Sets how long a Redlock waits for each node's answer to each step. A
-    /// node that does not answer in time counts as failed for that step, so
-    /// a dead or stalled node costs each step at most this long. Keep it far
-    /// below the TTL: it must be at most a tenth of it.
-    ///
-    /// Only a Redlock ([`build_quorum`](LockBuilder::build_quorum) and its
-    /// siblings) uses it; a lock on one node relies on its connection's own
-    /// timeouts.
-    ///
-    /// Defaults to 50 ms, or a tenth of the TTL if that is shorter.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let builder = redis_mutex::Lock::builder("jobs:import")
-    ///     .ttl(Duration::from_secs(10))
-    ///     .node_timeout(Duration::from_millis(20));
-    /// ```
-    pub fn node_timeout(mut self, timeout: Duration) -> LockBuilder {
-        self.node_timeout = Some(timeout);
-        self
-    }
-
-    /// Wakes waiting [`acquire`](Lock::acquire)s through pub/sub on the
-    /// server `client` points to (the one the lock's connection goes to):
-    /// the holder's release publishes on the key's channel, and a waiter
-    /// tries again at once instead of at its next backoff step.
-    ///
-    /// [`connect`](LockBuilder::connect) and [`client`](LockBuilder::client)
-    /// do this by themselves; a lock [built](LockBuilder::build) over a
-    /// connection of yours needs it, or its waiters fall back to polling
-    /// under the [`WaitPolicy`]'s backoff. All locks of a process on one
-    /// server share one subscription connection, opened when a first
-    /// `acquire` has to wait. A Redlock ignores it: one from
-    /// [`connect_quorum`](LockBuilder::connect_quorum) or
-    /// [`clients_quorum`](LockBuilder::clients_quorum) listens to one of its
-    /// nodes by itself (and polls as well), one from
-    /// [`build_quorum`](LockBuilder::build_quorum) polls.
-    ///
-    /// A lock built over a Redis Cluster connection ignores it too: its
-    /// releases are announced with `SPUBLISH` in the key's shard, which a
-    /// plain subscription never hears; use
-    /// [`notify_with_cluster`](LockBuilder::notify_with_cluster) there.
-    ///
-    /// See [`Lock::acquire`] ("Waiting") for the order waiters get the lock
-    /// in and what bounds a wait.
-    ///
-    /// Defaults to none for [`build`](LockBuilder::build).
-    ///
-    /// ```no_run
-    /// # async fn example() -> redis_mutex::Result<()> {
-    /// let client = redis::Client::open("redis://127.0.0.1/").unwrap();
-    /// let connection = client.get_connection_manager().await.unwrap();
-    /// let lock = redis_mutex::Lock::builder("jobs:import")
-    ///     .notify_with(&client)
-    ///     .build(connection)?;
-    /// # Ok(()) }
-    /// ```
-    pub fn notify_with(mut self, client: &redis::Client) -> LockBuilder {
-        self.notify = Some(Source::Server(client.clone()));
-        self
-    }
-
-    /// Wakes waiting [`acquire`](Lock::acquire)s through sharded pub/sub
-    /// (`SSUBSCRIBE`) on the Redis Cluster `client` points to: the
-    /// counterpart of [`notify_with`](LockBuilder::notify_with) for a lock
-    /// [built](LockBuilder::build) over a cluster connection of yours.
-    /// [`connect_cluster`](LockBuilder::connect_cluster) and
-    /// [`cluster_client`](LockBuilder::cluster_client) do this by themselves.
-    ///
-    /// `client` must speak RESP3 (`.use_protocol(redis::ProtocolVersion::RESP3)`
-    /// on its builder); otherwise the subscriptions are refused and waiters
-    /// poll. A key with a `}` but no hash tag (say `"a}b"`) has no release
-    /// channel in its slot: its waiters poll too. Needs the crate feature
-    /// `cluster`.
-    ///
-    /// ```no_run
-    /// # async fn example() -> redis_mutex::Result<()> {
-    /// let client = redis::cluster::ClusterClient::builder(["redis://10.0.0.1:7000/"])
-    ///     .use_protocol(redis::ProtocolVersion::RESP3)
-    ///     .build()
-    ///     .unwrap();
-    /// let connection = client.get_async_connection().await.unwrap();
-    /// let lock = redis_mutex::Lock::builder("{orders}:import")
-    ///     .notify_with_cluster(&client)
-    ///     .build(connection)?;
-    /// # Ok(()) }
-    /// ```
-    #[cfg(feature = "cluster")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-    pub fn notify_with_cluster(mut self, client: &redis::cluster::ClusterClient) -> LockBuilder {
-        self.notify = Some(Source::Cluster(client.clone()));
-        self
-    }
-
-    /// Sets how long each command of this lock (acquire, release, extend,
-    /// `is_held`) waits for Redis's answer before it fails with
-    /// [`Error::TimedOut`]. The command may still run on the server after
-    /// that: a timed-out acquire is released by token in the background, a
-    /// timed-out extend leaves the guard's deadline where it was.
-    ///
-    /// The connection's own response timeout applies as well, so this can
-    /// only shorten the wait: connections opened by the `redis` crate
-    /// (including those of [`connect`](LockBuilder::connect)) give up after
-    /// 500 ms unless configured otherwise. On a Redlock, the
-    /// [per-node timeout](LockBuilder::node_timeout) bounds each node too.
-    ///
-    /// Renewal never waits past the guard's deadline, whatever the timeout.
-    ///
-    /// Defaults to none: the connection's own response timeout only. Must
-    /// be above zero.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let builder = redis_mutex::Lock::builder("jobs:import")
-    ///     .ttl(Duration::from_secs(2))
-    ///     .command_timeout(Duration::from_millis(200));
-    /// ```
-    pub fn command_timeout(mut self, timeout: Duration) -> LockBuilder {
-        self.command_timeout = Some(timeout);
-        self
-    }
-
-    /// After each acquire, waits (`WAIT replicas timeout`, on the connection
-    /// the `SET` went on) until `replicas` replicas have the lock. If fewer
-    /// confirm within `timeout`, the acquire fails with
-    /// [`Error::NotReplicated`] and the lock is released again. For
-    /// deployments with failover: a lock only the master had is lost when a
-    /// replica is promoted, and the same lock can then be granted twice.
-    ///
-    /// This narrows that window; it does not close it. Replication stays
-    /// asynchronous: a replica that confirmed can still lose the write, and
-    /// failover may promote one that did not confirm. An acquire takes one
-    /// more round trip, plus the replicas' delay (up to `timeout` when they
-    /// lag). `WAIT` blocks the connection it is sent on for that long, so
-    /// give such locks their own connection rather than one shared with
-    /// latency-sensitive work, and keep `timeout` below the connection's
-    /// response timeout (500 ms by default) and the
-    /// [command timeout](LockBuilder::command_timeout).
-    ///
-    /// Single-node locks only (a Redlock's nodes are independent masters).
-    /// `timeout` must be at least 1 ms and below half the lease's validity.
-    ///
-    /// Defaults to off.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let builder = redis_mutex::Lock::builder("jobs:import")
-    ///     .wait_for_replicas(1, Duration::from_millis(100));
-    /// ```
-    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> LockBuilder {
-        self.replica_sync = Some(ReplicaSync::Wait { replicas, timeout });
-        self
-    }
-
-    /// Like [`wait_for_replicas`](LockBuilder::wait_for_replicas), but with
-    /// `WAITAOF` (Redis 7.2 and later): waits until the lock is fsynced to
-    /// the append-only file of the master (when `local`; the master needs
-    /// `appendonly yes`) and of `replicas` replicas. Older servers answer
-    /// that they have no such command: the acquire then fails with
-    /// [`Error::UnsupportedServer`] and the lock is released.
-    /// [`ServerReport::has_waitaof`](crate::ServerReport::has_waitaof) tells
-    /// ahead of time.
-    ///
-    /// Defaults to off.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let builder = redis_mutex::Lock::builder("jobs:import")
-    ///     .wait_for_aof(true, 1, Duration::from_millis(100));
-    /// ```
-    pub fn wait_for_aof(mut self, local: bool, replicas: u32, timeout: Duration) -> LockBuilder {
-        self.replica_sync = Some(ReplicaSync::Aof {
-            local,
-            replicas,
-            timeout,
-        });
-        self
-    }
+    lease_setters!();
 
     /// Builds the lock over an existing connection, such as a clone of your
     /// application's [`ConnectionManager`] or
@@ -412,7 +105,9 @@ impl LockBuilder {
     /// # Ok(()) }
     /// ```
     pub fn build(self, connection: impl LockConnection) -> Result<Lock> {
-        self.check()?.single(connection)
+        let (checked, fence_key) = self.check()?;
+        let topology = checked.single(connection);
+        Ok(self.finish(checked, topology, fence_key))
     }
 
     /// Builds a Redlock: one lock over N independent Redis masters (not
@@ -459,15 +154,9 @@ impl LockBuilder {
         self,
         connections: impl IntoIterator<Item = C>,
     ) -> Result<Lock> {
-        let checked = self.check()?;
-        let nodes: Vec<Node> = connections
-            .into_iter()
-            .map(|connection| Node::new(connection, checked.settings.command_timeout))
-            .collect();
-        let node_timeout = checked.check_quorum(nodes.len())?;
-        let labels = (0..nodes.len()).map(|i| format!("node {i}")).collect();
-        let quorum = Quorum::new(nodes, labels, node_timeout, checked.settings.drift);
-        checked.quorum(quorum, None)
+        let (checked, fence_key) = self.check()?;
+        let topology = checked.quorum_of(connections)?;
+        Ok(self.finish(checked, topology, fence_key))
     }
 
     /// Builds a Redlock over a new [`ConnectionManager`] to each of `urls`:
@@ -514,12 +203,9 @@ impl LockBuilder {
         self,
         urls: impl IntoIterator<Item = U>,
     ) -> Result<Lock> {
-        let checked = self.check()?;
-        let clients = urls
-            .into_iter()
-            .map(|url| redis::Client::open(url).map_err(|e| checked.connect_error(e)))
-            .collect::<Result<Vec<_>>>()?;
-        checked.clients_quorum(&clients).await
+        let (checked, fence_key) = self.check()?;
+        let topology = checked.urls_quorum(urls, &self.key).await?;
+        Ok(self.finish(checked, topology, fence_key))
     }
 
     /// Builds a Redlock over a new [`ConnectionManager`] from each of
@@ -535,7 +221,9 @@ impl LockBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn clients_quorum(self, clients: &[redis::Client]) -> Result<Lock> {
-        self.check()?.clients_quorum(clients).await
+        let (checked, fence_key) = self.check()?;
+        let topology = checked.clients_quorum(clients, &self.key).await?;
+        Ok(self.finish(checked, topology, fence_key))
     }
 
     /// Builds the lock over a new async connection to the Redis Cluster that
@@ -577,12 +265,9 @@ impl LockBuilder {
         self,
         seeds: impl IntoIterator<Item = U>,
     ) -> Result<Lock> {
-        let checked = self.check()?;
-        let client = redis::cluster::ClusterClient::builder(seeds)
-            .use_protocol(redis::ProtocolVersion::RESP3)
-            .build()
-            .map_err(|e| checked.connect_error(e))?;
-        checked.cluster_client(&client).await
+        let (mut checked, fence_key) = self.check()?;
+        let topology = checked.cluster_seeds(seeds, &self.key).await?;
+        Ok(self.finish(checked, topology, fence_key))
     }
 
     /// Builds the lock over a new async connection from a
@@ -607,7 +292,9 @@ impl LockBuilder {
     #[cfg(feature = "cluster")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub async fn cluster_client(self, client: &redis::cluster::ClusterClient) -> Result<Lock> {
-        self.check()?.cluster_client(client).await
+        let (mut checked, fence_key) = self.check()?;
+        let topology = checked.cluster_client(client, &self.key).await?;
+        Ok(self.finish(checked, topology, fence_key))
     }
 
     /// Builds the lock over a new [`ConnectionManager`] (which reconnects by
@@ -625,9 +312,9 @@ impl LockBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn connect(self, url: impl IntoConnectionInfo) -> Result<Lock> {
-        let checked = self.check()?;
-        let client = redis::Client::open(url).map_err(|e| checked.connect_error(e))?;
-        checked.client(&client).await
+        let (mut checked, fence_key) = self.check()?;
+        let topology = checked.url(url, &self.key).await?;
+        Ok(self.finish(checked, topology, fence_key))
     }
 
     /// Builds the lock over a new [`ConnectionManager`] from `client`, with
@@ -641,251 +328,39 @@ impl LockBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn client(self, client: &redis::Client) -> Result<Lock> {
-        self.check()?.client(client).await
+        let (mut checked, fence_key) = self.check()?;
+        let topology = checked.client(client, &self.key).await?;
+        Ok(self.finish(checked, topology, fence_key))
     }
 
-    /// Checks every setting, once per finishing call.
-    fn check(self) -> Result<Checked> {
-        let ttl = self.validate()?;
-        let fence_key = if self.fencing {
-            Some(keys::fence_key(&self.key)?)
-        } else {
-            None
-        };
-        Ok(Checked {
-            settings: self,
-            ttl,
-            fence_key,
-        })
-    }
-
-    fn validate(&self) -> Result<Duration> {
+    /// Checks the key and every setting, once per finishing call; returns
+    /// the checked settings and the fence counter's key.
+    fn check(&self) -> Result<(Checked, Option<String>)> {
         keys::check_key(&self.key)?;
-        self.wait.validate()?;
-        if let Some(max_hold) = self.max_hold
-            && max_hold < MIN_TTL
-        {
-            return Err(Error::invalid(
-                "max_hold",
-                format!("{max_hold:?} is below the minimum of {MIN_TTL:?}"),
-            ));
-        }
-        if self.fencing {
-            keys::fence_key(&self.key)?;
-        }
-        if self.command_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(Error::invalid("command_timeout", "must be above zero"));
-        }
-        let ttl = check_ttl(self.ttl)?;
-        // Before what is checked against the validity the margin leaves.
-        self.drift.check()?;
-        self.drift.check_validity("clock_drift", ttl)?;
-        if let Some(sync) = &self.replica_sync {
-            sync.validate(self.drift.validity(ttl))?;
-            if let Some(command_timeout) = self.command_timeout
-                && command_timeout <= sync.timeout()
-            {
-                return Err(Error::invalid(
-                    "command_timeout",
-                    format!(
-                        "{command_timeout:?} must be above the replica timeout ({:?}), or every WAIT times out on the client first",
-                        sync.timeout()
-                    ),
-                ));
-            }
-        }
-        Ok(ttl)
+        let fence_key = match self.settings.fencing {
+            true => Some(keys::fence_key(&self.key)?),
+            false => None,
+        };
+        Ok((self.settings.clone().check()?, fence_key))
     }
 
-    /// Checks a Redlock of `nodes` nodes; returns the per-node timeout.
-    fn validate_quorum(&self, ttl: Duration, nodes: usize) -> Result<Duration> {
-        if self.replica_sync.is_some() {
-            return Err(Error::invalid(
-                "replicas",
-                "a Redlock's nodes are independent masters: wait for replicas on a lock on one node",
-            ));
-        }
-        if self.fencing {
-            return Err(Error::invalid(
-                "fencing",
-                "a Redlock cannot issue fencing tokens: counters on independent nodes have no order between them; fence on a single node instead",
-            ));
-        }
-        if nodes == 0 {
-            return Err(Error::invalid(
-                "nodes",
-                "a Redlock needs at least 1 node (3 or 5 are typical), got 0",
-            ));
-        }
-        let node_timeout = self
-            .node_timeout
-            .unwrap_or_else(|| quorum::default_node_timeout(ttl));
-        if node_timeout.is_zero() || node_timeout > ttl / 10 {
-            return Err(Error::invalid(
-                "node_timeout",
-                format!(
-                    "{node_timeout:?} must be above zero and at most a tenth of the {ttl:?} TTL ({:?})",
-                    ttl / 10
-                ),
-            ));
-        }
-        if self.drift.validity(ttl) <= node_timeout {
-            return Err(Error::invalid(
-                "clock_drift",
-                format!(
-                    "a margin of {:?} leaves no more validity of the {ttl:?} TTL than the per-node timeout ({node_timeout:?})",
-                    self.drift.margin(ttl)
-                ),
-            ));
-        }
-        Ok(node_timeout)
+    fn finish(&self, checked: Checked, topology: Arc<Topology>, fence_key: Option<String>) -> Lock {
+        lease_of(&checked, topology, MutexLease::new(&self.key, fence_key))
     }
 }
 
-/// A builder whose settings passed validation: what the finishing methods
-/// build from.
-struct Checked {
-    settings: LockBuilder,
-    ttl: Duration,
-    fence_key: Option<String>,
-}
-
-impl Checked {
-    fn connect_error(&self, source: redis::RedisError) -> Error {
-        Error::from_redis(Operation::Connect, &self.settings.key, source)
-    }
-
-    fn single(self, connection: impl LockConnection) -> Result<Lock> {
-        let node = Node::new(connection, self.settings.command_timeout);
-        let notifier = self.settings.notify.clone().map(Notifier::for_source);
-        self.finish(Topology::single(node, notifier))
-    }
-
-    async fn client(mut self, client: &redis::Client) -> Result<Lock> {
-        self.settings
-            .notify
-            .get_or_insert_with(|| Source::Server(client.clone()));
-        let manager = ConnectionManager::new_with_config(client.clone(), manager_config())
-            .await
-            .map_err(|e| self.connect_error(e))?;
-        self.single(manager)
-    }
-
-    #[cfg(feature = "cluster")]
-    async fn cluster_client(mut self, client: &redis::cluster::ClusterClient) -> Result<Lock> {
-        self.settings
-            .notify
-            .get_or_insert_with(|| Source::Cluster(client.clone()));
-        let connection = client
-            .get_async_connection()
-            .await
-            .map_err(|e| self.connect_error(e))?;
-        self.single(connection)
-    }
-
-    /// Checks a Redlock of `nodes` nodes; returns the per-node timeout.
-    fn check_quorum(&self, nodes: usize) -> Result<Duration> {
-        self.settings.validate_quorum(self.ttl, nodes)
-    }
-
-    fn quorum(self, quorum: Quorum, listener: Option<(Source, usize)>) -> Result<Lock> {
-        let listener = listener.map(|(source, node)| Listener {
-            notifier: Notifier::for_source(source),
-            node,
-        });
-        self.finish(Topology::quorum(quorum, listener))
-    }
-
-    async fn clients_quorum(self, clients: &[redis::Client]) -> Result<Lock> {
-        let node_timeout = self.check_quorum(clients.len())?;
-        for (i, client) in clients.iter().enumerate() {
-            let addr = client.get_connection_info().addr();
-            if let Some(j) = clients[..i]
-                .iter()
-                .position(|other| other.get_connection_info().addr() == addr)
-            {
-                return Err(Error::invalid(
-                    "nodes",
-                    format!(
-                        "nodes {j} and {i} are the same server ({addr}); a Redlock needs independent servers"
-                    ),
-                ));
-            }
-        }
-        // Lazy managers: each connects on first use (the identification
-        // round below), and a node that is down or stalled now keeps
-        // connecting when it is next used, without holding up the rest.
-        let config = manager_config();
-        let managers = clients
-            .iter()
-            .map(|client| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.connect_error(e))?;
-        let labels = clients
-            .iter()
-            .enumerate()
-            .map(|(i, client)| format!("node {i} ({})", client.get_connection_info().addr()))
-            .collect();
-        let command_timeout = self.settings.command_timeout;
-        let nodes = managers
-            .into_iter()
-            .map(|manager| Node::new(manager, command_timeout))
-            .collect();
-        let quorum = Quorum::new(nodes, labels, node_timeout, self.settings.drift);
-        let (identified, failures) = quorum.identify_connecting(quorum::CONNECT_TIMEOUT).await?;
-        let required = quorum::majority(clients.len());
-        if identified < required {
-            return Err(Error::QuorumNotReached {
-                operation: Operation::Connect,
-                key: self.settings.key,
-                granted: identified,
-                required,
-                failures,
-            });
-        }
-        // Waiters listen to one node that answered: a release publishes on
-        // every node it reaches.
-        let listener = (0..clients.len())
-            .find(|i| failures.iter().all(|f| f.node != *i))
-            .map(|node| (Source::Server(clients[node].clone()), node));
-        self.quorum(quorum, listener)
-    }
-
-    fn finish(self, topology: Topology) -> Result<Lock> {
-        let settings = self.settings;
-        Ok(Lock::from_engine(Engine {
-            kind: MutexLease::new(&settings.key, self.fence_key),
-            ttl: self.ttl,
-            wait: settings.wait,
-            auto_renew: settings.auto_renew,
-            max_hold: settings.max_hold,
-            drift: settings.drift,
-            topology,
-            replica_sync: settings.replica_sync,
-        }))
-    }
-}
-
-/// The `ConnectionManager` settings of the connections the builder opens:
-/// few, short connection retries, so that a caller with Redis down hears
-/// about it in about a second, not after the default ~6 s of retries.
-fn manager_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500))
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_drift_margin_that_leaves_no_validity_is_refused() {
-        let err = Lock::builder("k")
-            .ttl(Duration::from_millis(100))
-            .clock_drift(0.01, Duration::from_millis(99))
-            .validate()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("leaves no validity"), "{err}");
-    }
+/// A lock of `kind` over `topology` with `checked` settings: what every
+/// way into a lock ends with.
+pub(crate) fn lease_of(checked: &Checked, topology: Arc<Topology>, kind: MutexLease) -> Lock {
+    let settings = &checked.settings;
+    Lock::from_engine(Engine {
+        kind,
+        ttl: checked.ttl,
+        wait: settings.wait,
+        auto_renew: settings.auto_renew,
+        max_hold: settings.max_hold,
+        drift: settings.drift,
+        topology,
+        replica_sync: settings.replica_sync,
+    })
 }

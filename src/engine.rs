@@ -7,6 +7,7 @@
 //!   over: a late answer never revives it.
 //! - An extend answered "not ours" marks the lease lost, for good.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,15 +15,16 @@ use tokio::time::Instant;
 use crate::error::{Error, Operation, Result};
 use crate::kind::Kind;
 use crate::lease::Lease;
+use crate::quorum;
 use crate::replicas::ReplicaSync;
 use crate::retry::WaitPolicy;
 use crate::token::Token;
 use crate::topology::Topology;
-use crate::ttl::ClockDrift;
+use crate::ttl::{ClockDrift, check_ttl};
 
 /// One lease's kind, settings and servers, shared (in an `Arc`) by the
 /// public handle, its guards and their renewal tasks.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Engine<K> {
     pub(crate) kind: K,
     pub(crate) ttl: Duration,
@@ -30,7 +32,8 @@ pub(crate) struct Engine<K> {
     pub(crate) auto_renew: bool,
     pub(crate) max_hold: Option<Duration>,
     pub(crate) drift: ClockDrift,
-    pub(crate) topology: Topology,
+    /// Shared by every lease built from one [`Locks`](crate::Locks).
+    pub(crate) topology: Arc<Topology>,
     /// `WAIT`/`WAITAOF` after each acquire (single node only).
     pub(crate) replica_sync: Option<ReplicaSync>,
 }
@@ -65,6 +68,28 @@ impl<K: Kind> Engine<K> {
             });
         }
         Ok(())
+    }
+
+    /// The same lease with another TTL, checked as the builders check it:
+    /// within [`MIN_TTL`](crate::MIN_TTL) and [`MAX_TTL`](crate::MAX_TTL),
+    /// leaving validity past the drift margin, a Redlock's node timeout and
+    /// the replica timeout.
+    pub(crate) fn with_ttl(&self, ttl: Duration) -> Result<Engine<K>>
+    where
+        K: Clone,
+    {
+        let ttl = check_ttl(ttl)?;
+        self.drift.check_validity("ttl", ttl)?;
+        if let Some(node_timeout) = self.topology.node_timeout() {
+            quorum::check_node_timeout(node_timeout, ttl, self.drift)?;
+        }
+        if let Some(sync) = &self.replica_sync {
+            sync.validate(self.drift.validity(ttl))?;
+        }
+        Ok(Engine {
+            ttl,
+            ..self.clone()
+        })
     }
 
     pub(crate) fn not_held(&self) -> Error {

@@ -13,12 +13,14 @@
 //   (Redlock), channels, subscriber, notify (wake-ups), topology
 // - engine: engine (shared state, extend), wait, renew, hold, acquire
 // - kinds: mutex (the mutex's scripts), lock, guard, fence
-// - facade: builder, diagnose, this file
+// - facade: settings (what the builders set), connect (how they reach
+//   servers), builder (one key), locks (any key), diagnose, this file
 mod acquire;
 mod attempt;
 mod builder;
 mod channels;
 mod clock;
+mod connect;
 mod connection;
 mod diagnose;
 mod engine;
@@ -31,6 +33,7 @@ mod keys;
 mod kind;
 mod lease;
 mod lock;
+mod locks;
 mod mutex;
 mod node;
 mod notify;
@@ -40,6 +43,7 @@ mod replicas;
 mod retry;
 mod rt;
 mod scripts;
+mod settings;
 mod subscriber;
 mod timeout;
 mod token;
@@ -57,5 +61,6 @@ pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
 pub use lease::Lease;
 pub use lock::Lock;
+pub use locks::{Locks, LocksBuilder};
 pub use retry::WaitPolicy;
 pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL};

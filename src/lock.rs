@@ -57,6 +57,38 @@ impl Lock {
         self.inner.wait
     }
 
+    /// This lock with another lease length for its acquisitions, sharing
+    /// everything else (connections, wake-ups, the other settings). Checked
+    /// as [`LockBuilder::ttl`](crate::LockBuilder::ttl) is. For one lock of a
+    /// [`Locks`](crate::Locks) that needs longer leases than the rest.
+    ///
+    /// ```no_run
+    /// # async fn example(locks: redis_mutex::Locks) -> redis_mutex::Result<()> {
+    /// use std::time::Duration;
+    /// let lock = locks.lock("reports:rebuild")?.with_ttl(Duration::from_secs(120))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_ttl(&self, ttl: Duration) -> Result<Lock> {
+        Ok(Lock::from_engine(self.inner.with_ttl(ttl)?))
+    }
+
+    /// This lock with another [`WaitPolicy`] for
+    /// [`acquire`](Lock::acquire) and [`run`](Lock::run), sharing everything
+    /// else. Checked as [`LockBuilder::wait`](crate::LockBuilder::wait) is.
+    ///
+    /// ```no_run
+    /// # async fn example(locks: redis_mutex::Locks) -> redis_mutex::Result<()> {
+    /// use redis_mutex::WaitPolicy;
+    /// let lock = locks.lock("cache:warm")?.with_wait(WaitPolicy::no_wait())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_wait(&self, policy: WaitPolicy) -> Result<Lock> {
+        policy.validate()?;
+        let mut engine = (*self.inner).clone();
+        engine.wait = policy;
+        Ok(Lock::from_engine(engine))
+    }
+
     /// The key of the fence counter when the lock was built with
     /// [`fencing(true)`](crate::LockBuilder::fencing): `{key}:fence`, or `key:fence`
     /// when the key has a hash tag. Never delete it, and keep it out of any

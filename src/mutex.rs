@@ -100,7 +100,7 @@ static FENCED_ACQUIRE: LazyLock<LeaseScript> =
     LazyLock::new(|| LeaseScript::new(FENCED_ACQUIRE_LUA));
 
 /// A mutex on one key.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct MutexLease {
     key: Arc<str>,
     /// The fence counter's key when fencing is on.

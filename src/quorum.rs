@@ -46,6 +46,35 @@ pub(crate) fn default_node_timeout(ttl: Duration) -> Duration {
     DEFAULT_NODE_TIMEOUT.min(ttl / 10)
 }
 
+/// Checks a Redlock's per-node timeout against its lease of `ttl`: above
+/// zero, at most a tenth of the TTL, and below the validity the drift
+/// margin leaves.
+pub(crate) fn check_node_timeout(
+    node_timeout: Duration,
+    ttl: Duration,
+    drift: ClockDrift,
+) -> Result<()> {
+    if node_timeout.is_zero() || node_timeout > ttl / 10 {
+        return Err(Error::invalid(
+            "node_timeout",
+            format!(
+                "{node_timeout:?} must be above zero and at most a tenth of the {ttl:?} TTL ({:?})",
+                ttl / 10
+            ),
+        ));
+    }
+    if drift.validity(ttl) <= node_timeout {
+        return Err(Error::invalid(
+            "clock_drift",
+            format!(
+                "a margin of {:?} leaves no more validity of the {ttl:?} TTL than the per-node timeout ({node_timeout:?})",
+                drift.margin(ttl)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// How many of `nodes` make a majority.
 pub(crate) fn majority(nodes: usize) -> usize {
     nodes / 2 + 1
@@ -92,6 +121,10 @@ impl Quorum {
 
     pub(crate) fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    pub(crate) fn node_timeout(&self) -> Duration {
+        self.node_timeout
     }
 
     /// One identification round: `INFO server` to every node at once,

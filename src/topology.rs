@@ -109,6 +109,14 @@ impl Topology {
         }
     }
 
+    /// A Redlock's per-node timeout; `None` on one node.
+    pub(crate) fn node_timeout(&self) -> Option<Duration> {
+        match &self.servers {
+            Servers::Single(_) => None,
+            Servers::Quorum(quorum) => Some(quorum.node_timeout()),
+        }
+    }
+
     /// How many nodes the lease lives on.
     pub(crate) fn node_count(&self) -> usize {
         match &self.servers {
