@@ -56,6 +56,29 @@ impl fmt::Display for Operation {
 /// ([`QuorumNotReached`](Error::QuorumNotReached)), the key is not a lock of this format
 /// ([`WrongType`](Error::WrongType)), and the caller asked for something
 /// impossible ([`InvalidArgument`](Error::InvalidArgument)).
+///
+/// `Display` says why, the cause included, so one log line is enough;
+/// [`source`](std::error::Error::source) returns the `redis` error as well,
+/// for code that walks the chain (a reporter that prints the whole chain
+/// shows the cause twice). Messages as they appear (`tests/error_messages.rs`
+/// makes most of them on a real server):
+///
+/// | variant | message |
+/// |---|---|
+/// | `Busy` | `lock "jobs" is busy: another owner held it for the whole wait (51.95ms, 4 attempts)` |
+/// | `NotHeld` | `lock "jobs" is not held any more: it expired or another owner took it` |
+/// | `Lost` | `lock "jobs" was lost while the work ran, so the work was stopped` |
+/// | `WrongType` | `key "jobs" holds a value of another type than a string lock (a foreign lock format, such as a Redisson hash?): WRONGTYPE Operation against a key holding the wrong kind of value` |
+/// | `PermissionDenied` | ``permission denied by the server during release of lock "jobs": the user may not run `evalsha` `` |
+/// | `OutOfMemory` | `redis is out of memory (maxmemory reached) and refused the acquire of lock "jobs"; nothing was written: OOM command not allowed when used memory > 'maxmemory'.` |
+/// | `NotReplicated` | `lock "jobs" was acquired, but only 0 of 1 replicas confirmed it within 100ms, so it was released` |
+/// | `AuthenticationFailed` | `redis refused the credentials (wrong or missing user name or password) during connect of lock "jobs": Password authentication failed - AuthenticationFailed` |
+/// | `UnsupportedServer` | ``the server does not support `WAITAOF` (Redis 7.2 or later): ERR unknown command 'WAITAOF', ...`` |
+/// | `TimedOut` | `no answer from redis within 200ms during acquire of lock "jobs"` |
+/// | `Redis` | `redis error during acquire of "jobs": broken pipe` |
+/// | `QuorumNotReached` | `acquire of lock "jobs" missed the quorum: 1 of 3 nodes succeeded, 2 needed (node 1: no answer within 50ms, node 2: unreachable (Connection refused (os error 111)))` |
+/// | `ValidityExpired` | `acquire of lock "jobs" succeeded, but only after 10.2s, when no validity was left` |
+/// | `InvalidArgument` | `invalid ttl: 0ns is below the minimum of 10ms` |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -94,7 +117,7 @@ pub enum Error {
     /// lock of this format (for example a Redisson lock, which is a hash).
     /// Waiting would never help, so this is not reported as busy.
     #[error(
-        "key {key:?} holds a value of another type than a string lock (a foreign lock format, such as a Redisson hash?)"
+        "key {key:?} holds a value of another type than a string lock (a foreign lock format, such as a Redisson hash?): {}", Cause(.source)
     )]
     WrongType {
         /// The lock's key.
@@ -129,7 +152,7 @@ pub enum Error {
     /// locks) frees nothing. Nothing was written. Release and extend still
     /// work on a full server; acquires fail until memory is freed.
     #[error(
-        "redis is out of memory (maxmemory reached) and refused the {operation} of lock {key:?}; nothing was written"
+        "redis is out of memory (maxmemory reached) and refused the {operation} of lock {key:?}; nothing was written: {}", Cause(.source)
     )]
     OutOfMemory {
         /// What the crate was doing.
@@ -170,7 +193,7 @@ pub enum Error {
     /// `WRONGPASS`). The message never contains the password. Trying again
     /// with the same credentials will not help.
     #[error(
-        "redis refused the credentials (wrong or missing user name or password) during {operation} of lock {key:?}"
+        "redis refused the credentials (wrong or missing user name or password) during {operation} of lock {key:?}: {}", Cause(.source)
     )]
     AuthenticationFailed {
         /// What the crate was doing: [`Operation::Connect`], or the first
@@ -184,7 +207,7 @@ pub enum Error {
     },
 
     /// The server does not support a command the crate needs.
-    #[error("the server does not support {needed}")]
+    #[error("the server does not support {needed}: {}", Cause(.source))]
     UnsupportedServer {
         /// What is needed, in words.
         needed: &'static str,
@@ -221,7 +244,7 @@ pub enum Error {
     /// For [`Operation::Acquire`] the `SET` may still have reached the server;
     /// the crate then releases the token it sent in the background, so the
     /// lock is not left held until its TTL.
-    #[error("redis error during {operation} of {key:?}")]
+    #[error("redis error during {operation} of {key:?}: {}", Cause(.source))]
     Redis {
         /// What the crate was doing.
         operation: Operation,
@@ -292,7 +315,7 @@ pub enum Error {
 
     /// The operating system's random number generator failed, so no token
     /// could be made.
-    #[error("the OS random number generator failed to make a lock token")]
+    #[error("the OS random number generator failed to make a lock token: {0}")]
     Random(#[source] rand::rngs::SysError),
 }
 
@@ -539,6 +562,20 @@ fn quoted_command(detail: &str) -> Option<String> {
 }
 
 /// The reason of a permission error, in words.
+/// A `redis` error as a cause in a message: an error reply as the server
+/// words it (`WRONGTYPE Operation against ...`), anything else as `redis`
+/// words it.
+struct Cause<'a>(&'a redis::RedisError);
+
+impl fmt::Display for Cause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0.code(), self.0.detail()) {
+            (Some(code), Some(detail)) => write!(f, "{code} {detail}"),
+            _ => fmt::Display::fmt(self.0, f),
+        }
+    }
+}
+
 struct Denied<'a>(Operation, Option<&'a str>, &'a redis::RedisError);
 
 impl fmt::Display for Denied<'_> {
