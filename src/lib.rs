@@ -12,7 +12,8 @@
 // - topology: attempt, identity (which server a Redlock node is), quorum
 //   (Redlock), channels, subscriber, notify (wake-ups), topology
 // - engine: engine (shared state, extend), wait, renew, hold, acquire
-// - kinds: mutex (the mutex's scripts), lock, guard, fence
+// - kinds: mutex (the mutex's scripts), lock, guard, inspect (who holds a
+//   lock, and a forced unlock), fence
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), builder (one key), locks (any key), diagnose, this file
 mod acquire;
@@ -29,6 +30,7 @@ mod fence;
 mod guard;
 mod hold;
 mod identity;
+mod inspect;
 mod keys;
 mod kind;
 mod lease;
@@ -59,6 +61,7 @@ pub use diagnose::{ServerReport, Weakness};
 pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
 pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
+pub use inspect::LockHolder;
 pub use lease::Lease;
 pub use lock::Lock;
 pub use locks::{Locks, LocksBuilder};

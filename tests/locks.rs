@@ -298,3 +298,94 @@ async fn redlock_sources_exclude_under_contention() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn holder_tells_who_holds_for_how_long_and_force_unlock_wakes_waiters() {
+    let server = RedisServer::start();
+    let locks = Locks::builder()
+        .ttl(Duration::from_secs(20))
+        .wait(
+            WaitPolicy::timeout(Duration::from_secs(10))
+                .backoff(Duration::from_secs(5), Duration::from_secs(5)),
+        )
+        .connect(server.url())
+        .await
+        .unwrap();
+    let lock = locks.lock("inspect").unwrap();
+    assert_eq!(lock.holder().await.unwrap(), None);
+    assert!(!lock.is_locked().await.unwrap());
+
+    let guard = lock.acquire().await.unwrap();
+    let holder = lock.holder().await.unwrap().unwrap();
+    assert!(holder.by_this_crate);
+    let expires_in = holder.expires_in.unwrap();
+    assert!(
+        expires_in <= Duration::from_secs(20) && expires_in > Duration::from_secs(19),
+        "{expires_in:?}"
+    );
+    assert!(lock.is_locked().await.unwrap());
+
+    // A waiter, polling only every 5 s: the forced unlock wakes it at once.
+    let waiter = tokio::spawn({
+        let lock = lock.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let guard = lock.acquire().await.unwrap();
+            (started.elapsed(), guard)
+        }
+    });
+    let channel = "{inspect}:released";
+    support::eventually(Duration::from_secs(5), "the waiter to subscribe", || {
+        support::subscribers(&server, channel) == 1
+    })
+    .await;
+    assert!(lock.force_unlock().await.unwrap());
+    let (waited, next) = waiter.await.unwrap();
+    assert!(waited < Duration::from_secs(4), "woken after {waited:?}");
+    // The old holder learns it lost the lock: its release is refused.
+    assert!(matches!(guard.release().await, Err(Error::NotHeld { .. })));
+    next.release().await.unwrap();
+    assert!(
+        !lock.force_unlock().await.unwrap(),
+        "nothing left to delete"
+    );
+
+    // Another library's holder, without expiry.
+    server.cmd(&["SET", "inspect", "not-ours"]);
+    let holder = lock.holder().await.unwrap().unwrap();
+    assert_eq!((holder.expires_in, holder.by_this_crate), (None, false));
+
+    // A key of another type is named as such, not reported as a holder.
+    server.cmd(&["DEL", "inspect"]);
+    server.cmd(&["HSET", "inspect", "a", "b"]);
+    assert!(
+        matches!(lock.holder().await, Err(Error::WrongType { .. })),
+        "{:?}",
+        lock.holder().await
+    );
+}
+
+#[tokio::test]
+async fn a_redlock_holder_is_one_token_on_a_majority() {
+    let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let urls: Vec<String> = nodes.iter().map(RedisServer::url).collect();
+    let locks = Locks::builder()
+        .node_timeout(Duration::from_millis(100))
+        .connect_quorum(urls)
+        .await
+        .unwrap();
+    let lock = locks.lock("inspect:redlock").unwrap();
+    let guard = lock.acquire().await.unwrap();
+    assert!(lock.holder().await.unwrap().unwrap().by_this_crate);
+    // Split: no token on a majority.
+    nodes[0].cmd(&["SET", "inspect:redlock", "other"]);
+    nodes[1].cmd(&["DEL", "inspect:redlock"]);
+    assert_eq!(lock.holder().await.unwrap(), None);
+    nodes[2].stop();
+    nodes[1].stop();
+    assert!(matches!(
+        lock.holder().await,
+        Err(Error::QuorumNotReached { .. })
+    ));
+    drop(guard);
+}
