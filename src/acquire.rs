@@ -9,6 +9,9 @@
 //! - A hold counts from before the send that confirmed it, or from the
 //!   call's start when an earlier send of the same token landed; an answer
 //!   that came after the validity makes no hold.
+//! - A call ends by the wait policy's deadline, or one attempt floor after
+//!   its start if that is later (`Topology::attempt_floor`): an attempt
+//!   still running then is cut, as a dropped future would be.
 //! - A topology that spent a token (a Redlock attempt that missed) gets a
 //!   fresh one: a late release of the old token must never meet a later
 //!   attempt's key.
@@ -25,6 +28,7 @@ use crate::hold::Hold;
 use crate::kind::Kind;
 use crate::lease::Lease;
 use crate::retry::WaitPolicy;
+use crate::timeout::timed_out;
 use crate::token::Token;
 use crate::wait::Waiter;
 
@@ -102,14 +106,35 @@ impl<K: Kind> Engine<K> {
             token: Some(Token::generate()?),
             maybe_set: false,
         };
+        // The whole call ends by the wait's deadline, a stalled attempt
+        // included, but the first attempt gets at least one command timeout.
+        let cutoff = policy
+            .deadline(started)
+            .map(|deadline| deadline.max(started + self.topology.attempt_floor()));
         let mut attempts = 0u32;
         loop {
             attempts += 1;
             pending.maybe_set = true;
-            let step = self
+            let attempt = self
                 .topology
-                .try_acquire(&self.kind, pending.token_str(), self.ttl)
-                .await;
+                .try_acquire(&self.kind, pending.token_str(), self.ttl);
+            let step = match cutoff {
+                None => attempt.await,
+                Some(cutoff) => match tokio::time::timeout_at(cutoff, attempt).await {
+                    Ok(step) => step,
+                    // Cut: the SET may have landed, so the token is released
+                    // in the background (the pending acquire's drop).
+                    Err(_) => AcquireStep::Fail {
+                        error: Error::TimedOut {
+                            operation: Operation::Acquire,
+                            key: self.key().to_owned(),
+                            after: Some(cutoff - started),
+                            source: timed_out(cutoff - started),
+                        },
+                        maybe_set: true,
+                    },
+                },
+            };
             let failed = match step {
                 AcquireStep::Acquired {
                     sent_at,

@@ -156,6 +156,20 @@ impl Lock {
     /// or while the subscription is down, a waiter polls under the wait
     /// policy.
     ///
+    /// # How long it can take
+    ///
+    /// The whole call returns by the wait policy's deadline `d`, a stalled
+    /// attempt included (a paused server, a connection reconnecting to one):
+    /// an attempt still running then is cut, and fails with
+    /// [`Error::TimedOut`](crate::Error::TimedOut), its token released in the
+    /// background. When `d` is shorter than one command timeout (the lock's
+    /// [`command_timeout`](crate::LockBuilder::command_timeout), or 500 ms,
+    /// the `redis` crate's default response timeout; on a Redlock the
+    /// per-node timeout), the first attempt still gets that long. So the
+    /// bound is `max(d, one command timeout)`, plus, with
+    /// [`wait_for_replicas`](crate::LockBuilder::wait_for_replicas), the
+    /// replica timeout; [`WaitPolicy::forever`] has none.
+    ///
     /// Waiters are **not** served in FIFO order. A release wakes one waiter
     /// in each process that waits (the one there that has waited longest),
     /// and whichever `SET` reaches Redis first takes the lock; the others
@@ -190,7 +204,8 @@ impl Lock {
     }
 
     /// Like [`acquire`](Lock::acquire), but waits at most `max_wait` instead
-    /// of the policy's limit (keeping its backoff).
+    /// of the policy's limit (keeping its backoff): it returns within
+    /// `max(max_wait, one command timeout)`, as `acquire` does.
     ///
     /// # Cancel safety
     ///

@@ -34,6 +34,8 @@ const BACKGROUND_RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub(crate) struct Node {
     connection: SharedConnection,
+    /// The lock's own bound on each command, if set.
+    command_timeout: Option<Duration>,
     /// The same connection when it is a Redis Cluster connection.
     #[cfg(feature = "cluster")]
     cluster: Option<redis::cluster_async::ClusterConnection>,
@@ -51,6 +53,7 @@ impl Node {
             .cloned();
         Node {
             connection: SharedConnection::new(TimedConnection::new(connection, command_timeout)),
+            command_timeout,
             #[cfg(feature = "cluster")]
             cluster,
         }
@@ -64,6 +67,11 @@ impl Node {
             return Publish::Sharded;
         }
         Publish::Plain
+    }
+
+    /// The lock's own bound on each command (`None`: the connection's).
+    pub(crate) fn command_timeout(&self) -> Option<Duration> {
+        self.command_timeout
     }
 
     pub(crate) fn connection(&self) -> DynConnection {

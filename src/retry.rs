@@ -127,9 +127,14 @@ impl WaitPolicy {
         Ok(())
     }
 
+    /// When a wait started at `now` ends; `None` for [`forever`](WaitPolicy::forever).
+    pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
+        self.max_wait.and_then(|wait| now.checked_add(wait))
+    }
+
     pub(crate) fn start(&self, now: Instant) -> Backoff {
         Backoff {
-            deadline: self.max_wait.and_then(|wait| now.checked_add(wait)),
+            deadline: self.deadline(now),
             bound: Doubling::new(self.min_backoff, self.max_backoff),
         }
     }

@@ -43,7 +43,7 @@ impl fmt::Display for CommandTimedOut {
 
 impl std::error::Error for CommandTimedOut {}
 
-fn timed_out(after: Duration) -> RedisError {
+pub(crate) fn timed_out(after: Duration) -> RedisError {
     RedisError::from(std::io::Error::new(
         std::io::ErrorKind::TimedOut,
         CommandTimedOut(after),

@@ -26,6 +26,11 @@ use crate::notify::Notifier;
 use crate::quorum::Quorum;
 use crate::replicas::ReplicaSync;
 
+/// The least an acquire attempt on one node gets before the wait's deadline
+/// cuts it, unless the lock has its own command timeout: 500 ms, the `redis`
+/// crate's default response timeout.
+pub(crate) const ATTEMPT_FLOOR: Duration = Duration::from_millis(500);
+
 /// The servers a lease lives on, and where its waiters listen.
 pub(crate) struct Topology {
     servers: Servers,
@@ -106,6 +111,17 @@ impl Topology {
         match &self.servers {
             Servers::Single(node) => vec![node],
             Servers::Quorum(quorum) => quorum.nodes().iter().collect(),
+        }
+    }
+
+    /// How long an acquire attempt may take at least before the wait's
+    /// deadline cuts it: one command timeout on one node (the lock's own, or
+    /// [`ATTEMPT_FLOOR`], the `redis` crate's default response timeout), the
+    /// per-node timeout on a Redlock (which bounds each of its steps).
+    pub(crate) fn attempt_floor(&self) -> Duration {
+        match &self.servers {
+            Servers::Single(node) => node.command_timeout().unwrap_or(ATTEMPT_FLOOR),
+            Servers::Quorum(quorum) => quorum.node_timeout(),
         }
     }
 
