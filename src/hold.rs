@@ -101,6 +101,13 @@ impl<K: Kind> Hold<K> {
         Ok(())
     }
 
+    /// Waits until renewal, if on, has started (see `Renewal::started`).
+    pub(crate) async fn renewal_started(&mut self) {
+        if let Some(renewal) = &mut self.renewal {
+            renewal.started().await;
+        }
+    }
+
     /// Whether the token still holds the lease.
     pub(crate) async fn is_held(&self) -> Result<bool> {
         let engine = &self.engine;

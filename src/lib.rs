@@ -5,7 +5,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The layers, each using only those below it (`module-graph.py` checks):
-// - base: clock, timeout, error, token, keys, ttl, lease, retry, rt,
+// - base: alarm (renewal's timer), clock, timeout, error, token, keys, ttl, lease, retry, rt,
 //   scripts, trace
 // - node: connection, kind (what a kind of lease is), node (its steps on
 //   one server), replicas
@@ -15,6 +15,7 @@
 // - kinds: mutex (the mutex's scripts), lock, guard, fence
 // - facade: builder, diagnose, this file
 mod acquire;
+mod alarm;
 mod attempt;
 mod builder;
 mod channels;
