@@ -141,6 +141,14 @@ impl LockGuard {
     /// interval; if none succeeds before the deadline, the lock is reported
     /// lost. Renewal never re-creates a key that expired or was taken.
     ///
+    /// The task first runs at the calling task's next `.await`: blocking
+    /// the thread before one (a synchronous call right after `auto_renew`)
+    /// can keep it from starting until the call returns. A lock built with
+    /// [`LockBuilder::auto_renew`](crate::LockBuilder::auto_renew) has its
+    /// renewal running when `acquire` returns the guard; from then on it
+    /// runs on any free worker of a multi-thread runtime (see
+    /// [`Lock::run`](crate::Lock::run) on blocking).
+    ///
     /// Fails only outside a tokio runtime.
     pub fn auto_renew(&mut self) -> Result<()> {
         self.hold.auto_renew()

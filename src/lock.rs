@@ -211,6 +211,20 @@ impl Lock {
     /// lost by the time of the release; the acquire's error (e.g.
     /// [`Error::Busy`](crate::Error::Busy)) when the lock could not be had.
     ///
+    /// # Blocking in the body
+    ///
+    /// Renewal is a task of the same runtime. On a multi-thread runtime it
+    /// keeps the lock while `body` blocks its worker thread (a long
+    /// computation, a synchronous call), as long as another worker is free:
+    /// `run` starts `body` only once renewal has started, and renewal's
+    /// timer is rung from a thread of this crate, which wakes a free worker
+    /// even when the blocked one was the last to watch the runtime's timers.
+    /// On a current-thread runtime nothing else runs while `body` blocks the
+    /// thread: renewal cannot, the lease expires after its TTL, another
+    /// owner may take the lock, and `run` returns
+    /// [`Error::NotHeld`](crate::Error::NotHeld) after `body`. Put blocking
+    /// work in [`spawn_blocking`](tokio::task::spawn_blocking) where you can.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future drops `body`, stops renewal and releases the lock
