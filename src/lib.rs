@@ -58,4 +58,5 @@ pub use guard::LockGuard;
 pub use lease::Lease;
 pub use lock::Lock;
 pub use retry::WaitPolicy;
+pub use rt::flush_releases;
 pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL};
