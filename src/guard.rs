@@ -24,9 +24,12 @@ use crate::mutex::MutexLease;
 ///
 /// Call [`release`](LockGuard::release) when done: it tells you whether the
 /// lock was still yours. A guard dropped without it stops its renewal and is
-/// released in the background (token-checked, best effort) when a tokio
-/// runtime is running; otherwise the key expires by its TTL. `Drop` never
-/// blocks and never panics.
+/// released by a background task (token-checked, best effort) of the tokio
+/// runtime it is dropped on. Dropped outside a runtime, or when that runtime
+/// shuts down before the task has sent the release (its tasks are dropped
+/// then: the end of `#[tokio::main]`), the key stays until its TTL. Before
+/// a program's runtime shuts down, [`flush_releases`](crate::flush_releases)
+/// waits for the background releases. `Drop` never blocks and never panics.
 #[must_use = "if unused the lock is released at once (in the background); hold the guard for the critical section and call .release()"]
 #[clippy::has_significant_drop]
 pub struct LockGuard {

@@ -137,7 +137,9 @@ impl Lock {
     /// fails with a connection error or timeout) after the `SET` may have
     /// reached the server, a token-checked release is sent in the background,
     /// which deletes the key only if this attempt set it. Without a tokio
-    /// runtime to run that release, the key expires by its TTL. A waiting
+    /// runtime to run that release, or when the runtime shuts down before it
+    /// is sent (see [`flush_releases`](crate::flush_releases)), the key
+    /// expires by its TTL. A waiting
     /// acquire that is dropped gives up its share of the subscription; the
     /// channel is unsubscribed when nobody in the process waits on it.
     ///
