@@ -84,15 +84,16 @@ pub(crate) fn spawn_release(task: impl Future<Output = ()> + Send + 'static) -> 
 /// runtime a guard dropped in `main`'s last statement is always left so; on
 /// a multi-thread runtime it races the shutdown.
 ///
-/// Like [`AsyncWriteExt::flush`](tokio::io::AsyncWriteExt::flush) for a
-/// buffered writer, it makes sure what was handed over in the background
-/// reaches the server before the program goes. It counts the releases of
-/// the whole process (one per server of a Redlock), whatever lock or
-/// runtime they belong to. A release is resent at most a few times (about
-/// 1.5 s of pauses, plus each try's command timeout), so a couple of
-/// seconds usually suffice; `max_wait` bounds the wait when a server does
-/// not answer. Its timer does not need the runtime's: it works on a
-/// runtime built without `enable_time`.
+/// Like [`flush`] on a buffered writer, it makes sure what was handed over
+/// in the background reaches the server before the program goes. It counts
+/// the releases of the whole process (one per server of a Redlock),
+/// whatever lock or runtime they belong to. A release is resent at most a
+/// few times (about 1.5 s of pauses, plus each try's command timeout), so a
+/// couple of seconds usually suffice; `max_wait` bounds the wait when a
+/// server does not answer. Its timer does not need the runtime's: it works
+/// on a runtime built without `enable_time`.
+///
+/// [`flush`]: https://docs.rs/tokio/1/tokio/io/trait.AsyncWriteExt.html#method.flush
 ///
 /// ```no_run
 /// # async fn work() -> redis_mutex::Result<()> { Ok(()) }
