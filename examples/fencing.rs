@@ -29,7 +29,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     println!("using {url}");
-    let client = redis::Client::open(url.as_str())?;
+    let result = fencing(&url).await;
+    // A guard dropped on the way out (by an early `?`) is released by a
+    // background task: let it finish before the runtime shuts down.
+    redis_mutex::flush_releases(Duration::from_secs(2)).await;
+    result
+}
+
+async fn fencing(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let client = redis::Client::open(url)?;
     let connection = client.get_connection_manager().await?;
 
     // Both workers lock the same key with fencing on, and write the same

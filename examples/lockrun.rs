@@ -173,7 +173,11 @@ async fn main() -> ExitCode {
         Err(e) if e.is_busy() => return fail(EX_TEMPFAIL, e),
         Err(e) => return fail(EX_UNAVAILABLE, error_chain(&e)),
     };
-    run(&args, guard).await
+    let code = run(&args, guard).await;
+    // A guard dropped on the way out is released by a background task: let
+    // it finish (bounded) before the runtime shuts down and drops it.
+    redis_mutex::flush_releases(Duration::from_secs(2)).await;
+    code
 }
 
 #[cfg(feature = "cluster")]

@@ -20,9 +20,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     println!("using {url}");
+    let result = quickstart(&url).await;
+    // A guard dropped on the way out (by an early `?`) is released by a
+    // background task: let it finish before the runtime shuts down.
+    redis_mutex::flush_releases(Duration::from_secs(2)).await;
+    result
+}
 
+async fn quickstart(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     // One connection, shared by every lock in the process.
-    let client = redis::Client::open(url.as_str())?;
+    let client = redis::Client::open(url)?;
     let connection = client.get_connection_manager().await?;
 
     let lock = Lock::builder("quickstart:nightly-report")

@@ -37,7 +37,7 @@ impl<K: Kind> Engine<K> {
     pub(crate) async fn acquire(self: &Arc<Self>, policy: WaitPolicy) -> Result<Hold<K>> {
         let started = Instant::now();
         #[cfg(feature = "tracing")]
-        let result = {
+        let mut result = {
             use tracing::Instrument;
             let span = crate::trace::acquire_span(self.key());
             self.attempt_until_acquired(policy, started)
@@ -45,7 +45,11 @@ impl<K: Kind> Engine<K> {
                 .await
         };
         #[cfg(not(feature = "tracing"))]
-        let result = self.attempt_until_acquired(policy, started).await;
+        let mut result = self.attempt_until_acquired(policy, started).await;
+        // Before the caller gets the guard, and perhaps blocks its thread.
+        if let Ok(hold) = &mut result {
+            hold.renewal_started().await;
+        }
         #[cfg(feature = "tracing")]
         crate::trace::acquired(
             self.key(),
@@ -74,6 +78,7 @@ impl<K: Kind> Engine<K> {
     {
         let mut hold = self.acquire(self.wait).await?;
         hold.auto_renew()?;
+        hold.renewal_started().await;
         let lease = hold.lease().clone();
         let finished = tokio::select! {
             biased;

@@ -24,9 +24,12 @@ use crate::mutex::MutexLease;
 ///
 /// Call [`release`](LockGuard::release) when done: it tells you whether the
 /// lock was still yours. A guard dropped without it stops its renewal and is
-/// released in the background (token-checked, best effort) when a tokio
-/// runtime is running; otherwise the key expires by its TTL. `Drop` never
-/// blocks and never panics.
+/// released by a background task (token-checked, best effort) of the tokio
+/// runtime it is dropped on. Dropped outside a runtime, or when that runtime
+/// shuts down before the task has sent the release (its tasks are dropped
+/// then: the end of `#[tokio::main]`), the key stays until its TTL. Before
+/// a program's runtime shuts down, [`flush_releases`](crate::flush_releases)
+/// waits for the background releases. `Drop` never blocks and never panics.
 #[must_use = "if unused the lock is released at once (in the background); hold the guard for the critical section and call .release()"]
 #[clippy::has_significant_drop]
 pub struct LockGuard {
@@ -140,6 +143,14 @@ impl LockGuard {
     /// A failed extend (Redis down, timed out) is retried at the next
     /// interval; if none succeeds before the deadline, the lock is reported
     /// lost. Renewal never re-creates a key that expired or was taken.
+    ///
+    /// The task first runs at the calling task's next `.await`: blocking
+    /// the thread before one (a synchronous call right after `auto_renew`)
+    /// can keep it from starting until the call returns. A lock built with
+    /// [`LockBuilder::auto_renew`](crate::LockBuilder::auto_renew) has its
+    /// renewal running when `acquire` returns the guard; from then on it
+    /// runs on any free worker of a multi-thread runtime (see
+    /// [`Lock::run`](crate::Lock::run) on blocking).
     ///
     /// Fails only outside a tokio runtime.
     pub fn auto_renew(&mut self) -> Result<()> {

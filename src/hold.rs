@@ -8,8 +8,9 @@
 //! - Renewal is stopped (aborted) before any release is sent.
 //! - A hold that was not released with an answer is released in the
 //!   background when dropped (token-checked, best effort, bounded resends);
-//!   without a tokio runtime the lease expires by its TTL. `Drop` never
-//!   blocks and never panics.
+//!   without a tokio runtime, or when it shuts down before the release is
+//!   sent, the lease expires by its TTL. `Drop` never blocks and never
+//!   panics.
 
 use std::fmt;
 use std::sync::Arc;
@@ -99,6 +100,13 @@ impl<K: Kind> Hold<K> {
             self.renewal = Some(renewal);
         }
         Ok(())
+    }
+
+    /// Waits until renewal, if on, has started (see `Renewal::started`).
+    pub(crate) async fn renewal_started(&mut self) {
+        if let Some(renewal) = &mut self.renewal {
+            renewal.started().await;
+        }
     }
 
     /// Whether the token still holds the lease.

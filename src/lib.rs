@@ -5,7 +5,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The layers, each using only those below it (`module-graph.py` checks):
-// - base: clock, timeout, error, token, keys, ttl, lease, retry, rt,
+// - base: alarm (renewal's timer), clock, timeout, error, token, keys, ttl, lease, retry, rt,
 //   scripts, trace
 // - node: connection, kind (what a kind of lease is), node (its steps on
 //   one server), replicas
@@ -17,6 +17,7 @@
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), builder (one key), locks (any key), diagnose, this file
 mod acquire;
+mod alarm;
 mod attempt;
 mod builder;
 mod channels;
@@ -66,4 +67,5 @@ pub use lease::Lease;
 pub use lock::Lock;
 pub use locks::{Locks, LocksBuilder};
 pub use retry::WaitPolicy;
+pub use rt::flush_releases;
 pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL};

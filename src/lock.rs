@@ -183,7 +183,9 @@ impl Lock {
     /// fails with a connection error or timeout) after the `SET` may have
     /// reached the server, a token-checked release is sent in the background,
     /// which deletes the key only if this attempt set it. Without a tokio
-    /// runtime to run that release, the key expires by its TTL. A waiting
+    /// runtime to run that release, or when the runtime shuts down before it
+    /// is sent (see [`flush_releases`](crate::flush_releases)), the key
+    /// expires by its TTL. A waiting
     /// acquire that is dropped gives up its share of the subscription; the
     /// channel is unsubscribed when nobody in the process waits on it.
     ///
@@ -257,6 +259,20 @@ impl Lock {
     /// release; [`Error::NotHeld`](crate::Error::NotHeld) when it finished but the lock had been
     /// lost by the time of the release; the acquire's error (e.g.
     /// [`Error::Busy`](crate::Error::Busy)) when the lock could not be had.
+    ///
+    /// # Blocking in the body
+    ///
+    /// Renewal is a task of the same runtime. On a multi-thread runtime it
+    /// keeps the lock while `body` blocks its worker thread (a long
+    /// computation, a synchronous call), as long as another worker is free:
+    /// `run` starts `body` only once renewal has started, and renewal's
+    /// timer is rung from a thread of this crate, which wakes a free worker
+    /// even when the blocked one was the last to watch the runtime's timers.
+    /// On a current-thread runtime nothing else runs while `body` blocks the
+    /// thread: renewal cannot, the lease expires after its TTL, another
+    /// owner may take the lock, and `run` returns
+    /// [`Error::NotHeld`](crate::Error::NotHeld) after `body`. Put blocking
+    /// work in [`spawn_blocking`](tokio::task::spawn_blocking) where you can.
     ///
     /// # Cancel safety
     ///

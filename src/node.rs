@@ -9,7 +9,9 @@
 //! - A background release only ever deletes our own token (the kind's
 //!   script checks it), so it is safe to resend: it is resent with backoff
 //!   until answered, at most [`BACKGROUND_RELEASE_ATTEMPTS`] times; then the
-//!   TTL ends the lease. Without a tokio runtime the TTL ends it too.
+//!   TTL ends the lease. Without a tokio runtime the TTL ends it too, and
+//!   when the runtime shuts down first (the task is dropped with it);
+//!   `flush_releases` waits for the task (`rt`).
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use redis::{Cmd, RedisResult, Value};
 use crate::connection::{DynConnection, LockConnection, SharedConnection};
 use crate::kind::{Grant, Holder, Kind};
 use crate::retry::Doubling;
-use crate::rt::spawn_if_runtime;
+use crate::rt::spawn_release;
 use crate::scripts::{Publish, Request, ScriptCall};
 use crate::timeout::TimedConnection;
 
@@ -196,7 +198,7 @@ impl Node {
     pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str) {
         let node = self.clone();
         let call = kind.release(token, true);
-        spawn_if_runtime(async move {
+        spawn_release(async move {
             let mut pause = Doubling::new(BACKGROUND_RELEASE_FIRST_PAUSE, Duration::MAX);
             for attempt in 1..=BACKGROUND_RELEASE_ATTEMPTS {
                 match node.send_checked_by_body(&call).await {

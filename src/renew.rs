@@ -10,13 +10,18 @@
 //!   either runs first (and the release then ends it) or finds it gone.
 //! - Loss is signalled through the [`Lease`] at the latest at the local
 //!   deadline, by the clock, even if Redis never answers an extend.
+//! - The task runs on any free worker while another is blocked: whoever
+//!   starts it waits for its first poll (`Renewal::started`), and its
+//!   timer is rung from outside the runtime (`alarm`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::alarm;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::kind::Kind;
@@ -27,7 +32,11 @@ use crate::ttl::{MIN_TTL, millis};
 
 /// A running renewal task; aborts it when dropped.
 #[derive(Debug)]
-pub(crate) struct Renewal(JoinHandle<()>);
+pub(crate) struct Renewal {
+    task: JoinHandle<()>,
+    /// Answered by the task's first poll, once its first alarm is set.
+    started: Option<oneshot::Receiver<()>>,
+}
 
 impl Renewal {
     /// Starts renewing. `hold_until` caps how long renewal keeps the lease:
@@ -38,17 +47,38 @@ impl Renewal {
         lease: Lease,
         hold_until: Option<Instant>,
     ) -> Result<Renewal> {
-        spawn_if_runtime(renew(engine, token, lease, hold_until))
-            .map(Renewal)
-            .ok_or_else(|| {
-                Error::invalid("runtime", "renewal needs a tokio runtime to run its task")
-            })
+        let (started_tx, started) = oneshot::channel();
+        let task = async move {
+            let _ = started_tx.send(());
+            renew(engine, token, lease, hold_until).await;
+        };
+        let task = spawn_if_runtime(task).ok_or_else(|| {
+            Error::invalid("runtime", "renewal needs a tokio runtime to run its task")
+        })?;
+        Ok(Renewal {
+            task,
+            started: Some(started),
+        })
+    }
+
+    /// Waits until the task has run once and set its first alarm; from then
+    /// on any free worker can run it. Until then it may sit in the LIFO slot
+    /// of the worker that spawned it, which tokio's other workers never
+    /// steal from: if the caller then blocked that worker (a body calling
+    /// blocking code), renewal would not start until the caller returned,
+    /// and the lease would expire meanwhile.
+    pub(crate) async fn started(&mut self) {
+        if let Some(started) = self.started.take() {
+            // An error: the task was dropped unpolled (the runtime shuts
+            // down); nothing to wait for.
+            let _ = started.await;
+        }
     }
 }
 
 impl Drop for Renewal {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
@@ -65,7 +95,8 @@ async fn renew<K: Kind>(
     hold_until: Option<Instant>,
 ) {
     loop {
-        tokio::time::sleep(interval(engine.ttl)).await;
+        // Not tokio's timer: see `alarm`.
+        alarm::sleep(interval(engine.ttl)).await;
         if lease.is_lost() {
             return;
         }

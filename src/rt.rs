@@ -1,16 +1,23 @@
-//! Runtime helpers: spawning where a tokio runtime is there, and running
-//! futures side by side in one task.
+//! Runtime helpers: spawning where a tokio runtime is there, counting the
+//! background releases until they finish, and running futures side by side
+//! in one task.
 //!
 //! Invariants:
 //! - Nothing here blocks or panics without a runtime: [`spawn_if_runtime`]
 //!   says whether it spawned, and its callers say what happens otherwise
 //!   (a key expires by its TTL; waiters poll).
+//! - Every task of [`spawn_release`] is counted from its spawn until it
+//!   finishes or is dropped (a runtime that shuts down drops its tasks,
+//!   polled or not), so the count never leaks and [`flush_releases`] never
+//!   waits for a task that is gone.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// Spawns `task` on the current tokio runtime; `None` (and `task` dropped)
@@ -22,6 +29,104 @@ where
 {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     Some(runtime.spawn(task))
+}
+
+/// Background releases spawned and not yet finished or dropped, in the
+/// whole process.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Told when [`PENDING`] falls to zero.
+static SETTLED: Notify = Notify::const_new();
+
+/// One count of [`PENDING`], given back when dropped.
+struct Pending;
+
+impl Pending {
+    fn count() -> Pending {
+        PENDING.fetch_add(1, Ordering::AcqRel);
+        Pending
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if PENDING.fetch_sub(1, Ordering::AcqRel) == 1 {
+            SETTLED.notify_waiters();
+        }
+    }
+}
+
+/// Spawns a background release like [`spawn_if_runtime`], counted until
+/// it finishes or is dropped (see [`flush_releases`]); `false` outside a
+/// runtime.
+pub(crate) fn spawn_release(task: impl Future<Output = ()> + Send + 'static) -> bool {
+    let pending = Pending::count();
+    spawn_if_runtime(async move {
+        let _pending = pending;
+        task.await;
+    })
+    .is_some()
+}
+
+/// Waits until the releases sent in the background have finished, at most
+/// `max_wait`, and returns how many are still running then: `0` when all
+/// were answered or given up (or none was pending: then it returns at once).
+///
+/// Call it as the last step before a program's runtime shuts down, after
+/// the last guard has gone. A [`LockGuard`](crate::LockGuard) dropped
+/// without [`release`](crate::LockGuard::release) (by an early `?`, a
+/// panic caught up the stack, a task aborted), a cancelled
+/// [`acquire`](crate::Lock::acquire) and a dropped [`run`](crate::Lock::run)
+/// release their key in a background task of the runtime they were dropped
+/// on. When that runtime shuts down (the end of a `#[tokio::main]`
+/// function), its tasks are dropped where they are: a release not sent yet
+/// never is, and the key lives on until its TTL. On a current-thread
+/// runtime a guard dropped in `main`'s last statement is always left so; on
+/// a multi-thread runtime it races the shutdown.
+///
+/// Like [`flush`] on a buffered writer, it makes sure what was handed over
+/// in the background reaches the server before the program goes. It counts
+/// the releases of the whole process (one per server of a Redlock),
+/// whatever lock or runtime they belong to. A release is resent at most a
+/// few times (about 1.5 s of pauses, plus each try's command timeout), so a
+/// couple of seconds usually suffice; `max_wait` bounds the wait when a
+/// server does not answer. Its timer does not need the runtime's: it works
+/// on a runtime built without `enable_time`.
+///
+/// [`flush`]: https://docs.rs/tokio/1/tokio/io/trait.AsyncWriteExt.html#method.flush
+///
+/// ```no_run
+/// # async fn work() -> redis_mutex::Result<()> { Ok(()) }
+/// #[tokio::main]
+/// async fn main() -> redis_mutex::Result<()> {
+///     let result = work().await; // may drop a guard on an early return
+///     let left = redis_mutex::flush_releases(std::time::Duration::from_secs(2)).await;
+///     if left > 0 {
+///         eprintln!("{left} lock releases unanswered: their keys expire by their TTL");
+///     }
+///     result
+/// }
+/// ```
+pub async fn flush_releases(max_wait: Duration) -> usize {
+    if PENDING.load(Ordering::Acquire) == 0 {
+        return 0;
+    }
+    let timer = crate::alarm::sleep(max_wait);
+    tokio::pin!(timer);
+    loop {
+        let settled = SETTLED.notified();
+        tokio::pin!(settled);
+        // Listening before looking: a fall to zero in between is not missed.
+        settled.as_mut().enable();
+        let pending = PENDING.load(Ordering::Acquire);
+        if pending == 0 {
+            return 0;
+        }
+        tokio::select! {
+            () = &mut settled => {}
+            () = &mut timer => return PENDING.load(Ordering::Acquire),
+        }
+    }
 }
 
 /// Polls all `futures` concurrently in the calling task until every one is

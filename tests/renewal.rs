@@ -349,3 +349,125 @@ async fn release_and_drop_stop_renewal_at_once_not_at_its_next_tick() {
     settle_within(baseline, Duration::from_millis(500)).await;
     assert!(!server.exists("renew:stop"));
 }
+
+/// A rival in another thread with its own runtime (think: another process):
+/// once `go` is set, tries the key every 20 ms until `stop`; keeps whatever
+/// it gets for 10 s.
+fn rival_thread(
+    url: String,
+    key: &'static str,
+    go: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let rival = Lock::builder(key)
+                .ttl(Duration::from_secs(10))
+                .wait(WaitPolicy::no_wait())
+                .connect(url.as_str())
+                .await
+                .unwrap();
+            while !go.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(guard) = rival.try_acquire().await.unwrap() {
+                    std::mem::forget(guard); // keeps the key: our release must see it
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            false
+        })
+    })
+}
+
+/// Runs `holder` `rounds` times on this runtime, with a rival elsewhere:
+/// `holder` holds a 300 ms lock while it blocks its worker for 900 ms
+/// (setting `go` first), and returns its release's outcome. `Ok` means the
+/// key held our token from the acquire to the release, so no rival had it
+/// meanwhile; a rival that got it after the release is let go.
+async fn blocking_holder_keeps_the_lock<F>(rounds: usize, holder: F)
+where
+    F: Fn(Lock, Arc<AtomicBool>) -> tokio::task::JoinHandle<redis_mutex::Result<()>>,
+{
+    let server = RedisServer::start();
+    let lock = renewing(server.conn().await, "renew:blocking", 300);
+    for round in 0..rounds {
+        let (go, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let rival = rival_thread(server.url(), "renew:blocking", go.clone(), stop.clone());
+        // Awaiting the handle runs nothing on the workers: nothing else
+        // wakes them while the holder blocks one.
+        let result = holder(lock.clone(), go).await.unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let rival_took_it = rival.join().unwrap();
+        assert!(
+            result.is_ok(),
+            "round {round}: {result:?} (a rival took the key: {rival_took_it})"
+        );
+        server.cmd(&["DEL", "renew:blocking"]);
+    }
+}
+
+/// A `run` body that blocks its worker (std::thread::sleep, 3 TTLs) inside
+/// `tokio::spawn` on a multi-thread runtime: renewal runs on the other
+/// worker, so the lock is never lost and no rival gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_keeps_the_lock_while_its_body_blocks_a_worker() {
+    blocking_holder_keeps_the_lock(3, |lock, go| {
+        tokio::spawn(async move {
+            let lost = lock
+                .run(|lease| async move {
+                    go.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(900));
+                    lease.is_lost()
+                })
+                .await?;
+            assert!(!lost);
+            Ok(())
+        })
+    })
+    .await;
+}
+
+/// The same after the body awaited an answer from Redis: the worker that
+/// took the answer off the socket is the one that blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_keeps_the_lock_while_its_body_blocks_a_worker_after_io() {
+    blocking_holder_keeps_the_lock(2, |lock, go| {
+        tokio::spawn(async move {
+            let same_lock = lock.clone();
+            lock.run(|_lease| async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                // One round trip: busy (we hold it).
+                assert!(same_lock.try_acquire().await.unwrap().is_none());
+                go.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(900));
+            })
+            .await
+        })
+    })
+    .await;
+}
+
+/// A guard of a lock with `auto_renew(true)`, held by a task that blocks
+/// its worker right after `acquire` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewing_guard_keeps_the_lock_while_its_task_blocks_a_worker() {
+    blocking_holder_keeps_the_lock(2, |lock, go| {
+        tokio::spawn(async move {
+            let guard = lock.acquire().await?;
+            go.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(900));
+            guard.release().await
+        })
+    })
+    .await;
+}
