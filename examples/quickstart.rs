@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use redis_mutex::{Lock, WaitPolicy};
+use redis_mutex::{Locks, WaitPolicy};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,15 +28,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn quickstart(url: &str) -> Result<(), Box<dyn std::error::Error>> {
-    // One connection, shared by every lock in the process.
-    let client = redis::Client::open(url)?;
-    let connection = client.get_connection_manager().await?;
-
-    let lock = Lock::builder("quickstart:nightly-report")
+    // Once per process: one connection and one wake-up subscription,
+    // shared by every lock it hands out.
+    let locks = Locks::builder()
         .ttl(Duration::from_secs(10))
         .wait(WaitPolicy::timeout(Duration::from_secs(5)))
-        .build(connection.clone())?;
+        .connect(url)
+        .await?;
 
+    // A lock for any key, where it is needed: no I/O.
+    let lock = locks.lock("quickstart:nightly-report")?;
     let guard = lock.acquire().await?;
     println!(
         "acquired {:?}; the lease is good for {:?}",
@@ -45,9 +46,9 @@ async fn quickstart(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Another worker (here: another Lock on the same key) finds it busy.
-    let impatient = Lock::builder("quickstart:nightly-report")
-        .wait(WaitPolicy::timeout(Duration::from_millis(300)))
-        .build(connection)?;
+    let impatient = locks
+        .lock("quickstart:nightly-report")?
+        .with_wait(WaitPolicy::timeout(Duration::from_millis(300)))?;
     match impatient.acquire().await {
         Err(e) if e.is_busy() => println!("a second worker gives up: {e}"),
         Err(e) => return Err(e.into()),
