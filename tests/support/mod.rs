@@ -451,6 +451,17 @@ fn server_bin() -> PathBuf {
         })
 }
 
+/// Says on the test process's stderr, past libtest's output capture (which
+/// takes only `print!`/`eprint!`), that the running test checked nothing
+/// and why: `SKIPPED <test>: <reason>`. The test then returns and shows as
+/// passed, so this line is what tells a skip from a pass.
+pub fn skipped(reason: &str) {
+    use std::io::Write;
+    let current = thread::current();
+    let test = current.name().unwrap_or("<unnamed test>");
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {test}: {reason}");
+}
+
 /// Asks the OS for a free port on 127.0.0.1 (racy by nature: callers retry).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
