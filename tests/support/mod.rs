@@ -620,19 +620,57 @@ pub async fn yields(n: usize) {
     }
 }
 
-/// The built `lockrun` example, with the features this test binary was built with
-/// (`tls`), so that test binaries of one `cargo test` run share one build. Built once per
-/// test binary (`cargo test` also builds examples, but not when only one test target is
-/// selected).
+/// The built `lockrun` example, with the features and the profile this test
+/// binary was built with, so that it is the binary `cargo test` itself built
+/// (then this build is a no-op) and never a stale one of another profile.
+/// Built once per test binary (`cargo test` builds examples, but not when
+/// only some test targets are selected); the path is the one cargo reports.
+/// Built in the environment the user's `cargo test` had, or the build would
+/// be dirty each time and the test binary calling this first (cluster.rs in
+/// a full run) would wait out a rebuild of every dependency.
 pub fn lockrun_bin() -> &'static PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         let mut build = Command::new(env!("CARGO"));
         build.args(["build", "--quiet", "--example", "lockrun"]);
+        // Not the variables cargo sets for running this test: build scripts
+        // that track one (ring's tracks CARGO_MANIFEST_DIR) would rebuild
+        // the whole tree, and the next `cargo test` rebuild it back.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                ]
+                .contains(&name.as_ref())
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
+        build.args(["--message-format", "json-render-diagnostics"]);
+        // target/<profile dir>/deps/<this test>: `debug` is the dev profile's.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|name| name.to_str())
+            .expect("the test binary lives in target/<profile>/deps");
+        let profile = if profile_dir == "debug" {
+            "dev"
+        } else {
+            profile_dir
+        };
+        build.args(["--profile", profile]);
         // The example gets the features this test was built with.
         let features: Vec<&str> = [
             ("tls", cfg!(feature = "tls")),
             ("cluster", cfg!(feature = "cluster")),
+            ("tracing", cfg!(feature = "tracing")),
         ]
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))
@@ -640,15 +678,21 @@ pub fn lockrun_bin() -> &'static PathBuf {
         if !features.is_empty() {
             build.args(["--features", &features.join(",")]);
         }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building the lockrun example failed");
-        // target/<profile>/deps/<this test> -> target/<profile>/examples/lockrun
-        let deps = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        deps.parent().unwrap().join("examples").join("lockrun")
+        let output = build.stderr(Stdio::inherit()).output().expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building the lockrun example failed"
+        );
+        // The artifact line: {"reason":"compiler-artifact",...,"executable":"..."}.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let path = stdout
+            .lines()
+            .filter(|line| line.contains(r#""reason":"compiler-artifact""#))
+            .filter(|line| line.contains(r#""name":"lockrun""#))
+            .find_map(|line| line.split(r#""executable":""#).nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("cargo named no lockrun executable:\n{stdout}"));
+        PathBuf::from(path)
     })
 }
 
