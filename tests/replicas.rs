@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use redis_mutex::{Error, Lock, WaitPolicy, Weakness};
-use support::RedisServer;
+use support::{RedisServer, patient_conn};
 use tokio::time::Instant;
 
 /// A master and one replica of it, with the link up.
@@ -38,18 +38,6 @@ fn master_and_replica_with(args: &[&str]) -> (RedisServer, RedisServer) {
         std::thread::sleep(Duration::from_millis(20));
     }
     (master, replica)
-}
-
-/// A connection that waits 5 s for answers: `WAIT` holds its answer back
-/// for up to its timeout, longer than the redis crate's default 500 ms.
-async fn patient_conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
-    server
-        .client()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap()
 }
 
 /// A lock that waits up to `timeout_ms` for `replicas` replicas. Where the

@@ -696,6 +696,51 @@ pub fn lockrun_bin() -> &'static PathBuf {
     })
 }
 
+/// A connection to `server` that waits 5 s for answers, not the redis
+/// crate's default 500 ms: for tests whose server holds answers back longer
+/// (`WAIT`, a paused server).
+pub async fn patient_conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+    server
+        .client()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
+}
+
+/// The commands a server runs, in order, as `MONITOR` reports them (those
+/// a script calls too, from `lua`), gathered by a thread until the server
+/// goes.
+pub struct Monitor {
+    lines: std::sync::Arc<Mutex<Vec<String>>>,
+}
+
+impl Monitor {
+    /// Starts monitoring: commands from now on are seen.
+    pub fn start(server: &RedisServer) -> Monitor {
+        let mut con = server.sync_conn();
+        con.set_read_timeout(None).unwrap();
+        let () = redis::cmd("MONITOR").query(&mut con).unwrap();
+        let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        thread::spawn(move || {
+            while let Ok(value) = con.recv_response() {
+                if let Ok(line) = redis::from_redis_value::<String>(value) {
+                    sink.lock().unwrap().push(line);
+                }
+            }
+        });
+        Monitor { lines }
+    }
+
+    /// The lines seen so far, e.g. `1700000000.123456 [0 127.0.0.1:4242]
+    /// "evalsha" "..." "1" "key" "token"`, or `... [0 lua] "DEL" "key"`.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
 /// Tasks alive on the current tokio runtime (its own metrics).
 pub fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
