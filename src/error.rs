@@ -354,12 +354,9 @@ impl Error {
                 source,
             },
             // A script that calls a command the ACL user may not run fails with
-            // a plain ERR whose text says so.
-            Some("ERR")
-                if source
-                    .detail()
-                    .is_some_and(|d| d.contains("can't run this command")) =>
-            {
+            // a plain ERR whose text says so, in Redis 7.0's words or in those
+            // of Redis 7.2+ and Valkey.
+            Some("ERR") if source.detail().is_some_and(is_script_acl_refusal) => {
                 Error::PermissionDenied {
                     operation,
                     key,
@@ -561,6 +558,22 @@ fn quoted_command(detail: &str) -> Option<String> {
     Some(command.to_owned())
 }
 
+/// Whether an `ERR` reply's detail is a script's ACL refusal: Redis 7.0
+/// says "The user executing the script can't run this command or
+/// subcommand" (or "can't access ..."), Redis 7.2+ and Valkey "ACL failure
+/// in script: User u has no permissions to run the 'del' command".
+fn is_script_acl_refusal(detail: &str) -> bool {
+    detail.contains("The user executing the script can't")
+        || detail.contains("ACL failure in script")
+}
+
+/// Whether a permission error's detail says a key was refused: Redis 7.0's
+/// "access one of the keys" (or, in a script, "at least one of the keys"),
+/// Redis 7.2+'s and Valkey's "No permissions to access a key".
+fn is_key_refusal(detail: &str) -> bool {
+    detail.contains("one of the keys") || detail.contains("access a key")
+}
+
 /// The reason of a permission error, in words.
 /// A `redis` error as a cause in a message: an error reply as the server
 /// words it (`WRONGTYPE Operation against ...`), anything else as `redis`
@@ -585,12 +598,12 @@ impl fmt::Display for Denied<'_> {
         if let Some(command) = command {
             return write!(f, "the user may not run `{command}`");
         }
-        if detail.contains("access one of the keys") {
+        if is_key_refusal(detail) {
             return f.write_str(
                 "the user may not access this key (check its ACL key patterns, `~...`)",
             );
         }
-        if detail.contains("can't run this command") {
+        if is_script_acl_refusal(detail) {
             let calls = match operation {
                 Operation::Acquire => "GET, INCR and SET",
                 Operation::Release => "GET and DEL",
@@ -674,6 +687,56 @@ mod tests {
     fn server_error(kind: ServerErrorKind, code: &'static str) -> Error {
         let source = RedisError::from((ErrorKind::Server(kind), code, "detail".to_owned()));
         Error::from_redis(Operation::Acquire, "k", source)
+    }
+
+    fn reply(code: &'static str, detail: &str) -> RedisError {
+        let kind = match code {
+            "NOPERM" => ServerErrorKind::NoPerm,
+            _ => ServerErrorKind::ResponseError,
+        };
+        RedisError::from((ErrorKind::Server(kind), code, detail.to_owned()))
+    }
+
+    /// Redis 7.0 and Redis 7.2+/Valkey word ACL refusals differently; each
+    /// wording is a `PermissionDenied` that says the same. (tests/acl.rs
+    /// checks the replies of whichever server CI runs, Redis and Valkey.)
+    #[test]
+    fn acl_refusals_are_permission_denied_in_every_servers_words() {
+        let script = [
+            "The user executing the script can't run this command or subcommand script: \
+             41e6, on @user_script:1.",
+            "ACL failure in script: User nodel has no permissions to run the 'del' command \
+             script: on @user_script:3.",
+        ];
+        for detail in script {
+            let err = Error::from_redis(Operation::Release, "k", reply("ERR", detail));
+            assert!(
+                matches!(&err, Error::PermissionDenied { command: None, .. }),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("calls GET and DEL"), "{err}");
+        }
+        let key = [
+            "this user has no permissions to access one of the keys used as arguments",
+            "No permissions to access a key",
+        ];
+        for detail in key {
+            let err = Error::from_redis(Operation::Acquire, "k", reply("NOPERM", detail));
+            assert!(err.to_string().contains("ACL key patterns"), "{err}");
+        }
+        let command = [
+            "this user has no permissions to run the 'evalsha' command",
+            "User u has no permissions to run the 'evalsha' command",
+        ];
+        for detail in command {
+            let err = Error::from_redis(Operation::Release, "k", reply("NOPERM", detail));
+            assert!(
+                matches!(&err, Error::PermissionDenied { command: Some(c), .. } if c == "evalsha"),
+                "{err:?}"
+            );
+        }
+        let other = Error::from_redis(Operation::Release, "k", reply("ERR", "something else"));
+        assert!(matches!(other, Error::Redis { .. }), "{other:?}");
     }
 
     /// The classification only: a cluster in failover answers these while

@@ -142,7 +142,7 @@ async fn a_key_outside_the_users_patterns_is_a_permission_error_not_busy() {
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("key"), "{err}");
+    assert!(err.to_string().contains("ACL key patterns"), "{err}");
     // Fencing needs INCR on the counter: without it, no lock and a clear error.
     let url = user(&server, "noincr", &without("+incr"));
     let err = lock_err(&url).await;

@@ -176,7 +176,11 @@ async fn a_stalled_server_times_out_release_and_extend_with_typed_errors() {
         .ttl(Duration::from_secs(30))
         .build(server.conn().await)
         .unwrap();
+    // The scripts cached first: a late EVALSHA of a script the server has
+    // not seen fails NOSCRIPT, and nobody waits to send it again.
+    lock.acquire().await.unwrap().release().await.unwrap();
     let guard = lock.acquire().await.unwrap();
+    guard.extend(Duration::from_secs(30)).await.unwrap();
     let deadline_before = guard.deadline();
     server.pause();
     let err = guard.extend(Duration::from_secs(60)).await.unwrap_err();
@@ -210,8 +214,38 @@ async fn a_stalled_server_times_out_release_and_extend_with_typed_errors() {
     );
     server.resume();
     // The timed-out extend still ran once the server woke; the lock is ours.
+    let pttl = server.pttl("faults:stalled");
+    assert!(pttl > 30_000, "extended to 60 s late: PTTL {pttl} ms");
     assert!(lock.try_acquire().await.unwrap().is_none(), "still held");
     assert!(guard.is_held().await.unwrap());
+
+    // A release to a stalled server: a typed timeout, not NotHeld and not
+    // a hang.
+    server.pause();
+    let err = guard.release().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TimedOut {
+                operation: Operation::Release,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_timeout() && !err.is_not_held(), "{err:?}");
+    assert!(err.redis_error().is_some_and(|e| e.is_timeout()), "{err:?}");
+    // It was sent: the server runs it when it wakes (the key, extended to
+    // 60 s, goes at once), and the lock is free again.
+    server.resume();
+    gone_within(&server, "faults:stalled", Duration::from_secs(2)).await;
+    lock.try_acquire()
+        .await
+        .unwrap()
+        .expect("free")
+        .release()
+        .await
+        .unwrap();
 }
 
 /// Polls until `key` is gone from `server`; panics after `bound`.

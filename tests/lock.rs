@@ -2,10 +2,12 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis_mutex::{Error, Lock, MAX_TTL, Operation, WaitPolicy};
-use support::{RedisServer, commands_processed};
+use support::{RedisServer, commands_processed, patient_conn};
+use tokio::time::Instant;
 
 fn lock_on(server_conn: redis::aio::MultiplexedConnection, key: &str, ttl_ms: u64) -> Lock {
     Lock::builder(key)
@@ -180,24 +182,59 @@ async fn release_after_expiry_does_not_recreate_or_delete_anything() {
     assert!(guard.release().await.unwrap_err().is_not_held());
 }
 
+/// Pauses `server` now and resumes it after `for_`, from a thread: the
+/// answers to what is sent meanwhile are held up that long.
+fn held_up(server: &Arc<RedisServer>, for_: Duration) -> std::thread::JoinHandle<()> {
+    server.pause();
+    let server = server.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(for_);
+        server.resume();
+    })
+}
+
+/// The local deadline counts from before the command was sent, never from
+/// its answer. The answers are held up 300 ms (the server paused): counted
+/// from the answer, the deadline would be 300 ms late, past the server's
+/// expiry, which the drift margin (12 ms of 1 s) cannot hide.
 #[tokio::test]
 async fn extend_moves_the_server_ttl_and_the_local_deadline() {
-    let server = RedisServer::start();
-    let guard = lock_on(server.conn().await, "jobs:d", 1_000)
-        .acquire()
-        .await
-        .unwrap();
-    let before = guard.deadline();
-    assert!(guard.remaining() <= Duration::from_millis(1_000));
-    // The local deadline never outlives the server's expiry.
-    assert!(guard.remaining().as_millis() as i64 <= server.pttl("jobs:d"));
+    let server = Arc::new(RedisServer::start());
+    let lock = lock_on(patient_conn(&server).await, "jobs:d", 1_000);
+    let hold_up = Duration::from_millis(300);
+    // Validity: the TTL less the drift margin, 1% + 2 ms.
+    let (validity_1s, validity_20s) = (Duration::from_millis(988), Duration::from_millis(19_798));
+    // Counted from before the send: at most this much later than `before`.
+    let slack = Duration::from_millis(150);
 
+    let resumer = held_up(&server, hold_up);
+    let before = Instant::now();
+    let guard = lock.acquire().await.unwrap();
+    assert!(before.elapsed() >= hold_up, "the answer was held up");
+    resumer.join().unwrap();
+    let deadline = guard.deadline();
+    assert!(deadline >= before + validity_1s);
+    assert!(
+        deadline < before + validity_1s + slack,
+        "the deadline counts from the answer: {:?} late",
+        deadline - (before + validity_1s)
+    );
+    assert!(guard.remaining() <= Duration::from_millis(1_000));
+
+    let resumer = held_up(&server, hold_up);
+    let before = Instant::now();
     guard.extend(Duration::from_secs(20)).await.unwrap();
-    assert!(guard.deadline() > before);
+    assert!(before.elapsed() >= hold_up, "the answer was held up");
+    resumer.join().unwrap();
     let pttl = server.pttl("jobs:d");
     assert!(pttl > 19_000, "{pttl}");
-    assert!(guard.remaining().as_millis() as i64 <= pttl);
-    assert!(guard.remaining() > Duration::from_secs(19));
+    let deadline = guard.deadline();
+    assert!(deadline >= before + validity_20s);
+    assert!(
+        deadline < before + validity_20s + slack,
+        "the extended deadline counts from the answer: {:?} late",
+        deadline - (before + validity_20s)
+    );
     guard.release().await.unwrap();
 }
 

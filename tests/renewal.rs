@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::RngExt;
 use redis::AsyncCommands;
 use redis_mutex::{Error, Lock, WaitPolicy};
-use support::{RedisServer, alive_tasks, settle_within};
+use support::{Monitor, RedisServer, alive_tasks, patient_conn, settle_within};
 use tokio::time::Instant;
 
 /// Waits (boundedly, 2 s) until the runtime is back to `baseline` tasks.
@@ -172,7 +172,8 @@ async fn run_renews_returns_the_value_and_releases() {
 #[tokio::test]
 async fn a_paused_server_fires_lost_by_the_local_deadline_and_leaves_nothing_renewing() {
     let server = RedisServer::start();
-    let conn = server.conn().await;
+    // Answers waited for 5 s: only the lease's deadline bounds the extend.
+    let conn = patient_conn(&server).await;
     let baseline = alive_tasks();
     let guard = renewing(conn, "renew:paused", 600).acquire().await.unwrap();
     assert_eq!(alive_tasks(), baseline + 1, "one renewal task");
@@ -188,8 +189,9 @@ async fn a_paused_server_fires_lost_by_the_local_deadline_and_leaves_nothing_ren
         "fired {late:?} after the deadline"
     );
     assert!(guard.is_lost());
-    // The renewal task gave up.
-    settle_to(baseline).await;
+    // The renewal task gave up at the deadline too: it does not wait out
+    // the unanswered extend (5 s here).
+    settle_within(baseline, Duration::from_millis(300)).await;
 
     server.resume();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -303,17 +305,20 @@ async fn max_hold_caps_how_long_renewal_keeps_the_lock() {
 #[tokio::test]
 async fn a_manual_extend_answered_not_ours_marks_the_lease_lost() {
     let server = RedisServer::start();
+    // TTL 900 ms: renewal would tick every 300 ms, and the lease's own
+    // deadline (~890 ms) comes after the first tick.
     let lock = Lock::builder("renew:manual")
-        .ttl(Duration::from_secs(10))
+        .ttl(Duration::from_millis(900))
         .build(server.conn().await)
         .unwrap();
+    let baseline = alive_tasks();
     let mut guard = lock.acquire().await.unwrap();
     let lease = guard.lease().clone();
     assert!(!lease.is_lost());
     server.cmd(&["DEL", "renew:manual"]);
     assert!(
         guard
-            .extend(Duration::from_secs(10))
+            .extend(Duration::from_millis(900))
             .await
             .unwrap_err()
             .is_not_held()
@@ -322,9 +327,13 @@ async fn a_manual_extend_answered_not_ours_marks_the_lease_lost() {
     tokio::time::timeout(Duration::from_millis(10), lease.lost())
         .await
         .expect("already lost");
-    // Renewal of a lost lease does nothing and stops.
+    // Renewal of a lost lease does nothing and stops: at its first tick the
+    // task ends without sending an extend.
+    server.reset_stats();
     guard.auto_renew().unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(alive_tasks(), baseline + 1, "renewal started");
+    settle_within(baseline, Duration::from_secs(2)).await;
+    assert_eq!(server.command_calls("evalsha"), 0, "no extend was sent");
     assert!(!server.exists("renew:manual"));
     assert!(guard.release().await.unwrap_err().is_not_held());
 }
@@ -470,4 +479,55 @@ async fn a_renewing_guard_keeps_the_lock_while_its_task_blocks_a_worker() {
         })
     })
     .await;
+}
+
+/// Renewal stops before the release is sent, not when the guard goes after
+/// the release's answer. The release is held up (the server paused) past a
+/// renewal tick: no renewal task is left meanwhile, and no extend reaches
+/// the server after the release.
+#[tokio::test]
+async fn renewal_stops_before_the_release_is_sent() {
+    let server = RedisServer::start();
+    let monitor = Monitor::start(&server);
+    // TTL 1.5 s: a tick every 500 ms; answers waited for 5 s.
+    let lock = renewing(patient_conn(&server).await, "renew:order", 1_500);
+    let baseline = alive_tasks();
+    let guard = lock.acquire().await.unwrap();
+    assert_eq!(alive_tasks(), baseline + 1, "renewing");
+    server.pause();
+    let release = tokio::spawn(guard.release());
+    // Past the first tick (500 ms after the acquire), well before the
+    // lease's deadline (~1.48 s) and the server's expiry.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!release.is_finished(), "the release waits for the server");
+    let renewing_meanwhile = alive_tasks() - (baseline + 1);
+    server.resume();
+    release.await.unwrap().unwrap();
+    assert!(!server.exists("renew:order"));
+
+    // The release's DEL, then anything from the lock's connection after it.
+    let deleted = |lines: &[String]| {
+        lines
+            .iter()
+            .position(|l| l.contains(r#"lua] "DEL" "renew:order""#))
+    };
+    support::eventually(Duration::from_secs(2), "MONITOR saw the release", || {
+        deleted(&monitor.lines()).is_some()
+    })
+    .await;
+    // A pipelined extend would run right behind it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lines = monitor.lines();
+    let after: Vec<&String> = lines[deleted(&lines).unwrap() + 1..]
+        .iter()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            l.contains(r#""evalsha""#) || l.contains(r#""eval""#)
+        })
+        .collect();
+    assert!(after.is_empty(), "extends after the release: {after:#?}");
+    assert_eq!(
+        renewing_meanwhile, 0,
+        "the renewal task lived on while the release was in flight"
+    );
 }

@@ -6,15 +6,24 @@ mod support;
 use std::time::Duration;
 
 use redis_mutex::{Error, Lock, WaitPolicy, Weakness};
-use support::RedisServer;
+use support::{RedisServer, patient_conn};
 use tokio::time::Instant;
 
 /// A master and one replica of it, with the link up.
 fn master_and_replica() -> (RedisServer, RedisServer) {
+    master_and_replica_with(&[])
+}
+
+/// The same, both servers started with `args` too.
+fn master_and_replica_with(args: &[&str]) -> (RedisServer, RedisServer) {
     // No 5 s wait for more replicas before a full sync.
-    let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+    let mut master_args = vec!["--repl-diskless-sync-delay", "0"];
+    master_args.extend_from_slice(args);
+    let master = RedisServer::start_with(&master_args);
     let port = master.port().to_string();
-    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let mut replica_args = vec!["--replicaof", "127.0.0.1", &port];
+    replica_args.extend_from_slice(args);
+    let replica = RedisServer::start_with(&replica_args);
     let started = std::time::Instant::now();
     while !(replica
         .info("replication")
@@ -29,18 +38,6 @@ fn master_and_replica() -> (RedisServer, RedisServer) {
         std::thread::sleep(Duration::from_millis(20));
     }
     (master, replica)
-}
-
-/// A connection that waits 5 s for answers: `WAIT` holds its answer back
-/// for up to its timeout, longer than the redis crate's default 500 ms.
-async fn patient_conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
-    server
-        .client()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap()
 }
 
 /// A lock that waits up to `timeout_ms` for `replicas` replicas. Where the
@@ -143,30 +140,92 @@ async fn more_replicas_than_there_are_is_never_confirmed() {
     assert!(!master.exists("replicas:two"));
 }
 
+/// A lock that waits up to `timeout_ms` for `WAITAOF local 1`.
+async fn aof_synced(master: &RedisServer, key: &str, local: bool, timeout_ms: u64) -> Lock {
+    Lock::builder(key)
+        .ttl(Duration::from_secs(10))
+        .wait(WaitPolicy::no_wait())
+        .wait_for_aof(local, 1, Duration::from_millis(timeout_ms))
+        .build(patient_conn(master).await)
+        .unwrap()
+}
+
+/// Whether the binary under test has `WAITAOF` (Redis 7.2+, Valkey), by
+/// the version the crate's diagnosis reads. Each of the two tests below
+/// checks one answer and skips (saying so) on the other; CI runs both
+/// servers, Redis 7.0 and Valkey 9, so both run.
+async fn has_waitaof(server: &RedisServer) -> bool {
+    let lock = Lock::builder("replicas:probe")
+        .build(server.conn().await)
+        .unwrap();
+    let report = &lock.diagnose().await.unwrap()[0];
+    report
+        .has_waitaof()
+        .unwrap_or_else(|| panic!("no version in the diagnosis: {report}"))
+}
+
 /// Redis 7.0 has no `WAITAOF`: the crate says so and releases the lock.
-/// (On 7.2 and later the same settings succeed.)
 #[tokio::test]
 async fn waitaof_is_detected_and_unsupported_servers_release_the_lock() {
-    let (master, replica) = master_and_replica();
-    let lock = Lock::builder("replicas:aof")
-        .ttl(Duration::from_secs(10))
-        .wait_for_aof(false, 1, Duration::from_millis(2_000))
-        .build(patient_conn(&master).await)
-        .unwrap();
-    let has_waitaof = lock.diagnose().await.unwrap()[0].has_waitaof();
+    let (master, _replica) = master_and_replica();
+    if has_waitaof(&master).await {
+        support::skipped(
+            "the server has WAITAOF (Redis 7.2+, Valkey): checked by waitaof_confirms_an_acquire_fsynced_by_master_and_replica",
+        );
+        return;
+    }
+    let lock = aof_synced(&master, "replicas:aof", false, 2_000).await;
     match lock.acquire().await {
         Err(Error::UnsupportedServer { needed, .. }) => {
-            assert_eq!(has_waitaof, Some(false));
             assert!(needed.contains("WAITAOF"), "{needed}");
             assert!(!master.exists("replicas:aof"), "released");
         }
-        Ok(guard) => {
-            assert_eq!(has_waitaof, Some(true));
-            assert!(replica.exists("replicas:aof"));
-            guard.release().await.unwrap();
-        }
-        Err(e) => panic!("{e:?}"),
+        other => panic!("{other:?}"),
     }
+}
+
+/// Where the server has `WAITAOF`: a master and replica with AOF on
+/// confirm the fsync and the lock is held; a replica without AOF never
+/// confirms, so the acquire fails `NotReplicated` and is released.
+#[tokio::test]
+async fn waitaof_confirms_an_acquire_fsynced_by_master_and_replica() {
+    // `always`: the fsync comes with each write, not within a second.
+    let (master, replica) =
+        master_and_replica_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    if !has_waitaof(&master).await {
+        support::skipped(
+            "the server has no WAITAOF (before Redis 7.2): checked by waitaof_is_detected_and_unsupported_servers_release_the_lock",
+        );
+        return;
+    }
+    let lock = aof_synced(&master, "replicas:aof", true, 4_000).await;
+    master.reset_stats();
+    let guard = lock.acquire().await.unwrap();
+    assert_eq!(master.command_calls("waitaof"), 1);
+    assert_eq!(replica.get("replicas:aof"), master.get("replicas:aof"));
+    guard.release().await.unwrap();
+    assert!(!master.exists("replicas:aof"));
+
+    let (master, replica) = master_and_replica();
+    assert!(
+        replica.info("persistence").contains("aof_enabled:0"),
+        "the replica runs without AOF"
+    );
+    let lock = aof_synced(&master, "replicas:noaof", false, 200).await;
+    let err = lock.acquire().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotReplicated {
+                acknowledged: 0,
+                required: 1,
+                local_fsynced: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!master.exists("replicas:noaof"), "released");
 }
 
 #[tokio::test]

@@ -451,6 +451,17 @@ fn server_bin() -> PathBuf {
         })
 }
 
+/// Says on the test process's stderr, past libtest's output capture (which
+/// takes only `print!`/`eprint!`), that the running test checked nothing
+/// and why: `SKIPPED <test>: <reason>`. The test then returns and shows as
+/// passed, so this line is what tells a skip from a pass.
+pub fn skipped(reason: &str) {
+    use std::io::Write;
+    let current = thread::current();
+    let test = current.name().unwrap_or("<unnamed test>");
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {test}: {reason}");
+}
+
 /// Asks the OS for a free port on 127.0.0.1 (racy by nature: callers retry).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
@@ -609,19 +620,57 @@ pub async fn yields(n: usize) {
     }
 }
 
-/// The built `lockrun` example, with the features this test binary was built with
-/// (`tls`), so that test binaries of one `cargo test` run share one build. Built once per
-/// test binary (`cargo test` also builds examples, but not when only one test target is
-/// selected).
+/// The built `lockrun` example, with the features and the profile this test
+/// binary was built with, so that it is the binary `cargo test` itself built
+/// (then this build is a no-op) and never a stale one of another profile.
+/// Built once per test binary (`cargo test` builds examples, but not when
+/// only some test targets are selected); the path is the one cargo reports.
+/// Built in the environment the user's `cargo test` had, or the build would
+/// be dirty each time and the test binary calling this first (cluster.rs in
+/// a full run) would wait out a rebuild of every dependency.
 pub fn lockrun_bin() -> &'static PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         let mut build = Command::new(env!("CARGO"));
         build.args(["build", "--quiet", "--example", "lockrun"]);
+        // Not the variables cargo sets for running this test: build scripts
+        // that track one (ring's tracks CARGO_MANIFEST_DIR) would rebuild
+        // the whole tree, and the next `cargo test` rebuild it back.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                ]
+                .contains(&name.as_ref())
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
+        build.args(["--message-format", "json-render-diagnostics"]);
+        // target/<profile dir>/deps/<this test>: `debug` is the dev profile's.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|name| name.to_str())
+            .expect("the test binary lives in target/<profile>/deps");
+        let profile = if profile_dir == "debug" {
+            "dev"
+        } else {
+            profile_dir
+        };
+        build.args(["--profile", profile]);
         // The example gets the features this test was built with.
         let features: Vec<&str> = [
             ("tls", cfg!(feature = "tls")),
             ("cluster", cfg!(feature = "cluster")),
+            ("tracing", cfg!(feature = "tracing")),
         ]
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))
@@ -629,16 +678,67 @@ pub fn lockrun_bin() -> &'static PathBuf {
         if !features.is_empty() {
             build.args(["--features", &features.join(",")]);
         }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building the lockrun example failed");
-        // target/<profile>/deps/<this test> -> target/<profile>/examples/lockrun
-        let deps = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        deps.parent().unwrap().join("examples").join("lockrun")
+        let output = build.stderr(Stdio::inherit()).output().expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building the lockrun example failed"
+        );
+        // The artifact line: {"reason":"compiler-artifact",...,"executable":"..."}.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let path = stdout
+            .lines()
+            .filter(|line| line.contains(r#""reason":"compiler-artifact""#))
+            .filter(|line| line.contains(r#""name":"lockrun""#))
+            .find_map(|line| line.split(r#""executable":""#).nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("cargo named no lockrun executable:\n{stdout}"));
+        PathBuf::from(path)
     })
+}
+
+/// A connection to `server` that waits 5 s for answers, not the redis
+/// crate's default 500 ms: for tests whose server holds answers back longer
+/// (`WAIT`, a paused server).
+pub async fn patient_conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+    server
+        .client()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
+}
+
+/// The commands a server runs, in order, as `MONITOR` reports them (those
+/// a script calls too, from `lua`), gathered by a thread until the server
+/// goes.
+pub struct Monitor {
+    lines: std::sync::Arc<Mutex<Vec<String>>>,
+}
+
+impl Monitor {
+    /// Starts monitoring: commands from now on are seen.
+    pub fn start(server: &RedisServer) -> Monitor {
+        let mut con = server.sync_conn();
+        con.set_read_timeout(None).unwrap();
+        let () = redis::cmd("MONITOR").query(&mut con).unwrap();
+        let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        thread::spawn(move || {
+            while let Ok(value) = con.recv_response() {
+                if let Ok(line) = redis::from_redis_value::<String>(value) {
+                    sink.lock().unwrap().push(line);
+                }
+            }
+        });
+        Monitor { lines }
+    }
+
+    /// The lines seen so far, e.g. `1700000000.123456 [0 127.0.0.1:4242]
+    /// "evalsha" "..." "1" "key" "token"`, or `... [0 lua] "DEL" "key"`.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
 }
 
 /// Tasks alive on the current tokio runtime (its own metrics).

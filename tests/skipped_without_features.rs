@@ -1,0 +1,17 @@
+//! Says which test files a build without some features compiles out (they
+//! are `#![cfg(feature = ...)]`): a plain `cargo test` would otherwise pass
+//! them silently. CI runs `--all-features`, where this file has no test.
+
+mod support;
+
+#[cfg(not(feature = "cluster"))]
+#[test]
+fn cluster_tests_skipped_without_the_cluster_feature() {
+    support::skipped("tests/cluster.rs is compiled out: run with `--features cluster`");
+}
+
+#[cfg(not(feature = "tracing"))]
+#[test]
+fn tracing_tests_skipped_without_the_tracing_feature() {
+    support::skipped("tests/tracing.rs is compiled out: run with `--features tracing`");
+}
