@@ -5,8 +5,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The layers, each using only those below it (`module-graph.py` checks):
-// - base: alarm (renewal's timer), clock, timeout, error, token, keys, ttl, lease, retry, rt,
-//   scripts, trace
+// - base: alarm (renewal's timer), clock, timeout, node_failure, error,
+//   token, keys, ttl, lease, retry, rt, scripts, trace
 // - node: connection, kind (what a kind of lease is), node (its steps on
 //   one server), replicas
 // - topology: attempt, identity (which server a Redlock node is), quorum
@@ -39,6 +39,7 @@ mod lock;
 mod locks;
 mod mutex;
 mod node;
+mod node_failure;
 mod notify;
 mod quorum;
 mod renew;
