@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use redis_mutex::{Lock, LockGuard, WaitPolicy};
+use redis_mutex::{Lock, LockGuard, Locks, WaitPolicy};
 use support::cluster::{RedisCluster, get_on_replica};
 use support::{eventually, time_handoff, time_handoffs};
 
@@ -157,6 +157,60 @@ async fn contention_through_different_seed_nodes_never_overlaps() {
     let mut data = data;
     let counter: u64 = data.get("{shared:job}:counter").await.unwrap();
     assert_eq!(counter, 12 * 8, "no lost update");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_from_one_cluster_factory_exclude_on_keys_of_every_master() {
+    let cluster = RedisCluster::start();
+    // Two factories (two processes, say), each over its own seed.
+    let mut factories = Vec::new();
+    for seed in &cluster.seeds()[..2] {
+        factories.push(
+            Locks::builder()
+                .ttl(Duration::from_secs(10))
+                .wait(WaitPolicy::timeout(Duration::from_secs(60)))
+                .connect_cluster([seed.clone()])
+                .await
+                .unwrap(),
+        );
+    }
+    let keys = key_per_master(&cluster, "factory");
+    let inside: Arc<Vec<AtomicU32>> = Arc::new(keys.iter().map(|_| AtomicU32::new(0)).collect());
+    let client = redis::cluster::ClusterClient::new(cluster.seeds()).unwrap();
+    let data = client.get_async_connection().await.unwrap();
+    let mut tasks = Vec::new();
+    for task in 0..12 {
+        let locks = factories[task % 2].clone();
+        let (inside, keys, mut data) = (inside.clone(), keys.clone(), data.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..6 {
+                let k = (task + round) % keys.len();
+                let guard = locks.lock(&keys[k]).unwrap().acquire().await.unwrap();
+                assert_eq!(
+                    inside[k].fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "overlap on {}",
+                    keys[k]
+                );
+                let counter = format!("{{{}}}:counter", keys[k]);
+                let value: Option<u64> = data.get(&counter).await.unwrap();
+                tokio::time::sleep(Duration::from_micros(300)).await;
+                let _: () = data.set(&counter, value.unwrap_or(0) + 1).await.unwrap();
+                inside[k].fetch_sub(1, Ordering::SeqCst);
+                guard.release().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut data = data;
+    let mut total = 0;
+    for key in &keys {
+        let counter: u64 = data.get(format!("{{{key}}}:counter")).await.unwrap();
+        total += counter;
+    }
+    assert_eq!(total, 12 * 6, "no lost update");
 }
 
 #[tokio::test]
