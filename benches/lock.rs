@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use redis::aio::MultiplexedConnection;
-use redis_mutex::Lock;
+use redis_mutex::{Lock, Locks};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -151,7 +151,25 @@ fn bench(c: &mut Criterion) {
     one.bench_function("Lock (ConnectionManager)", |b| {
         b.to_async(&runtime).iter(|| lock_cycle(&lock))
     });
+    // A lock made per cycle from one `Locks` (a lock per request), over the
+    // same multiplexed connection.
+    let locks = Locks::builder()
+        .ttl(TTL)
+        .build(multiplexed.clone())
+        .unwrap();
+    one.bench_function("Locks: lock(key) + acquire + release (multiplexed)", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { lock_cycle(&locks.lock("bench:factory").unwrap()).await })
+    });
     one.finish();
+
+    // Making a lock from a `Locks`: no I/O, a few allocations.
+    let mut made = c.benchmark_group("locks_lock");
+    made.throughput(Throughput::Elements(1));
+    made.bench_function("Locks::lock(key), no I/O", |b| {
+        b.iter(|| locks.lock("orders:42").unwrap())
+    });
+    made.finish();
 
     // 32 tasks, each on its own key, all on one multiplexed connection. One
     // criterion iteration = one cycle in each of the 32 tasks.
