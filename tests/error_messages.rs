@@ -88,9 +88,9 @@ async fn every_message_names_its_cause() {
     server.pause();
     let timed_out = timed.try_acquire().await.unwrap_err();
     server.resume();
-    assert!(
-        show("TimedOut", &timed_out)
-            .starts_with("no answer from redis within 200ms during acquire of lock \"jobs\": ")
+    assert_eq!(
+        show("TimedOut", &timed_out),
+        "no answer from redis within 200ms during acquire of lock \"jobs\""
     );
 
     server.stop();
