@@ -21,13 +21,7 @@ const REPORT: &str = "fencing-example:report";
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Use REDIS_URL, or start a private redis-server that lives as long as `_server`.
-    let (url, _server) = match std::env::var("REDIS_URL") {
-        Ok(url) => (url, None),
-        Err(_) => {
-            let server = throwaway::RedisServer::start()?;
-            (server.url(), Some(server))
-        }
-    };
+    let (url, _server) = throwaway::url_or_start()?;
     println!("using {url}");
     let result = fencing(&url).await;
     // A guard dropped on the way out (by an early `?`) is released by a

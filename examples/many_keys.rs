@@ -20,13 +20,7 @@ const RUN_FOR: Duration = Duration::from_secs(3);
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Use REDIS_URL, or start a private redis-server that lives as long as `_server`.
-    let (url, _server) = match std::env::var("REDIS_URL") {
-        Ok(url) => (url, None),
-        Err(_) => {
-            let server = throwaway::RedisServer::start()?;
-            (server.url(), Some(server))
-        }
-    };
+    let (url, _server) = throwaway::url_or_start()?;
     println!("using {url}");
 
     // A connection of our own to count the server's connections with.

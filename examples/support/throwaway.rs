@@ -43,6 +43,18 @@ impl RedisServer {
     }
 }
 
+/// `REDIS_URL`, or the URL of a private redis-server started now, which
+/// lives as long as the returned server (keep it until the end of `main`).
+pub fn url_or_start() -> std::io::Result<(String, Option<RedisServer>)> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) => Ok((url, None)),
+        Err(_) => {
+            let server = RedisServer::start()?;
+            Ok((server.url(), Some(server)))
+        }
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
