@@ -113,9 +113,12 @@ impl<K: Kind> Engine<K> {
         };
         // The whole call ends by the wait's deadline, a stalled attempt
         // included, but the first attempt gets at least one command timeout.
-        let cutoff = policy
-            .deadline(started)
-            .map(|deadline| deadline.max(started + self.topology.attempt_floor()));
+        // (A floor past any instant, a command timeout of `Duration::MAX`,
+        // cuts nothing.)
+        let cutoff = policy.deadline(started).and_then(|deadline| {
+            let floor = started.checked_add(self.topology.attempt_floor())?;
+            Some(deadline.max(floor))
+        });
         let mut attempts = 0u32;
         loop {
             attempts += 1;
