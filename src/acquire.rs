@@ -10,8 +10,8 @@
 //!   call's start when an earlier send of the same token landed; an answer
 //!   that came after the validity makes no hold.
 //! - A call ends by the wait policy's deadline, or one attempt floor after
-//!   its start if that is later (`Topology::attempt_floor`): an attempt
-//!   still running then is cut, as a dropped future would be.
+//!   its last attempt started if that is later (`Topology::attempt_floor`):
+//!   an attempt still running then is cut, as a dropped future would be.
 //! - A topology that spent a token (a Redlock attempt that missed) gets a
 //!   fresh one: a late release of the old token must never meet a later
 //!   attempt's key.
@@ -112,13 +112,11 @@ impl<K: Kind> Engine<K> {
             maybe_set: false,
         };
         // The whole call ends by the wait's deadline, a stalled attempt
-        // included, but the first attempt gets at least one command timeout.
-        // (A floor past any instant, a command timeout of `Duration::MAX`,
-        // cuts nothing.)
-        let cutoff = policy.deadline(started).and_then(|deadline| {
-            let floor = started.checked_add(self.topology.attempt_floor())?;
-            Some(deadline.max(floor))
-        });
+        // included, except that each attempt gets at least one attempt floor
+        // (the last one starts at the deadline). A floor past any instant (a
+        // command timeout of `Duration::MAX`) cuts nothing.
+        let deadline = policy.deadline(started);
+        let floor = self.topology.attempt_floor();
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -126,6 +124,8 @@ impl<K: Kind> Engine<K> {
             let attempt = self
                 .topology
                 .try_acquire(&self.kind, pending.token_str(), self.ttl);
+            let cutoff = deadline
+                .and_then(|deadline| Some(deadline.max(Instant::now().checked_add(floor)?)));
             let step = match cutoff {
                 None => attempt.await,
                 Some(cutoff) => match tokio::time::timeout_at(cutoff, attempt).await {

@@ -162,11 +162,12 @@ impl Lock {
     /// attempt included (a paused server, a connection reconnecting to one):
     /// an attempt still running then is cut, and fails with
     /// [`Error::TimedOut`](crate::Error::TimedOut), its token released in the
-    /// background. When `d` is shorter than one command timeout (the lock's
+    /// background. Each attempt, the last one too (it starts at `d`), gets at
+    /// least one command timeout: the lock's
     /// [`command_timeout`](crate::LockBuilder::command_timeout), or 500 ms,
-    /// the `redis` crate's default response timeout; on a Redlock the
-    /// per-node timeout), the first attempt still gets that long. So the
-    /// bound is `max(d, one command timeout)`, plus, with
+    /// the `redis` crate's default response timeout; on a Redlock three
+    /// per-node timeouts, an attempt's steps. So the bound is `d` plus at
+    /// most one command timeout, plus, with
     /// [`wait_for_replicas`](crate::LockBuilder::wait_for_replicas), the
     /// replica timeout; [`WaitPolicy::forever`] has none.
     ///
@@ -207,7 +208,7 @@ impl Lock {
 
     /// Like [`acquire`](Lock::acquire), but waits at most `max_wait` instead
     /// of the policy's limit (keeping its backoff): it returns within
-    /// `max(max_wait, one command timeout)`, as `acquire` does.
+    /// `max_wait` plus at most one command timeout, as `acquire` does.
     ///
     /// # Cancel safety
     ///

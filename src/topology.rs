@@ -117,11 +117,14 @@ impl Topology {
     /// How long an acquire attempt may take at least before the wait's
     /// deadline cuts it: one command timeout on one node (the lock's own, or
     /// [`ATTEMPT_FLOOR`], the `redis` crate's default response timeout), the
-    /// per-node timeout on a Redlock (which bounds each of its steps).
+    /// per-node timeout times the steps of a Redlock attempt (three).
     pub(crate) fn attempt_floor(&self) -> Duration {
         match &self.servers {
             Servers::Single(node) => node.command_timeout().unwrap_or(ATTEMPT_FLOOR),
-            Servers::Quorum(quorum) => quorum.node_timeout(),
+            // An attempt's steps, each bounded by the per-node timeout: an
+            // identification round (while too few nodes are known), the
+            // acquire, and the undo of a missed one.
+            Servers::Quorum(quorum) => quorum.node_timeout() * 3,
         }
     }
 
