@@ -164,8 +164,9 @@ impl Lock {
     /// [`Error::TimedOut`](crate::Error::TimedOut), its token released in the
     /// background. When `d` is shorter than one command timeout (the lock's
     /// [`command_timeout`](crate::LockBuilder::command_timeout), or 500 ms,
-    /// the `redis` crate's default response timeout; on a Redlock the
-    /// per-node timeout), the first attempt still gets that long. So the
+    /// the `redis` crate's default response timeout; on a Redlock two
+    /// per-node timeouts, as an attempt may first identify a node it could
+    /// not reach before), the first attempt still gets that long. So the
     /// bound is `max(d, one command timeout)`, plus, with
     /// [`wait_for_replicas`](crate::LockBuilder::wait_for_replicas), the
     /// replica timeout; [`WaitPolicy::forever`] has none.

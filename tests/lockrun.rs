@@ -1,4 +1,5 @@
-//! `examples/lockrun.rs` run as a program against real redis-servers.
+//! The `lockrun` binary (`--features cli`) run as a program against real
+//! redis-servers.
 
 mod support;
 
@@ -235,8 +236,9 @@ fn bad_arguments_exit_64_with_usage_and_an_unreachable_server_69() {
         let out = run(lockrun(&server, args));
         assert_eq!(out.status.code(), Some(64), "{args:?}");
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains("usage: lockrun"),
-            "{args:?}"
+            String::from_utf8_lossy(&out.stderr).contains("--help"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
     let out = run(lockrun(&server, &["--key", "", "--", "true"]));
@@ -246,7 +248,9 @@ fn bad_arguments_exit_64_with_usage_and_an_unreachable_server_69() {
     for help in ["--help", "-h"] {
         let out = run(lockrun(&server, &[help]));
         assert_eq!(out.status.code(), Some(0), "{help}");
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("usage: lockrun"));
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Usage: lockrun"), "{help}");
+        assert!(help.ends_with('\n'), "{help:?}");
     }
     let out = run(lockrun(&server, &["--key", "job", "--", "echo", "-h"]));
     assert_eq!(out.status.code(), Some(0));
@@ -318,12 +322,15 @@ fn a_three_node_quorum_with_one_node_down_still_runs_and_excludes() {
         command.args(args).env_remove("REDIS_URL");
         command
     };
-    let mut holder = quorum(&["--key", "job", "--", "sleep", "3"])
+    let started_file = temp_file("quorum.started");
+    let script = format!("touch {}; sleep 3", started_file.display());
+    let mut holder = quorum(&["--key", "job", "--", "sh", "-c", &script])
         .spawn()
         .unwrap();
-    // Connecting waits out the down node's short reconnect attempts.
+    // Connecting waits out the down node's short reconnect attempts. The
+    // command started: the keys are not those of a timed-out attempt.
     let started = Instant::now();
-    while !(servers[0].exists("job") && servers[1].exists("job")) {
+    while !(started_file.exists() && servers[0].exists("job") && servers[1].exists("job")) {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "never held on the 2 live nodes"
