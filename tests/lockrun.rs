@@ -591,10 +591,7 @@ fn a_password_appears_on_no_output_path() {
             64,
         ),
         (vec!["--ttl", &good, "--key", "job", "--", "true"], 64),
-        (
-            vec![&misspelt, "--key", "job", "--", "true"],
-            64,
-        ),
+        (vec![&misspelt, "--key", "job", "--", "true"], 64),
         (vec!["--url", &down, "--key", "job", "--", "true"], 69),
     ];
     for (args, code) in cases {
