@@ -1,4 +1,5 @@
-//! `examples/lockrun.rs` run as a program against real redis-servers.
+//! The `lockrun` binary (`--features cli`) run as a program against real
+//! redis-servers.
 
 mod support;
 
@@ -235,8 +236,9 @@ fn bad_arguments_exit_64_with_usage_and_an_unreachable_server_69() {
         let out = run(lockrun(&server, args));
         assert_eq!(out.status.code(), Some(64), "{args:?}");
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains("usage: lockrun"),
-            "{args:?}"
+            String::from_utf8_lossy(&out.stderr).contains("--help"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
     let out = run(lockrun(&server, &["--key", "", "--", "true"]));
@@ -246,7 +248,9 @@ fn bad_arguments_exit_64_with_usage_and_an_unreachable_server_69() {
     for help in ["--help", "-h"] {
         let out = run(lockrun(&server, &[help]));
         assert_eq!(out.status.code(), Some(0), "{help}");
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("usage: lockrun"));
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Usage: lockrun"), "{help}");
+        assert!(help.ends_with('\n'), "{help:?}");
     }
     let out = run(lockrun(&server, &["--key", "job", "--", "echo", "-h"]));
     assert_eq!(out.status.code(), Some(0));
@@ -318,12 +322,15 @@ fn a_three_node_quorum_with_one_node_down_still_runs_and_excludes() {
         command.args(args).env_remove("REDIS_URL");
         command
     };
-    let mut holder = quorum(&["--key", "job", "--", "sleep", "3"])
+    let started_file = temp_file("quorum.started");
+    let script = format!("touch {}; sleep 3", started_file.display());
+    let mut holder = quorum(&["--key", "job", "--", "sh", "-c", &script])
         .spawn()
         .unwrap();
-    // Connecting waits out the down node's short reconnect attempts.
+    // Connecting waits out the down node's short reconnect attempts. The
+    // command started: the keys are not those of a timed-out attempt.
     let started = Instant::now();
-    while !(servers[0].exists("job") && servers[1].exists("job")) {
+    while !(started_file.exists() && servers[0].exists("job") && servers[1].exists("job")) {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "never held on the 2 live nodes"
@@ -380,4 +387,230 @@ fn a_password_in_the_url_never_reaches_lockruns_messages() {
         assert!(!stderr.contains(SENTINEL), "{stderr}");
         assert!(!String::from_utf8_lossy(&output.stdout).contains(SENTINEL));
     }
+}
+
+#[test]
+fn flock_flags_version_and_a_help_that_lists_every_exit_code() {
+    let server = RedisServer::start();
+    for wait in [
+        &["--wait", "0"][..],
+        &["-w", "0.5"],
+        &["-n"],
+        &["--wait", "300ms"],
+    ] {
+        let mut args = vec!["--key", "job"];
+        args.extend_from_slice(wait);
+        args.extend_from_slice(&["--", "echo", "ran"]);
+        let out = run(lockrun(&server, &args));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{wait:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"ran\n");
+    }
+    let mut holder = lockrun(&server, &["--key", "job", "--", "sleep", "3"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = run(lockrun(
+        &server,
+        &["-n", "-E", "3", "--key", "job", "--", "echo", "never"],
+    ));
+    assert_eq!(out.status.code(), Some(3), "-E sets the busy code");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("busy"));
+    let out = run(lockrun(
+        &server,
+        &["-q", "--key", "job", "-w", "0.2", "--", "echo", "never"],
+    ));
+    assert_eq!(out.status.code(), Some(75));
+    assert!(
+        out.stderr.is_empty() && out.stdout.is_empty(),
+        "-q: nothing when busy"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    let out = run(lockrun(&server, &["--version"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("lockrun {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let out = run(lockrun(&server, &["--help"]));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for code in ["64", "69", "70", "75", "126", "127", "128+N", "SIGUSR1"] {
+        assert!(help.contains(code), "{code} in {help}");
+    }
+    assert!(help.ends_with(".\n"), "{help:?}");
+}
+
+#[test]
+fn a_bad_url_or_one_server_given_twice_is_a_usage_error() {
+    let server = RedisServer::start();
+    let port = server.port().to_string();
+    for urls in [
+        vec!["http://127.0.0.1:6379/".to_owned()],
+        vec!["redis://127.0.0.1:99999/".to_owned()],
+        vec![
+            format!("redis://127.0.0.1:{port}/"),
+            format!("redis://localhost:{port}/"),
+            "redis://127.0.0.1:1/".to_owned(),
+        ],
+    ] {
+        let mut command = Command::new(lockrun_bin());
+        for url in &urls {
+            command.arg("--url").arg(url);
+        }
+        command
+            .args(["--key", "job", "--", "echo", "never"])
+            .env_remove("REDIS_URL");
+        let started = Instant::now();
+        let out = run(command);
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{urls:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn a_server_pause_within_the_wait_is_waited_out_and_69_comes_after_the_wait() {
+    let server = RedisServer::start();
+    server.pause();
+    let child = lockrun(
+        &server,
+        &["--key", "job", "--wait", "5", "--", "echo", "ran"],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    server.resume();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"ran\n");
+
+    server.stop();
+    let started = Instant::now();
+    let out = run(lockrun(
+        &server,
+        &["--key", "job", "--wait", "2", "--", "echo", "never"],
+    ));
+    assert_eq!(out.status.code(), Some(69));
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "retried for the whole wait: {:?}",
+        started.elapsed()
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn status_says_free_or_held_by_whom_and_for_how_long() {
+    let server = RedisServer::start();
+    let status = |server: &RedisServer| run(lockrun(server, &["--status", "--key", "job"]));
+    let out = status(&server);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("free"));
+
+    let mut holder = lockrun(
+        &server,
+        &["--key", "job", "--ttl", "20s", "--", "sleep", "3"],
+    )
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = status(&server);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(75), "{text}");
+    assert!(
+        text.contains("redis-mutex") && text.contains("expires in 1"),
+        "{text}"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    server.cmd(&["SET", "job", "someone-else", "PX", "60000"]);
+    let out = status(&server);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(75));
+    assert!(
+        text.contains("another library") && text.contains("expires in"),
+        "{text}"
+    );
+    server.cmd(&["SET", "job", "someone-else"]);
+    let text = String::from_utf8_lossy(&status(&server).stdout).into_owned();
+    assert!(text.contains("no expiry"), "{text}");
+}
+
+#[test]
+fn a_password_appears_on_no_output_path() {
+    const PW: &str = "s3ntinel-pw-lockrun-path-93c2";
+    let server = RedisServer::start();
+    server.cmd(&["CONFIG", "SET", "requirepass", PW]);
+    let good = format!("redis://:{PW}@127.0.0.1:{}/", server.port());
+    let bad_url = format!("http://:{PW}@127.0.0.1:{}/", server.port());
+    let down = format!("redis://:{PW}@127.0.0.1:1/");
+    let twice = format!("redis://:{PW}@localhost:{}/", server.port());
+    let misspelt = format!("--urll={good}");
+    let mut holder = Command::new(lockrun_bin())
+        .args(["--url", &good, "--key", "held", "--", "sleep", "3"])
+        .env_remove("REDIS_URL")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let cases: Vec<(Vec<&str>, i32)> = vec![
+        (
+            vec!["--url", &good, "--key", "job", "--", "sh", "-c", "echo ran"],
+            0,
+        ),
+        (vec!["--url", &good, "--key", "held", "--", "true"], 75),
+        (vec!["--url", &good, "--status", "--key", "held"], 75),
+        (
+            vec!["--url", &good, "--key", "job", "--", "/nonexistent/cmd"],
+            127,
+        ),
+        (vec!["--url", &bad_url, "--key", "job", "--", "true"], 64),
+        (
+            vec![
+                "--url", &good, "--url", &twice, "--url", &down, "--key", "job", "--", "true",
+            ],
+            64,
+        ),
+        (vec!["--ttl", &good, "--key", "job", "--", "true"], 64),
+        (vec![&misspelt, "--key", "job", "--", "true"], 64),
+        (vec!["--url", &down, "--key", "job", "--", "true"], 69),
+    ];
+    for (args, code) in cases {
+        let mut command = Command::new(lockrun_bin());
+        command.args(&args).env_remove("REDIS_URL");
+        let out = run(command);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains(PW), "{code}: {all}");
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
 }

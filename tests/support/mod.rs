@@ -620,19 +620,20 @@ pub async fn yields(n: usize) {
     }
 }
 
-/// The built `lockrun` example, with the features and the profile this test
-/// binary was built with, so that it is the binary `cargo test` itself built
-/// (then this build is a no-op) and never a stale one of another profile.
-/// Built once per test binary (`cargo test` builds examples, but not when
-/// only some test targets are selected); the path is the one cargo reports.
-/// Built in the environment the user's `cargo test` had, or the build would
-/// be dirty each time and the test binary calling this first (cluster.rs in
-/// a full run) would wait out a rebuild of every dependency.
+/// The built `lockrun` binary (`--features cli`, plus the features this
+/// test binary was built with) in the profile of this test binary, so that
+/// under `cargo test --all-features` it is the binary `cargo test` itself
+/// built (then this build is a no-op) and never a stale one of another
+/// profile. Built once per test binary (`cargo test` builds the bin only
+/// when its required `cli` feature is on); the path is the one cargo
+/// reports. Built in the environment the user's `cargo test` had, or the
+/// build would be dirty each time and the test binary calling this first
+/// (cluster.rs in a full run) would wait out a rebuild of every dependency.
 pub fn lockrun_bin() -> &'static PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--quiet", "--example", "lockrun"]);
+        build.args(["build", "--quiet", "--bin", "lockrun"]);
         // Not the variables cargo sets for running this test: build scripts
         // that track one (ring's tracks CARGO_MANIFEST_DIR) would rebuild
         // the whole tree, and the next `cargo test` rebuild it back.
@@ -666,8 +667,10 @@ pub fn lockrun_bin() -> &'static PathBuf {
             profile_dir
         };
         build.args(["--profile", profile]);
-        // The example gets the features this test was built with.
+        // The bin needs `cli`; it gets the features this test was built
+        // with too, so that the library is built once for both.
         let features: Vec<&str> = [
+            ("cli", true),
             ("tls", cfg!(feature = "tls")),
             ("cluster", cfg!(feature = "cluster")),
             ("tracing", cfg!(feature = "tracing")),
@@ -675,13 +678,11 @@ pub fn lockrun_bin() -> &'static PathBuf {
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))
         .collect();
-        if !features.is_empty() {
-            build.args(["--features", &features.join(",")]);
-        }
+        build.args(["--features", &features.join(",")]);
         let output = build.stderr(Stdio::inherit()).output().expect("cargo runs");
         assert!(
             output.status.success(),
-            "building the lockrun example failed"
+            "building the lockrun binary failed"
         );
         // The artifact line: {"reason":"compiler-artifact",...,"executable":"..."}.
         let stdout = String::from_utf8_lossy(&output.stdout);
