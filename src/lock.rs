@@ -164,7 +164,8 @@ impl Lock {
     /// [`Error::TimedOut`](crate::Error::TimedOut), its token released in the
     /// background. Each attempt, the last one too (it starts at `d`), gets at
     /// least one command timeout: the lock's
-    /// [`command_timeout`](crate::LockBuilder::command_timeout), or 500 ms,
+    /// [`command_timeout`](crate::LockBuilder::command_timeout) (and a tenth,
+    /// so that the command's own timeout reports first), or 500 ms,
     /// the `redis` crate's default response timeout; on a Redlock three
     /// per-node timeouts, an attempt's steps. So the bound is `d` plus at
     /// most one command timeout, plus, with

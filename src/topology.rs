@@ -31,6 +31,10 @@ use crate::replicas::ReplicaSync;
 /// crate's default response timeout.
 pub(crate) const ATTEMPT_FLOOR: Duration = Duration::from_millis(500);
 
+/// The least a cut comes after the lock's own command timeout would have
+/// fired (a tenth of that timeout, if longer).
+const CUT_MARGIN: Duration = Duration::from_millis(10);
+
 /// The servers a lease lives on, and where its waiters listen.
 pub(crate) struct Topology {
     servers: Servers,
@@ -120,7 +124,11 @@ impl Topology {
     /// per-node timeout times the steps of a Redlock attempt (three).
     pub(crate) fn attempt_floor(&self) -> Duration {
         match &self.servers {
-            Servers::Single(node) => node.command_timeout().unwrap_or(ATTEMPT_FLOOR),
+            // A little past the lock's own command timeout, so that the
+            // command's own timeout, which names the command, fires first.
+            Servers::Single(node) => node.command_timeout().map_or(ATTEMPT_FLOOR, |t| {
+                t.saturating_add((t / 10).max(CUT_MARGIN))
+            }),
             // An attempt's steps, each bounded by the per-node timeout: an
             // identification round (while too few nodes are known), the
             // acquire, and the undo of a missed one.
