@@ -614,3 +614,27 @@ fn a_password_appears_on_no_output_path() {
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
+
+#[test]
+fn status_shows_the_fence_counter_none_before_a_fenced_run_and_its_value_after() {
+    let server = RedisServer::start();
+    for (key, fence_key) in [("job", "{job}:fence"), ("{t}:job", "{t}:job:fence")] {
+        let status = || {
+            let out = run(lockrun(&server, &["--status", "--key", key]));
+            assert_eq!(out.status.code(), Some(0), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let text = status();
+        assert!(text.contains("fence counter: none"), "{key}: {text}");
+        for _ in 0..2 {
+            let out = run(lockrun(&server, &["--key", key, "--fence", "--", "true"]));
+            assert!(out.status.success(), "{out:?}");
+        }
+        assert_eq!(server.get(fence_key).as_deref(), Some("2"));
+        let text = status();
+        assert!(
+            text.contains("fence counter: 2") && text.contains(fence_key),
+            "{key}: {text}"
+        );
+    }
+}

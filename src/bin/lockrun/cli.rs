@@ -92,7 +92,7 @@ pub struct Args {
     pub fence: bool,
 
     /// Say whether KEY is held (exit 75) or free (exit 0), by whom and for
-    /// how long, and run nothing
+    /// how long, and its fence counter; run nothing
     #[arg(long, conflicts_with = "command")]
     pub status: bool,
 

@@ -18,6 +18,8 @@ mod run;
 #[cfg(unix)]
 mod signals;
 #[cfg(unix)]
+mod status;
+#[cfg(unix)]
 mod watchdog;
 
 use std::process::ExitCode;

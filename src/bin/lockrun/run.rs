@@ -7,10 +7,11 @@ use std::time::Duration;
 use redis_mutex::{Error, LockGuard, Locks, WaitPolicy};
 use tokio::time::Instant;
 
-use crate::cli::{Args, EX_SOFTWARE, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE};
+use crate::cli::{Args, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 use crate::group::{self, Stop};
 use crate::redact::say;
 use crate::signals::{self, Signals};
+use crate::status;
 use crate::watchdog;
 
 /// The longest pause between two tries while Redis does not answer.
@@ -56,7 +57,7 @@ async fn lock_and_run(args: &Args, deadline: Instant, signals: &mut Signals) -> 
         let locks = retrying(deadline, || connect(args)).await?;
         let lock = locks.lock(key)?;
         if args.status {
-            return Ok(Err(status(&lock).await?));
+            return Ok(Err(status::status(args, &lock).await?));
         }
         let guard = retrying(deadline, || {
             lock.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -118,36 +119,14 @@ async fn connect(args: &Args) -> redis_mutex::Result<Locks> {
         .ttl(args.ttl)
         .wait(WaitPolicy::timeout(args.max_wait()))
         .auto_renew(!args.no_renew)
-        .fencing(args.fence);
+        // --status reads the fence counter, so it wants the fence key.
+        .fencing(args.fence || args.status);
     let urls = args.urls.iter().map(String::as_str);
     match args.urls.as_slice() {
         _ if args.cluster => builder.connect_cluster(urls).await,
         [url] => builder.connect(url.as_str()).await,
         _ => builder.connect_quorum(urls).await,
     }
-}
-
-/// `--status`: prints who holds the lock; 0 when free, 75 when held.
-async fn status(lock: &redis_mutex::Lock) -> redis_mutex::Result<u8> {
-    let key = lock.key();
-    Ok(match lock.holder().await? {
-        None => {
-            println!("{key:?} is free");
-            0
-        }
-        Some(holder) => {
-            let by = match holder.by_this_crate {
-                true => "a redis-mutex lock (lockrun or the library)",
-                false => "another library's lock (not a redis-mutex token)",
-            };
-            let expiry = match holder.expires_in {
-                Some(left) => format!("expires in {left:.1?} unless renewed"),
-                None => "has no expiry: it is never freed by itself".to_owned(),
-            };
-            println!("{key:?} is held by {by}; it {expiry}");
-            EX_TEMPFAIL
-        }
-    })
 }
 
 /// The next terminating signal (USR1/USR2 before the command runs are
