@@ -638,3 +638,52 @@ fn status_shows_the_fence_counter_none_before_a_fenced_run_and_its_value_after()
         );
     }
 }
+
+#[test]
+fn verbose_shows_what_it_waits_for_and_the_lease_left_and_a_pipe_without_it_stays_quiet() {
+    let server = RedisServer::start();
+    for verbose in [true, false] {
+        let mut holder = lockrun(
+            &server,
+            &["--key", "job", "--ttl", "20s", "--", "sleep", "1.5"],
+        )
+        .spawn()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut args = vec!["--key", "job", "--wait", "10", "--", "echo", "ran"];
+        if verbose {
+            args.insert(0, "--verbose");
+        }
+        let out = run(lockrun(&server, &args));
+        assert!(holder.wait().unwrap().success());
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(out.stdout, b"ran\n");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !verbose {
+            assert!(stderr.is_empty(), "nothing on a pipe: {stderr:?}");
+            continue;
+        }
+        // Redrawn in place: several lines, each after a carriage return.
+        let lines: Vec<&str> = stderr
+            .split('\r')
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(lines.len() >= 2, "redrawn about every 250 ms: {stderr:?}");
+        for line in &lines {
+            assert!(line.contains("waiting for \"job\""), "{stderr:?}");
+        }
+        // The holder renews a 20 s lease: 1x.ys left.
+        let left = lines[0]
+            .split("lease has ")
+            .nth(1)
+            .and_then(|rest| rest.split("s left").next())
+            .and_then(|figure| figure.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no lease figure in {:?}", lines[0]));
+        assert!((10.0..=20.0).contains(&left), "{left} in {stderr:?}");
+        assert!(!stderr.contains('\n'), "one line only: {stderr:?}");
+        assert!(
+            stderr.ends_with('\r') && stderr.rsplit('\r').nth(1).unwrap().trim().is_empty(),
+            "cleared once acquired: {stderr:?}"
+        );
+    }
+}

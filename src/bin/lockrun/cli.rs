@@ -78,6 +78,12 @@ pub struct Args {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// While waiting, show what for and the holder's lease left on stderr
+    /// (updated in place) even when stderr is not a terminal; on a
+    /// terminal it is shown anyway
+    #[arg(long)]
+    pub verbose: bool,
+
     /// Let the lock expire after --ttl instead of renewing it; the command
     /// is stopped then
     #[arg(long)]

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::cli::{Args, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 use crate::group::{self, Stop};
+use crate::progress;
 use crate::redact::say;
 use crate::signals::{self, Signals};
 use crate::status;
@@ -59,10 +60,10 @@ async fn lock_and_run(args: &Args, deadline: Instant, signals: &mut Signals) -> 
         if args.status {
             return Ok(Err(status::status(args, &lock).await?));
         }
-        let guard = retrying(deadline, || {
+        let acquire = retrying(deadline, || {
             lock.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
-        })
-        .await?;
+        });
+        let guard = progress::while_waiting(progress::wanted(args), &lock, acquire).await?;
         Ok(Ok(guard))
     };
     let acquired: redis_mutex::Result<Result<LockGuard, u8>> = tokio::select! {
