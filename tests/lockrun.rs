@@ -480,28 +480,39 @@ fn a_bad_url_or_one_server_given_twice_is_a_usage_error() {
 }
 
 #[test]
-fn a_server_pause_within_the_wait_is_waited_out_and_69_comes_after_the_wait() {
+fn a_server_pause_or_outage_within_the_wait_is_waited_out_and_69_comes_after_the_wait() {
     let server = RedisServer::start();
-    server.pause();
-    let child = lockrun(
-        &server,
-        &["--key", "job", "--wait", "5", "--", "echo", "ran"],
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    server.resume();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, b"ran\n");
+    let ran_after = |server: &RedisServer, down: fn(&RedisServer), up: fn(&RedisServer), for_ms| {
+        down(server);
+        let started = Instant::now();
+        let child = lockrun(
+            server,
+            &["--key", "job", "--wait", "5", "--", "echo", "ran"],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(for_ms));
+        up(server);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"ran\n");
+        assert!(started.elapsed() >= Duration::from_millis(for_ms));
+    };
+    // Paused (SIGSTOP) for 0.5 s: connections are accepted and answered
+    // late.
+    ran_after(&server, RedisServer::pause, RedisServer::resume, 500);
+    // Down for 1.5 s, longer than the library's own connection retries
+    // (about 0.5 s): the first attempts are refused and only lockrun's
+    // retrying within --wait runs the command.
+    ran_after(&server, RedisServer::stop, RedisServer::restart, 1_500);
 
     server.stop();
     let started = Instant::now();
