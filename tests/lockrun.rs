@@ -648,6 +648,15 @@ fn status_shows_the_fence_counter_none_before_a_fenced_run_and_its_value_after()
             "{key}: {text}"
         );
     }
+    // A key that no fence key can share a slot with: free, and no counter
+    // (not a usage error).
+    let out = run(lockrun(&server, &["--status", "--key", "a}b"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        text.contains("free") && text.contains("fence counter: none"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -120,8 +120,7 @@ async fn connect(args: &Args) -> redis_mutex::Result<Locks> {
         .ttl(args.ttl)
         .wait(WaitPolicy::timeout(args.max_wait()))
         .auto_renew(!args.no_renew)
-        // --status reads the fence counter, so it wants the fence key.
-        .fencing(args.fence || args.status);
+        .fencing(args.fence);
     let urls = args.urls.iter().map(String::as_str);
     match args.urls.as_slice() {
         _ if args.cluster => builder.connect_cluster(urls).await,

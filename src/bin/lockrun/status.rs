@@ -1,13 +1,13 @@
 //! `lockrun --status`: who holds the lock, for how long, and the lock's
 //! fence counter, without running anything.
 
-use redis_mutex::Lock;
+use redis_mutex::{Lock, LockConnection};
 
 use crate::cli::{Args, EX_TEMPFAIL};
 use crate::redact::say;
 
 /// Prints who holds the lock and its fence counter; 0 when free, 75 when
-/// held. `lock` is built with fencing, so that it names its fence key.
+/// held.
 pub async fn status(args: &Args, lock: &Lock) -> redis_mutex::Result<u8> {
     let key = lock.key();
     let code = match lock.holder().await? {
@@ -28,32 +28,51 @@ pub async fn status(args: &Args, lock: &Lock) -> redis_mutex::Result<u8> {
             EX_TEMPFAIL
         }
     };
-    match lock.fence_key() {
-        None => println!("fence counter: none (this key cannot have one)"),
-        Some(fence_key) => match fence_counter(args, fence_key).await {
-            Ok(Some(counter)) => println!("fence counter: {counter} ({fence_key:?})"),
-            Ok(None) => println!("fence counter: none ({fence_key:?} is not set)"),
-            Err(e) => {
-                println!("fence counter: unknown");
-                say(format!("cannot read the fence counter {fence_key:?}: {e}"));
-            }
-        },
+    match fence_counter(args, key).await {
+        Ok(None) => println!("fence counter: none (a key with '}}' outside a hash tag has none)"),
+        Ok(Some((fence_key, Some(counter)))) => {
+            println!("fence counter: {counter} ({fence_key:?})");
+        }
+        Ok(Some((fence_key, None))) => println!("fence counter: none ({fence_key:?} is not set)"),
+        Err(e) => {
+            println!("fence counter: unknown");
+            say(format!("cannot read the fence counter: {e}"));
+        }
     }
     Ok(code)
 }
 
-/// The value at `fence_key`, read with a plain `GET` from the first
-/// `--url` (from the cluster, with `--cluster`). The counter is only
-/// incremented, so any node's value is a lower bound of the Redlock's.
-async fn fence_counter(args: &Args, fence_key: &str) -> redis::RedisResult<Option<String>> {
-    let mut get = redis::cmd("GET");
-    get.arg(fence_key);
+/// The lock's fence key and the value there, read with a plain `GET` from
+/// the first `--url` (from the cluster, with `--cluster`); `None` for a key
+/// that cannot have a fence key. The counter only grows, so on a Redlock
+/// any node's value is a lower bound of the last token handed out.
+async fn fence_counter(
+    args: &Args,
+    key: &str,
+) -> redis::RedisResult<Option<(String, Option<String>)>> {
     if args.cluster {
         let client = redis::cluster::ClusterClient::new(args.urls.iter().map(String::as_str))?;
-        let mut connection = client.get_async_connection().await?;
-        return get.query_async(&mut connection).await;
+        return read(client.get_async_connection().await?, key).await;
     }
     let client = redis::Client::open(args.urls[0].as_str())?;
-    let mut connection = client.get_multiplexed_async_connection().await?;
-    get.query_async(&mut connection).await
+    read(client.get_multiplexed_async_connection().await?, key).await
+}
+
+async fn read<C: LockConnection>(
+    mut connection: C,
+    key: &str,
+) -> redis::RedisResult<Option<(String, Option<String>)>> {
+    // The library names the fence key (`{KEY}:fence`, or `KEY:fence` for
+    // a key with a hash tag); building the lock sends nothing.
+    let Ok(lock) = Lock::builder(key).fencing(true).build(connection.clone()) else {
+        return Ok(None);
+    };
+    let Some(fence_key) = lock.fence_key() else {
+        return Ok(None);
+    };
+    let counter = redis::cmd("GET")
+        .arg(fence_key)
+        .query_async(&mut connection)
+        .await?;
+    Ok(Some((fence_key.to_owned(), counter)))
 }
