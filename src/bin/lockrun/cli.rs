@@ -102,10 +102,10 @@ pub struct Args {
     #[arg(long, conflicts_with = "command")]
     pub status: bool,
 
-    /// Internal: watch lockrun from outside and kill this process group if
-    /// lockrun dies
-    #[arg(long, hide = true, value_name = "PGID", exclusive = true)]
-    pub watchdog: Option<i32>,
+    /// Internal: watch lockrun from outside and kill the process group
+    /// named on stdin if lockrun dies
+    #[arg(long, hide = true, exclusive = true)]
+    pub watchdog: bool,
 
     /// The command to run, and its arguments
     #[arg(value_name = "COMMAND", trailing_var_arg = true,

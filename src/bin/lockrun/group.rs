@@ -37,8 +37,14 @@ pub struct Group {
 /// Starts `argv` in a new process group. On Linux the command gets SIGKILL
 /// if lockrun dies (`PR_SET_PDEATHSIG`): lockrun runs this from its main
 /// thread, which lives as long as lockrun (the death signal follows the
-/// thread that forked).
-pub fn spawn(argv: &[String], fence: Option<u64>) -> io::Result<Group> {
+/// thread that forked). With `watchdog`, the write end of the watchdog's
+/// pipe (close-on-exec), the child writes its pid there before it execs,
+/// so the watchdog knows the group before the command runs.
+pub fn spawn(
+    argv: &[String],
+    fence: Option<u64>,
+    watchdog: Option<std::os::fd::RawFd>,
+) -> io::Result<Group> {
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]).process_group(0);
     if let Some(fence) = fence {
@@ -63,11 +69,43 @@ pub fn spawn(argv: &[String], fence: Option<u64>) -> io::Result<Group> {
             });
         }
     }
+    if let Some(fd) = watchdog {
+        // SAFETY: the closure only makes async-signal-safe calls (getpid,
+        // write) on a stack buffer between fork and exec.
+        unsafe {
+            command.pre_exec(move || tell_watchdog(fd));
+        }
+    }
     let child = command.spawn()?;
     let pgid = libc::pid_t::try_from(child.id()).map_err(io::Error::other)?;
     // Dropping a std Child neither waits nor kills: reaped in `reap`.
     drop(child);
     Ok(Group { pgid, status: None })
+}
+
+/// Writes this process's pid and a newline to `fd`, without allocating
+/// (it runs between fork and exec).
+fn tell_watchdog(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: getpid has no preconditions.
+    let mut pid = unsafe { libc::getpid() }.unsigned_abs();
+    let mut buffer = [0u8; 16];
+    let mut start = buffer.len() - 1;
+    buffer[start] = b'\n';
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    let line = &buffer[start..];
+    // A pipe write this short is atomic: all of it or an error.
+    // SAFETY: `line` is valid for `line.len()` bytes.
+    match unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) } {
+        n if n == line.len() as isize => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 impl Group {

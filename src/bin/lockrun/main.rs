@@ -52,8 +52,8 @@ fn main() -> ExitCode {
             };
         }
     };
-    if let Some(pgid) = args.watchdog {
-        return watchdog::run(pgid);
+    if args.watchdog {
+        return watchdog::run();
     }
     group::become_subreaper();
     // `block_on` runs lockrun's own future on this (main) thread, so the

@@ -151,9 +151,18 @@ async fn run_command(args: &Args, guard: LockGuard, signals: &mut Signals) -> u8
             return EX_SOFTWARE;
         }
     };
-    let mut group = match group::spawn(&args.command, guard.fence()) {
+    // Started before the command, which tells it its group id before it
+    // execs: no moment when the command runs unwatched.
+    let watchdog = watchdog::start()
+        .inspect_err(|e| say(format!("warning: no watchdog ({e}); if lockrun is killed, the command's grandchildren may outlive it")))
+        .ok();
+    let watchdog_fd = watchdog.as_ref().map(watchdog::Watchdog::fd);
+    let mut group = match group::spawn(&args.command, guard.fence(), watchdog_fd) {
         Ok(group) => group,
         Err(e) => {
+            if let Some(watchdog) = watchdog {
+                watchdog.dismiss();
+            }
             let _ = guard.release().await;
             say(format!("cannot run {:?}: {e}", args.command[0]));
             return match e.kind() {
@@ -162,9 +171,6 @@ async fn run_command(args: &Args, guard: LockGuard, signals: &mut Signals) -> u8
             };
         }
     };
-    let watchdog = watchdog::start(group.pgid)
-        .inspect_err(|e| say(format!("warning: no watchdog ({e}); if lockrun is killed, the command's grandchildren may outlive it")))
-        .ok();
     let mut stop: Option<Stop> = None;
     let mut lost = false;
     loop {

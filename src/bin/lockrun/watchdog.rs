@@ -1,6 +1,9 @@
-//! A watchdog outside lockrun: lockrun run again as `lockrun --watchdog
-//! PGID`, in a session of its own (no terminal or process-group signal
-//! reaches it), reading a pipe from lockrun. If the pipe closes without
+//! A watchdog outside lockrun: lockrun run again as `lockrun --watchdog`,
+//! in a session of its own (no terminal or process-group signal reaches
+//! it), reading a pipe from lockrun. It is started before the command,
+//! whose child process writes its pid (the group's id) on the pipe before
+//! it execs, so that lockrun killed at any moment leaves no command
+//! unwatched. If the pipe closes without
 //! lockrun's "done" (lockrun was SIGKILLed, the OOM killer took it), it
 //! sends SIGKILL to the whole command group, grandchildren included, which
 //! `PR_SET_PDEATHSIG` alone (the command's direct child only, and Linux
@@ -9,6 +12,7 @@
 //! the next holder.
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStdin, Command, ExitCode, Stdio};
 
@@ -21,8 +25,9 @@ pub struct Watchdog {
     pipe: ChildStdin,
 }
 
-/// Starts the watchdog of process group `pgid`.
-pub fn start(pgid: libc::pid_t) -> io::Result<Watchdog> {
+/// Starts the watchdog; the command's group is named on its pipe (see
+/// [`Watchdog::fd`]).
+pub fn start() -> io::Result<Watchdog> {
     // /proc/self/exe: this very binary, even if replaced on disk meanwhile.
     let exe = match cfg!(target_os = "linux") {
         true => std::path::PathBuf::from("/proc/self/exe"),
@@ -31,7 +36,6 @@ pub fn start(pgid: libc::pid_t) -> io::Result<Watchdog> {
     let mut command = Command::new(exe);
     command
         .arg("--watchdog")
-        .arg(pgid.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -51,14 +55,21 @@ pub fn start(pgid: libc::pid_t) -> io::Result<Watchdog> {
 }
 
 impl Watchdog {
+    /// The pipe's write end (close-on-exec), where the command's child
+    /// writes its pid before it execs.
+    pub fn fd(&self) -> RawFd {
+        self.pipe.as_raw_fd()
+    }
+
     /// Tells the watchdog the group is gone: it exits without killing.
     pub fn dismiss(mut self) {
         let _ = self.pipe.write_all(&[DONE]);
     }
 }
 
-/// The watchdog process: waits for lockrun's pipe to close.
-pub fn run(pgid: libc::pid_t) -> ExitCode {
+/// The watchdog process: reads the group's id, then waits for lockrun's
+/// pipe to close.
+pub fn run() -> ExitCode {
     for signal in [
         libc::SIGHUP,
         libc::SIGINT,
@@ -72,7 +83,15 @@ pub fn run(pgid: libc::pid_t) -> ExitCode {
     }
     let mut seen = Vec::new();
     let _ = io::stdin().read_to_end(&mut seen);
-    if !seen.contains(&DONE) && pgid > 1 {
+    let (pgid, after) = match seen.iter().position(|&b| b == b'\n') {
+        Some(end) => (&seen[..end], &seen[end..]),
+        None => (&[][..], &seen[..]),
+    };
+    let pgid: libc::pid_t = std::str::from_utf8(pgid)
+        .ok()
+        .and_then(|pgid| pgid.parse().ok())
+        .unwrap_or(0);
+    if !after.contains(&DONE) && pgid > 1 {
         // SAFETY: kill(2) has no memory-safety preconditions.
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
     }
