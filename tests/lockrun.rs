@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{RedisServer, lockrun_bin};
+use support::{RedisServer, lockrun_bin, skipped};
 
 fn lockrun(server: &RedisServer, args: &[&str]) -> Command {
     let mut command = Command::new(lockrun_bin());
@@ -704,6 +704,46 @@ fn verbose_shows_what_it_waits_for_and_the_lease_left_and_a_pipe_without_it_stay
         assert!(
             stderr.ends_with('\r') && stderr.rsplit('\r').nth(1).unwrap().trim().is_empty(),
             "cleared once acquired: {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn on_a_terminal_the_waiting_line_shows_without_verbose_and_not_with_quiet() {
+    // util-linux script(1) runs lockrun on a pseudo-terminal.
+    if Command::new("script").arg("--version").output().is_err() {
+        return skipped("no script(1) to give lockrun a terminal");
+    }
+    let server = RedisServer::start();
+    for quiet in [false, true] {
+        let mut holder = lockrun(
+            &server,
+            &["--key", "job", "--ttl", "20s", "--", "sleep", "1.2"],
+        )
+        .spawn()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let line = format!(
+            "'{}' --url '{}' {} --key job --wait 10 -- echo ran",
+            lockrun_bin().display(),
+            server.url(),
+            if quiet { "-q" } else { "" }
+        );
+        let out = run({
+            let mut command = Command::new("script");
+            command
+                .args(["-q", "-e", "-c", &line, "/dev/null"])
+                .env_remove("REDIS_URL");
+            command
+        });
+        assert!(holder.wait().unwrap().success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(text.contains("ran"), "{text:?}");
+        assert_eq!(
+            text.contains("waiting for \"job\"") && text.contains("s left"),
+            !quiet,
+            "quiet: {quiet}: {text:?}"
         );
     }
 }
