@@ -24,20 +24,7 @@ mod support;
 #[path = "floor/mod.rs"]
 mod floor;
 
-use floor::{RELEASE_LUA, floor_cycle};
-
-async fn set(connection: &mut redis::aio::MultiplexedConnection, key: &str, token: &str) {
-    let set: Option<String> = redis::cmd("SET")
-        .arg(key)
-        .arg(token)
-        .arg("NX")
-        .arg("PX")
-        .arg(30_000)
-        .query_async(connection)
-        .await
-        .unwrap();
-    assert_eq!(set.as_deref(), Some("OK"));
-}
+use floor::{RELEASE_LUA, floor_cycle, floor_set};
 
 fn bench(c: &mut Criterion) {
     let server = support::RedisServer::start();
@@ -74,7 +61,7 @@ fn bench(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| {
             let mut connection = connection.clone();
             async move {
-                set(&mut connection, "delifeq:plain", "token").await;
+                floor_set(&mut connection, "delifeq:plain", "token").await;
                 let deleted: i64 = redis::cmd("DELIFEQ")
                     .arg("delifeq:plain")
                     .arg("token")
@@ -89,7 +76,7 @@ fn bench(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| {
             let mut connection = connection.clone();
             async move {
-                set(&mut connection, "delifeq:published", "token").await;
+                floor_set(&mut connection, "delifeq:published", "token").await;
                 let (deleted, _): (i64, i64) = redis::pipe()
                     .cmd("DELIFEQ")
                     .arg("delifeq:published")

@@ -133,26 +133,12 @@ pub async fn flush_releases(max_wait: Duration) -> usize {
 /// done, and returns their outputs in order. Dropping it drops them all.
 /// (What `futures::future::join_all` does, without the dependency.)
 pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
+    // No output counts, so no grace starts: every future runs to its end.
+    join_enough(futures, |_| false, 1, Duration::ZERO)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Polls all `futures` concurrently like [`join_all`], but once `enough` of

@@ -13,12 +13,8 @@ end
 return 0
 "#;
 
-pub async fn floor_cycle(
-    connection: &mut impl redis::aio::ConnectionLike,
-    script: &redis::Script,
-    key: &str,
-    token: &str,
-) {
+/// The floor's acquire: `SET key token NX PX 30000`, which must succeed.
+pub async fn floor_set(connection: &mut impl redis::aio::ConnectionLike, key: &str, token: &str) {
     let set: Option<String> = redis::cmd("SET")
         .arg(key)
         .arg(token)
@@ -29,6 +25,15 @@ pub async fn floor_cycle(
         .await
         .unwrap();
     assert_eq!(set.as_deref(), Some("OK"));
+}
+
+pub async fn floor_cycle(
+    connection: &mut impl redis::aio::ConnectionLike,
+    script: &redis::Script,
+    key: &str,
+    token: &str,
+) {
+    floor_set(connection, key, token).await;
     let deleted: i64 = script
         .key(key)
         .arg(token)

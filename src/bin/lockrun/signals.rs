@@ -12,7 +12,7 @@ pub const TERMINATING: [libc::c_int; 4] =
 
 /// Every signal lockrun takes over: [`TERMINATING`], then SIGUSR1 and
 /// SIGUSR2 (only passed on).
-const HANDLED: [libc::c_int; 6] = [
+pub const HANDLED: [libc::c_int; 6] = [
     libc::SIGHUP,
     libc::SIGINT,
     libc::SIGQUIT,

@@ -70,14 +70,7 @@ impl Watchdog {
 /// The watchdog process: reads the group's id, then waits for lockrun's
 /// pipe to close.
 pub fn run() -> ExitCode {
-    for signal in [
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTERM,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-    ] {
+    for signal in crate::signals::HANDLED {
         // SAFETY: ignoring a signal installs no handler code.
         unsafe { libc::signal(signal, libc::SIG_IGN) };
     }
