@@ -14,7 +14,6 @@ use std::sync::Arc;
 use redis::IntoConnectionInfo;
 
 use crate::connection::LockConnection;
-use crate::engine::Engine;
 #[cfg(doc)]
 use redis::aio::ConnectionManager;
 
@@ -352,15 +351,5 @@ impl LockBuilder {
 /// A lock of `kind` over `topology` with `checked` settings: what every
 /// way into a lock ends with.
 pub(crate) fn lease_of(checked: &Checked, topology: Arc<Topology>, kind: MutexLease) -> Lock {
-    let settings = &checked.settings;
-    Lock::from_engine(Engine {
-        kind,
-        ttl: checked.ttl,
-        wait: settings.wait,
-        auto_renew: settings.auto_renew,
-        max_hold: settings.max_hold,
-        drift: settings.drift,
-        topology,
-        replica_sync: settings.replica_sync,
-    })
+    Lock::from_engine(checked.engine(topology, kind))
 }

@@ -69,7 +69,7 @@ impl fmt::Display for Operation {
 /// | `Busy` | `lock "jobs" is busy: another owner held it for the whole wait (51.95ms, 4 attempts)` |
 /// | `NotHeld` | `lock "jobs" is not held any more: it expired or another owner took it` |
 /// | `Lost` | `lock "jobs" was lost while the work ran, so the work was stopped` |
-/// | `WrongType` | `key "jobs" holds a value of another type than a string lock (a foreign lock format, such as a Redisson hash?): WRONGTYPE Operation against a key holding the wrong kind of value` |
+/// | `WrongType` | `key "jobs" holds a value of another type than this kind of lease keeps there (a lock is a string, a semaphore a sorted set; or a foreign lock format, such as a Redisson hash?): WRONGTYPE Operation against a key holding the wrong kind of value` |
 /// | `PermissionDenied` | ``permission denied by the server during release of lock "jobs": the user may not run `evalsha` `` |
 /// | `OutOfMemory` | `redis is out of memory (maxmemory reached) and refused the acquire of lock "jobs"; nothing was written: OOM command not allowed when used memory > 'maxmemory'.` |
 /// | `NotReplicated` | `lock "jobs" was acquired, but only 0 of 1 replicas confirmed it within 100ms, so it was released` |
@@ -114,11 +114,13 @@ pub enum Error {
         key: String,
     },
 
-    /// The key holds a value of another type than a string, so it is not a
-    /// lock of this format (for example a Redisson lock, which is a hash).
+    /// The key holds a value of another type than the lease keeps there (a
+    /// lock is a string, a [`Semaphore`](crate::Semaphore) a sorted set), so
+    /// it is another kind of lease, or a foreign lock format (for example a
+    /// Redisson lock, which is a hash).
     /// Waiting would never help, so this is not reported as busy.
     #[error(
-        "key {key:?} holds a value of another type than a string lock (a foreign lock format, such as a Redisson hash?): {}", Cause(.source)
+        "key {key:?} holds a value of another type than this kind of lease keeps there (a lock is a string, a semaphore a sorted set; or a foreign lock format, such as a Redisson hash?): {}", Cause(.source)
     )]
     WrongType {
         /// The lock's key.

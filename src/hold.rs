@@ -84,6 +84,10 @@ impl<K: Kind> Hold<K> {
         &self.lease
     }
 
+    pub(crate) fn kind(&self) -> &K {
+        &self.engine.kind
+    }
+
     pub(crate) fn fence(&self) -> Option<u64> {
         self.fence
     }

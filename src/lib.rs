@@ -13,9 +13,11 @@
 //   (Redlock), channels, subscriber, notify (wake-ups), topology
 // - engine: engine (shared state, extend), wait, renew, hold, acquire
 // - kinds: mutex (the mutex's scripts), lock, guard, inspect (who holds a
-//   lock, and a forced unlock), fence
+//   lock, and a forced unlock), fence; permit_set (the semaphore's
+//   scripts), semaphore, permit
 // - facade: settings (what the builders set), connect (how they reach
-//   servers), builder (one key), locks (any key), diagnose, this file
+//   servers), sources (finishing methods of one-server kinds), builder
+//   (one key), semaphore_builder, locks (any key), diagnose, this file
 mod acquire;
 mod alarm;
 mod attempt;
@@ -41,13 +43,18 @@ mod mutex;
 mod node;
 mod node_failure;
 mod notify;
+mod permit;
+mod permit_set;
 mod quorum;
 mod renew;
 mod replicas;
 mod retry;
 mod rt;
 mod scripts;
+mod semaphore;
+mod semaphore_builder;
 mod settings;
+mod sources;
 mod subscriber;
 mod timeout;
 mod token;
@@ -67,6 +74,10 @@ pub use inspect::LockHolder;
 pub use lease::Lease;
 pub use lock::Lock;
 pub use locks::{Locks, LocksBuilder};
+pub use permit::Permit;
+pub use permit_set::{MAX_PERMITS, MAX_PERMITS_PER_HOLD};
 pub use retry::WaitPolicy;
 pub use rt::flush_releases;
+pub use semaphore::Semaphore;
+pub use semaphore_builder::SemaphoreBuilder;
 pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL};

@@ -20,7 +20,10 @@ use crate::error::Result;
 use crate::keys;
 use crate::lock::Lock;
 use crate::mutex::MutexLease;
+use crate::permit_set::{PermitSet, check_permits};
 use crate::retry::WaitPolicy;
+use crate::semaphore::{Semaphore, quorum_refused};
+use crate::semaphore_builder::semaphore_of;
 use crate::settings::{Checked, Settings, lease_setters};
 use crate::topology::Topology;
 
@@ -102,12 +105,7 @@ impl Locks {
     /// ```
     pub fn lock(&self, key: impl AsRef<str>) -> Result<Lock> {
         let shared = &*self.inner;
-        let key = key.as_ref();
-        let key = match shared.prefix.is_empty() {
-            true => key.to_owned(),
-            false => format!("{}{key}", shared.prefix),
-        };
-        keys::check_key(&key)?;
+        let key = self.full_key(key.as_ref())?;
         let fence_key = match shared.checked.settings.fencing {
             true => Some(keys::fence_key(&key)?),
             false => None,
@@ -117,6 +115,46 @@ impl Locks {
             shared.topology.clone(),
             MutexLease::new(&key, fence_key),
         ))
+    }
+
+    /// A [`Semaphore`] of `permits` permits on `key` (after the prefix),
+    /// sharing this value's connection, wake-ups and defaults (fencing
+    /// aside: a semaphore is not fenced). No I/O.
+    ///
+    /// Fails with [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+    /// for an empty key, 0 or too many permits, or when this is a Redlock
+    /// quorum (see [`Semaphore`] for why a quorum semaphore is unsound).
+    ///
+    /// ```no_run
+    /// # async fn example(locks: redis_mutex::Locks) -> redis_mutex::Result<()> {
+    /// // At most 10 concurrent exports per tenant.
+    /// let exports = locks.semaphore("tenant:7:exports", 10)?;
+    /// let permit = exports.acquire().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn semaphore(&self, key: impl AsRef<str>, permits: u32) -> Result<Semaphore> {
+        let shared = &*self.inner;
+        let key = self.full_key(key.as_ref())?;
+        check_permits(permits)?;
+        if shared.topology.single_node().is_none() {
+            return Err(quorum_refused());
+        }
+        Ok(semaphore_of(
+            &shared.checked,
+            shared.topology.clone(),
+            PermitSet::new(&key, permits),
+        ))
+    }
+
+    /// `key` after the prefix, checked.
+    fn full_key(&self, key: &str) -> Result<String> {
+        let prefix = &self.inner.prefix;
+        let key = match prefix.is_empty() {
+            true => key.to_owned(),
+            false => format!("{prefix}{key}"),
+        };
+        keys::check_key(&key)?;
+        Ok(key)
     }
 
     /// The prefix put before every key (empty when none was set).

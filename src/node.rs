@@ -105,7 +105,7 @@ impl Node {
     }
 
     /// Sends `request`; scripts by hash.
-    async fn send(&self, request: Request) -> RedisResult<Value> {
+    pub(crate) async fn send(&self, request: Request) -> RedisResult<Value> {
         let mut connection = self.connection();
         match request {
             Request::Cmd(cmd) => cmd.query_async(&mut connection).await,

@@ -7,13 +7,17 @@
 //! - Every finishing method of either builder checks the settings exactly
 //!   once ([`Settings::check`]) and builds from the [`Checked`] result.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::engine::Engine;
 
 use crate::error::{Error, Result};
 use crate::quorum;
 use crate::replicas::ReplicaSync;
 use crate::retry::WaitPolicy;
 use crate::subscriber::Source;
+use crate::topology::Topology;
 use crate::ttl::{ClockDrift, DEFAULT_TTL, MIN_TTL, check_ttl};
 
 /// Everything a builder sets but the key.
@@ -54,6 +58,23 @@ impl Default for Settings {
 pub(crate) struct Checked {
     pub(crate) settings: Settings,
     pub(crate) ttl: Duration,
+}
+
+impl Checked {
+    /// The engine of a lease of `kind` over `topology`, with these settings.
+    pub(crate) fn engine<K>(&self, topology: Arc<Topology>, kind: K) -> Engine<K> {
+        let settings = &self.settings;
+        Engine {
+            kind,
+            ttl: self.ttl,
+            wait: settings.wait,
+            auto_renew: settings.auto_renew,
+            max_hold: settings.max_hold,
+            drift: settings.drift,
+            topology,
+            replica_sync: settings.replica_sync,
+        }
+    }
 }
 
 impl Settings {

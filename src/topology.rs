@@ -152,6 +152,14 @@ impl Topology {
         }
     }
 
+    /// The one node, unless this is a Redlock quorum.
+    pub(crate) fn single_node(&self) -> Option<&Node> {
+        match &self.servers {
+            Servers::Single(node) => Some(node),
+            Servers::Quorum(_) => None,
+        }
+    }
+
     /// One acquire attempt with `token`.
     pub(crate) async fn try_acquire<K: Kind>(
         &self,
