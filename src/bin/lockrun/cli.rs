@@ -20,7 +20,8 @@ Exit status:
   64     usage: bad arguments or a bad --url
   69     Redis unreachable, or no quorum, after retrying for the whole --wait
   70     the lock was lost while the command ran (the command was stopped)
-  75     the lock was busy for the whole --wait (-E changes it); with --status: held
+  75     the lock (or, with --permits, every permit) was busy for the whole --wait
+         (-E changes it); with --status: held
   126    the command could not be run
   127    the command was not found
 
@@ -94,8 +95,14 @@ pub struct Args {
     pub grace: Duration,
 
     /// Pass this acquisition's fencing token to the command as LOCKRUN_FENCE
-    #[arg(long)]
+    #[arg(long, conflicts_with = "permits")]
     pub fence: bool,
+
+    /// Take one of N permits of a semaphore on KEY instead of the lock: at
+    /// most N commands run at once on every host (not on a Redlock: give
+    /// one --url, or --cluster)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub permits: Option<u32>,
 
     /// Say whether KEY is held (exit 75) or free (exit 0), by whom and for
     /// how long, and its fence counter; run nothing

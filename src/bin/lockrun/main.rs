@@ -12,6 +12,8 @@ mod cli;
 #[cfg(unix)]
 mod group;
 #[cfg(unix)]
+mod lease;
+#[cfg(unix)]
 mod progress;
 #[cfg(unix)]
 mod redact;

@@ -7,10 +7,10 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use redis_mutex::Lock;
 use tokio::time::Instant;
 
 use crate::cli::Args;
+use crate::lease::Wanted;
 use crate::redact::scrub;
 
 /// How often the line is redrawn.
@@ -25,7 +25,7 @@ pub fn wanted(args: &Args) -> bool {
 /// Runs `wait` (the acquisition), showing the waiting line for `lock`
 /// while it runs when `show`; the line is gone when this returns or is
 /// dropped.
-pub async fn while_waiting<T>(show: bool, lock: &Lock, wait: impl Future<Output = T>) -> T {
+pub async fn while_waiting<T>(show: bool, lock: &Wanted, wait: impl Future<Output = T>) -> T {
     if !show {
         return wait.await;
     }
@@ -45,13 +45,9 @@ pub async fn while_waiting<T>(show: bool, lock: &Lock, wait: impl Future<Output 
 }
 
 /// `waiting for "KEY": ...; waited 2.0s`.
-async fn describe(lock: &Lock, started: Instant) -> String {
+async fn describe(lock: &Wanted, started: Instant) -> String {
     let holder = match tokio::time::timeout(PERIOD, lock.holder()).await {
-        Ok(Ok(None)) => "free now, acquiring".to_owned(),
-        Ok(Ok(Some(holder))) => match holder.expires_in {
-            Some(left) => format!("the holder's lease has {left:.1?} left"),
-            None => "held with no expiry".to_owned(),
-        },
+        Ok(Ok(holder)) => holder,
         Ok(Err(e)) => format!("Redis: {e}"),
         Err(_) => "Redis does not answer".to_owned(),
     };
@@ -62,7 +58,6 @@ async fn describe(lock: &Lock, started: Instant) -> String {
     )
 }
 
-/// The line on stderr: redrawn over itself, blanked on drop.
 #[derive(Default)]
 struct Line {
     /// Characters drawn last, to blank the rest of a longer old line.

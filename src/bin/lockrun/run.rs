@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use redis_mutex::{Error, LockGuard, Locks, WaitPolicy};
+use redis_mutex::{Error, Locks, WaitPolicy};
 use tokio::time::Instant;
 
 use crate::cli::{Args, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 use crate::group::{self, Stop};
+use crate::lease::{Held, Wanted};
 use crate::progress;
 use crate::redact::say;
 use crate::signals::{self, Signals};
@@ -56,17 +57,17 @@ async fn lock_and_run(args: &Args, deadline: Instant, signals: &mut Signals) -> 
     let key = args.key.as_deref().unwrap_or_default();
     let acquired = async {
         let locks = retrying(deadline, || connect(args)).await?;
-        let lock = locks.lock(key)?;
+        let wanted = Wanted::of(&locks, key, args.permits)?;
         if args.status {
-            return Ok(Err(status::status(args, &lock).await?));
+            return Ok(Err(status::status(args, &wanted).await?));
         }
         let acquire = retrying(deadline, || {
-            lock.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
+            wanted.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
         });
-        let guard = progress::while_waiting(progress::wanted(args), &lock, acquire).await?;
+        let guard = progress::while_waiting(progress::wanted(args), &wanted, acquire).await?;
         Ok(Ok(guard))
     };
-    let acquired: redis_mutex::Result<Result<LockGuard, u8>> = tokio::select! {
+    let acquired: redis_mutex::Result<Result<Held, u8>> = tokio::select! {
         acquired = acquired => acquired,
         signal = until_terminating(signals) => {
             say(format!("got {} while waiting for the lock; the command did not run", signals::name(signal)));
@@ -142,7 +143,7 @@ async fn until_terminating(signals: &mut Signals) -> libc::c_int {
 
 /// Runs the command under the held lock, stops its group, releases the
 /// lock, and turns the outcome into lockrun's exit code.
-async fn run_command(args: &Args, guard: LockGuard, signals: &mut Signals) -> u8 {
+async fn run_command(args: &Args, guard: Held, signals: &mut Signals) -> u8 {
     let mut child_exits = match signals::child_exits() {
         Ok(stream) => stream,
         Err(e) => {

@@ -4,11 +4,20 @@
 use redis_mutex::{Lock, LockConnection};
 
 use crate::cli::{Args, EX_TEMPFAIL};
+use crate::lease::Wanted;
 use crate::redact::say;
 
 /// Prints who holds the lock and its fence counter; 0 when free, 75 when
 /// held.
-pub async fn status(args: &Args, lock: &Lock) -> redis_mutex::Result<u8> {
+pub async fn status(args: &Args, wanted: &Wanted) -> redis_mutex::Result<u8> {
+    let lock = match wanted {
+        Wanted::Lock(lock) => lock,
+        Wanted::Permit(semaphore) => {
+            let (taken, permits) = (semaphore.in_use().await?, semaphore.permits());
+            println!("{:?}: {taken} of {permits} permits taken", semaphore.key());
+            return Ok(if taken < permits { 0 } else { EX_TEMPFAIL });
+        }
+    };
     let key = lock.key();
     let code = match lock.holder().await? {
         None => {
