@@ -1,0 +1,131 @@
+//! Semaphores on a Redis Cluster: the permits of each key live on the
+//! key's master, the limit holds under contention on keys of every master,
+//! and a release wakes a waiter through the sharded channel (SPUBLISH) in
+//! the key's shard.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use redis_mutex::{Locks, Semaphore, WaitPolicy};
+use support::cluster::RedisCluster;
+use support::eventually;
+
+/// One key per master, in master order.
+fn key_per_master(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<Option<String>> = vec![None; 3];
+    for i in 0.. {
+        let key = format!("{prefix}:{i}");
+        keys[cluster.owner_of(&key)].get_or_insert(key);
+        if keys.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    keys.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_holds_on_keys_of_every_master() {
+    let cluster = RedisCluster::start();
+    let locks = Locks::builder()
+        .ttl(Duration::from_secs(10))
+        .wait(WaitPolicy::timeout(Duration::from_secs(60)))
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap();
+    let keys = key_per_master(&cluster, "sem");
+    let inside: Arc<Vec<AtomicU32>> = Arc::new(keys.iter().map(|_| AtomicU32::new(0)).collect());
+    let most: Arc<Vec<AtomicU32>> = Arc::new(keys.iter().map(|_| AtomicU32::new(0)).collect());
+    let mut tasks = Vec::new();
+    for task in 0..12 {
+        let (locks, keys, inside, most) =
+            (locks.clone(), keys.clone(), inside.clone(), most.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..4 {
+                let k = (task + round) % keys.len();
+                let permit = locks
+                    .semaphore(&keys[k], 2)
+                    .unwrap()
+                    .acquire()
+                    .await
+                    .unwrap();
+                let now = inside[k].fetch_add(1, Ordering::SeqCst) + 1;
+                most[k].fetch_max(now, Ordering::SeqCst);
+                assert!(now <= 2, "{now} inside {}", keys[k]);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                inside[k].fetch_sub(1, Ordering::SeqCst);
+                permit.release().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for (k, key) in keys.iter().enumerate() {
+        assert_eq!(
+            most[k].load(Ordering::SeqCst),
+            2,
+            "{key}: both permits were used"
+        );
+    }
+    for (master, server) in cluster.masters.iter().enumerate() {
+        assert!(server.command_calls("spublish") >= 1, "master {master}");
+        assert_eq!(server.command_calls("publish"), 0, "master {master}");
+        let keys: Vec<String> = redis::from_redis_value(server.cmd(&["KEYS", "*"])).unwrap();
+        assert!(keys.is_empty(), "master {master} kept {keys:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_a_waiter_in_the_keys_shard() {
+    let cluster = RedisCluster::start();
+    let key = "wake-sem";
+    let owner = cluster.owner_of(key);
+    let semaphore = Semaphore::builder(key, 1)
+        .ttl(Duration::from_secs(30))
+        .wait(
+            WaitPolicy::timeout(Duration::from_secs(20))
+                .backoff(Duration::from_secs(5), Duration::from_secs(5)),
+        )
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap();
+    let permit = semaphore.acquire().await.unwrap();
+    assert!(
+        cluster.masters[owner].exists(key),
+        "the permits live on the key's master"
+    );
+    let waiter = {
+        let semaphore = semaphore.clone();
+        tokio::spawn(async move { semaphore.acquire().await.unwrap() })
+    };
+    let channel = format!("{{{key}}}:released");
+    eventually(
+        Duration::from_secs(5),
+        "the waiter subscribed in the shard",
+        || {
+            let (_, count): (String, i64) = redis::from_redis_value(cluster.masters[owner].cmd(&[
+                "PUBSUB",
+                "SHARDNUMSUB",
+                &channel,
+            ]))
+            .unwrap();
+            count == 1
+        },
+    )
+    .await;
+    let released = Instant::now();
+    permit.release().await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(4), waiter)
+        .await
+        .expect("woken")
+        .unwrap();
+    assert!(
+        released.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        released.elapsed()
+    );
+    next.release().await.unwrap();
+}
