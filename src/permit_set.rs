@@ -42,61 +42,21 @@ pub const MAX_PERMITS_PER_HOLD: u32 = 1_000;
 
 /// The server's time in ms, as a Lua number (exact: far below 2^53).
 /// Every script of this kind starts with it.
-pub(crate) const SERVER_NOW_LUA: &str = r#"
-local time = redis.call("TIME")
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-"#;
+pub(crate) const SERVER_NOW_LUA: &str = include_str!("lua/server_now.lua");
 
 /// Our members for `ARGV[1]` (the token) and a count: the token, then
 /// `token#2` .. `token#count`.
-const MEMBERS_LUA: &str = r##"
-local function members(token, count)
-    local list = {token}
-    for i = 2, count do
-        list[i] = token .. "#" .. i
-    end
-    return list
-end
-"##;
+const MEMBERS_LUA: &str = include_str!("lua/permit_members.lua");
 
 /// `ARGV`: token, TTL in ms, limit, count. Returns 1 when it added our
 /// permits, 2 when they were ours already (an earlier send landed), 0 when
 /// the live permits leave no room.
-const ACQUIRE_BODY: &str = r#"
-redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
-if redis.call("ZSCORE", KEYS[1], ARGV[1]) then
-    return 2
-end
-local count = tonumber(ARGV[4])
-if redis.call("ZCARD", KEYS[1]) + count > tonumber(ARGV[3]) then
-    return 0
-end
-local expires = now + tonumber(ARGV[2])
-for _, member in ipairs(members(ARGV[1], count)) do
-    redis.call("ZADD", KEYS[1], expires, member)
-end
-local last = redis.call("ZRANGE", KEYS[1], -1, -1, "WITHSCORES")
-redis.call("PEXPIREAT", KEYS[1], last[2])
-return 1
-"#;
+const ACQUIRE_BODY: &str = include_str!("lua/permit_acquire.lua");
 
 /// `ARGV`: token, count, and the release channel when the release is
 /// announced. Returns 1 when our permits were live (then published), 0
 /// when they were gone or expired (removed all the same).
-const RELEASE_BODY: &str = r#"
-local score = redis.call("ZSCORE", KEYS[1], ARGV[1])
-if not score then
-    return 0
-end
-redis.call("ZREM", KEYS[1], unpack(members(ARGV[1], tonumber(ARGV[2]))))
-if tonumber(score) <= now then
-    return 0
-end
-if ARGV[3] then
-    redis.pcall("PUBLISH", ARGV[3], "")
-end
-return 1
-"#;
+const RELEASE_BODY: &str = include_str!("lua/permit_release.lua");
 
 /// `ARGV`: token, TTL in ms, count. Returns 1 when our live permits now
 /// expire TTL from the server's now, 0 when they were gone or expired.
