@@ -156,3 +156,62 @@ async fn lock_err(url: &str) -> Error {
         .await
         .unwrap_err()
 }
+
+/// The README's commands for a user that takes semaphores, on top of the
+/// lock user's.
+const SEMAPHORE_COMMANDS: &[&str] = &[
+    "+time",
+    "+zremrangebyscore",
+    "+zscore",
+    "+zcard",
+    "+zadd",
+    "+zrange",
+    "+zrangebyscore",
+    "+zcount",
+    "+zrem",
+    "+pexpireat",
+];
+
+#[tokio::test]
+async fn the_readmes_semaphore_user_can_do_everything_a_semaphore_does() {
+    let server = RedisServer::start();
+    let mut rules = LOCK_USER_RULES.to_vec();
+    rules.extend_from_slice(SEMAPHORE_COMMANDS);
+    let url = user(&server, "counter", &rules);
+    let semaphore = redis_mutex::Semaphore::builder("locks:exports", 2)
+        .ttl(Duration::from_millis(600))
+        .wait(WaitPolicy::timeout(Duration::from_millis(100)))
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    let mut permit = semaphore.acquire_many(2).await.unwrap();
+    assert!(semaphore.try_acquire().await.unwrap().is_none(), "busy");
+    assert!(
+        semaphore.acquire().await.unwrap_err().is_busy(),
+        "waited, polling"
+    );
+    assert!(permit.is_held().await.unwrap());
+    assert_eq!(semaphore.in_use().await.unwrap(), 2);
+    permit.extend(Duration::from_millis(600)).await.unwrap();
+    permit.auto_renew().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!permit.is_lost(), "renewal works");
+    permit.release().await.unwrap();
+    drop(semaphore.acquire().await.unwrap());
+    let started = std::time::Instant::now();
+    while server.exists("locks:exports") {
+        assert!(started.elapsed() < Duration::from_secs(1), "not released");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Without one of them: a permission error naming it.
+    let rules: Vec<&str> = rules.into_iter().filter(|r| *r != "+zcount").collect();
+    let url = user(&server, "miscounter", &rules);
+    let semaphore = redis_mutex::Semaphore::builder("locks:exports", 2)
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    match semaphore.in_use().await {
+        Err(Error::PermissionDenied { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
