@@ -118,6 +118,7 @@ impl<K: Kind> Engine<K> {
         let deadline = policy.deadline(started);
         let floor = self.topology.attempt_floor();
         let mut attempts = 0u32;
+        let mut queued_once = false;
         loop {
             attempts += 1;
             pending.maybe_set = true;
@@ -176,8 +177,13 @@ impl<K: Kind> Engine<K> {
                 AcquireStep::Retry {
                     failed,
                     token_spent,
+                    queued,
                 } => {
-                    pending.maybe_set = false;
+                    // A mark left while queued (by this attempt or an
+                    // earlier one) is released by token if the acquire
+                    // gives up: the pending acquire's drop.
+                    queued_once |= queued;
+                    pending.maybe_set = queued_once;
                     if token_spent {
                         pending.token = Some(Token::generate()?);
                     }

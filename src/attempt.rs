@@ -16,13 +16,16 @@ pub(crate) enum AcquireStep {
         from_earlier_send: bool,
         fence: Option<u64>,
     },
-    /// Not acquired, and nothing of ours is left behind: worth another try
-    /// under the wait policy. `failed` is the error to report if the wait
-    /// ends now, `None` for plain contention ([`Error::Busy`]). When
-    /// `token_spent`, the next attempt needs a fresh token.
+    /// Not acquired: worth another try under the wait policy. `failed` is
+    /// the error to report if the wait ends now, `None` for plain
+    /// contention ([`Error::Busy`]). When `token_spent`, the next attempt
+    /// needs a fresh token. When `queued`, the token left a mark (see
+    /// `Grant::Queued`) that must be released if the acquire gives up;
+    /// otherwise nothing of ours is left behind.
     Retry {
         failed: Option<Error>,
         token_spent: bool,
+        queued: bool,
     },
     /// Give up with `error`. `maybe_set`: whether our token may have been
     /// set on a node, so that it needs releasing.

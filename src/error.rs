@@ -69,6 +69,7 @@ impl fmt::Display for Operation {
 /// | `Busy` | `lock "jobs" is busy: another owner held it for the whole wait (51.95ms, 4 attempts)` |
 /// | `NotHeld` | `lock "jobs" is not held any more: it expired or another owner took it` |
 /// | `Lost` | `lock "jobs" was lost while the work ran, so the work was stopped` |
+/// | `WaitsForItself` | `read-write lock "cfg": this task holds its read hold, so a write hold would wait for itself (upgrading a read to the write, and reading under the write, are refused: release first)` |
 /// | `WrongType` | `key "jobs" holds a value of another type than this kind of lease keeps there (a lock is a string, a semaphore a sorted set; or a foreign lock format, such as a Redisson hash?): WRONGTYPE Operation against a key holding the wrong kind of value` |
 /// | `PermissionDenied` | ``permission denied by the server during release of lock "jobs": the user may not run `evalsha` `` |
 /// | `OutOfMemory` | `redis is out of memory (maxmemory reached) and refused the acquire of lock "jobs"; nothing was written: OOM command not allowed when used memory > 'maxmemory'.` |
@@ -112,6 +113,24 @@ pub enum Error {
     Lost {
         /// The lock's key.
         key: String,
+    },
+
+    /// A task asked for a hold of a read-write lock that would wait for a
+    /// hold it has itself: the write while it reads (an upgrade: two tasks
+    /// upgrading at once would deadlock each other, as Redisson's do), or
+    /// a read while it writes. Refused at once rather than waiting for
+    /// ever; release the hold first (and read again what you read under
+    /// it). See [`RwLock`](crate::RwLock).
+    #[error(
+        "read-write lock {key:?}: this task holds its {held} hold, so a {wanted} hold would wait for itself (upgrading a read to the write, and reading under the write, are refused: release first)"
+    )]
+    WaitsForItself {
+        /// The lock's key.
+        key: String,
+        /// The hold the task has: `"read"` or `"write"`.
+        held: &'static str,
+        /// The hold it asked for: `"write"` or `"read"`.
+        wanted: &'static str,
     },
 
     /// The key holds a value of another type than the lease keeps there (a

@@ -39,6 +39,12 @@ const LAST_FENCE_SUFFIX: &str = ":last-fence";
 /// What the release channel's name adds after a key without `}`.
 const CHANNEL_SUFFIX: &str = ":released";
 
+const READERS_SUFFIX: &str = ":readers";
+
+const WRITE_INTENT_SUFFIX: &str = ":writer-waiting";
+
+const READERS_CHANNEL_SUFFIX: &str = ":readers-released";
+
 /// What the release channel's name puts before a key with a `}`: no braces,
 /// so the channel keeps the key's hash tag.
 const CHANNEL_PREFIX: &str = "released:";
@@ -78,14 +84,16 @@ fn slot_name(key: &str, suffix: &str) -> String {
 }
 
 /// A key in `key`'s slot (see the module docs); refused for the names no
-/// such key exists for.
-fn companion_key(key: &str, suffix: &str) -> Result<String> {
+/// such key exists for, saying what needed it (`purpose`).
+fn companion_key(key: &str, suffix: &str, purpose: &str) -> Result<String> {
     if !shares_slot(key) {
         return Err(Error::invalid(
             "key",
-            "with fencing, a key must not contain '}' outside a hash tag (as in \"a}b\" or \
-             \"x{}y}\"): Redis Cluster would hash the whole key, and no fence key could share \
-             its slot; use a hash tag such as \"{orders}:lock\" or a name without '}'",
+            format!(
+                "{purpose}, a key must not contain '}}' outside a hash tag (as in \"a}}b\" or \
+                 \"x{{}}y}}\"): Redis Cluster would hash the whole key, and no companion key could \
+                 share its slot; use a hash tag such as \"{{orders}}:lock\" or a name without '}}'"
+            ),
         ));
     }
     Ok(slot_name(key, suffix))
@@ -93,12 +101,28 @@ fn companion_key(key: &str, suffix: &str) -> Result<String> {
 
 /// The fence counter key of a lock on `key`.
 pub(crate) fn fence_key(key: &str) -> Result<String> {
-    companion_key(key, FENCE_SUFFIX)
+    companion_key(key, FENCE_SUFFIX, "with fencing")
 }
 
 /// The key of a fenced resource's last accepted fence.
 pub(crate) fn last_fence_key(key: &str) -> Result<String> {
-    companion_key(key, LAST_FENCE_SUFFIX)
+    companion_key(key, LAST_FENCE_SUFFIX, "with fencing")
+}
+
+/// The sorted set of a read-write lock's readers on `key`.
+pub(crate) fn readers_key(key: &str) -> Result<String> {
+    companion_key(key, READERS_SUFFIX, "for a read-write lock")
+}
+
+/// The channel a read-write lock's waiting writers listen on: its writer's
+/// release, and its last reader's, are announced there.
+pub(crate) fn readers_channel(key: &str) -> Result<String> {
+    companion_key(key, READERS_CHANNEL_SUFFIX, "for a read-write lock")
+}
+
+/// The mark of a writer waiting for a read-write lock's readers on `key`.
+pub(crate) fn write_intent_key(key: &str) -> Result<String> {
+    companion_key(key, WRITE_INTENT_SUFFIX, "for a read-write lock")
 }
 
 /// The channel a release of `key` is announced on: `{key}:released` when the

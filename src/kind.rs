@@ -15,6 +15,9 @@
 //!   into `SPUBLISH` on a Redis Cluster.
 //! - Acquire is idempotent per token: a resend of a landed acquire answers
 //!   [`Grant::AlreadyOurs`], never a second hold.
+//! - A kind that leaves marks while busy ([`Grant::Queued`]) removes them
+//!   in its release script, and in its acquire script once the lease is
+//!   taken.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +35,11 @@ pub(crate) enum Grant {
     AlreadyOurs { fence: Option<u64> },
     /// Held by others; nothing was changed.
     Busy,
+    /// Held by others, and this send left a mark of our token that makes
+    /// others wait behind us (a writer's intent to write, a place in a
+    /// queue). The mark expires by itself; a release by our token removes
+    /// it at once, and the engine sends one when it gives up waiting.
+    Queued,
 }
 
 /// Who holds a busy lease, as a waiter asks after a busy answer.

@@ -13,11 +13,13 @@
 //   (Redlock), channels, subscriber, notify (wake-ups), topology
 // - engine: engine (shared state, extend), wait, renew, hold, acquire
 // - kinds: mutex (the mutex's scripts), lock, guard, inspect (who holds a
-//   lock, and a forced unlock), fence; permit_set (the semaphore's
-//   scripts), semaphore, permit
+//   lock, and a forced unlock), fence; guard_methods (what every later
+//   kind's guard offers); permit_set (the semaphore's scripts), semaphore,
+//   permit; rw_lease (the read-write lock's scripts), rw_upgrade (which
+//   task holds what), rw_guards, rwlock
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), sources (finishing methods of one-server kinds), builder
-//   (one key), semaphore_builder, locks (any key), diagnose, this file
+//   (one key), semaphore_builder, rwlock_builder, locks (any key), diagnose, this file
 mod acquire;
 mod alarm;
 mod attempt;
@@ -31,6 +33,7 @@ mod engine;
 mod error;
 mod fence;
 mod guard;
+mod guard_methods;
 mod hold;
 mod identity;
 mod inspect;
@@ -50,6 +53,11 @@ mod renew;
 mod replicas;
 mod retry;
 mod rt;
+mod rw_guards;
+mod rw_lease;
+mod rw_upgrade;
+mod rwlock;
+mod rwlock_builder;
 mod scripts;
 mod semaphore;
 mod semaphore_builder;
@@ -78,6 +86,9 @@ pub use permit::Permit;
 pub use permit_set::{MAX_PERMITS, MAX_PERMITS_PER_HOLD};
 pub use retry::WaitPolicy;
 pub use rt::flush_releases;
+pub use rw_guards::{ReadGuard, WriteGuard};
+pub use rwlock::RwLock;
+pub use rwlock_builder::RwLockBuilder;
 pub use semaphore::Semaphore;
 pub use semaphore_builder::SemaphoreBuilder;
 pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL};

@@ -22,6 +22,9 @@ use crate::lock::Lock;
 use crate::mutex::MutexLease;
 use crate::permit_set::{PermitSet, check_permits};
 use crate::retry::WaitPolicy;
+use crate::rw_lease::rw_leases;
+use crate::rwlock::{self, RwLock};
+use crate::rwlock_builder::rwlock_of;
 use crate::semaphore::{Semaphore, quorum_refused};
 use crate::semaphore_builder::semaphore_of;
 use crate::settings::{Checked, Settings, lease_setters};
@@ -144,6 +147,23 @@ impl Locks {
             shared.topology.clone(),
             PermitSet::new(&key, permits),
         ))
+    }
+
+    /// A [`RwLock`] on `key` (after the prefix), sharing this value's
+    /// connection, wake-ups and defaults (fencing aside). No I/O.
+    ///
+    /// Fails with [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+    /// for an empty key, a key with a `}` outside a hash tag (its readers'
+    /// set could not share its Cluster slot), or when this is a Redlock
+    /// quorum.
+    pub fn rwlock(&self, key: impl AsRef<str>) -> Result<RwLock> {
+        let shared = &*self.inner;
+        let key = self.full_key(key.as_ref())?;
+        let kinds = rw_leases(&key)?;
+        if shared.topology.single_node().is_none() {
+            return Err(rwlock::quorum_refused());
+        }
+        Ok(rwlock_of(&shared.checked, shared.topology.clone(), kinds))
     }
 
     /// `key` after the prefix, checked.

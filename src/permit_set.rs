@@ -112,6 +112,28 @@ static HOLDS: LazyLock<LeaseScript> = LazyLock::new(|| script(HOLDS_BODY));
 static HOLDER: LazyLock<LeaseScript> = LazyLock::new(|| script(HOLDER_BODY));
 static IN_USE: LazyLock<LeaseScript> = LazyLock::new(|| script(IN_USE_BODY));
 
+/// Makes `token`'s `count` live members of the set at `key` expire `ttl`
+/// from the server's now (the extend of every kind whose holders are
+/// members of a set).
+pub(crate) fn extend_members(key: &str, token: &str, ttl: Duration, count: u32) -> ScriptCall {
+    EXTEND
+        .call()
+        .key(key)
+        .arg(token)
+        .arg(millis(ttl))
+        .arg(count)
+}
+
+/// Asks whether `token` is a live member of the set at `key`.
+pub(crate) fn holds_member(key: &str, token: &str) -> Request {
+    Request::Script(HOLDS.call().key(key).arg(token))
+}
+
+/// Reads the answer to [`holds_member`].
+pub(crate) fn read_holds_member(reply: Value) -> RedisResult<bool> {
+    Ok(redis::from_redis_value::<i64>(reply)? == 1)
+}
+
 /// Checks a semaphore's number of permits.
 pub(crate) fn check_permits(permits: u32) -> Result<u32> {
     match permits {
@@ -236,20 +258,15 @@ impl Kind for PermitSet {
     }
 
     fn extend(&self, token: &str, ttl: Duration) -> ScriptCall {
-        EXTEND
-            .call()
-            .key(&*self.key)
-            .arg(token)
-            .arg(millis(ttl))
-            .arg(self.count)
+        extend_members(&self.key, token, ttl, self.count)
     }
 
     fn holds(&self, token: &str) -> Request {
-        Request::Script(HOLDS.call().key(&*self.key).arg(token))
+        holds_member(&self.key, token)
     }
 
     fn read_holds(&self, reply: Value, _token: &str) -> RedisResult<bool> {
-        Ok(redis::from_redis_value::<i64>(reply)? == 1)
+        read_holds_member(reply)
     }
 
     fn holder(&self) -> Request {

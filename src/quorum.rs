@@ -242,7 +242,8 @@ impl Quorum {
                     granted += 1;
                     earlier_send = true;
                 }
-                Ok(Grant::Busy) => {
+                // A quorum undoes every missed attempt, marks included.
+                Ok(Grant::Busy | Grant::Queued) => {
                     busy += 1;
                     failures.push(NodeFailure {
                         node,
@@ -268,6 +269,7 @@ impl Quorum {
 
         if granted >= self.required {
             return AcquireStep::Retry {
+                queued: false,
                 failed: Some(Error::ValidityExpired {
                     operation: Operation::Acquire,
                     key: key.to_owned(),
@@ -281,6 +283,7 @@ impl Quorum {
         // went wrong.
         if busy > self.len() - self.required {
             return AcquireStep::Retry {
+                queued: false,
                 failed: None,
                 token_spent: true,
             };
@@ -302,6 +305,7 @@ impl Quorum {
         } else {
             // A split vote (with some node failing): another try may win.
             AcquireStep::Retry {
+                queued: false,
                 failed: Some(error),
                 token_spent: true,
             }

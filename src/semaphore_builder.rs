@@ -47,17 +47,18 @@ impl SemaphoreBuilder {
 
     single_server_sources!(Semaphore);
 
-    fn check(&self) -> Result<Checked> {
+    fn check(&self) -> Result<(Checked, PermitSet)> {
         keys::check_key(&self.key)?;
-        check_permits(self.permits)?;
+        let permits = check_permits(self.permits)?;
         if self.settings.fencing {
             return Err(fencing_refused());
         }
-        self.settings.clone().check()
+        let kind = PermitSet::new(&self.key, permits);
+        Ok((self.settings.clone().check()?, kind))
     }
 
-    fn finish(&self, checked: Checked, topology: Arc<Topology>) -> Semaphore {
-        semaphore_of(&checked, topology, PermitSet::new(&self.key, self.permits))
+    fn finish(&self, checked: Checked, topology: Arc<Topology>, kind: PermitSet) -> Semaphore {
+        semaphore_of(&checked, topology, kind)
     }
 }
 

@@ -4,9 +4,10 @@
 
 /// `build`, `connect`, `client` and, with the `cluster` feature,
 /// `connect_cluster` and `cluster_client`, for a builder type with a `key:
-/// String` field, a `fn check(&self) -> Result<Checked>` that checks the key
-/// and the settings (exactly once per finishing call) and a `fn
-/// finish(&self, Checked, Arc<Topology>) -> $out`.
+/// String` field, a `fn check(&self) -> Result<(Checked, X)>` that checks
+/// the key and the settings (exactly once per finishing call; `X` is what
+/// it made of the key, such as the kind's key names) and a `fn
+/// finish(&self, Checked, Arc<Topology>, X) -> $out`.
 macro_rules! single_server_sources {
     ($out:ty) => {
         /// Builds over an existing connection, such as a clone of your
@@ -15,25 +16,25 @@ macro_rules! single_server_sources {
         /// [`notify_with`](Self::notify_with) for waiters to be woken by
         /// releases instead of polling.
         pub fn build(self, connection: impl $crate::LockConnection) -> $crate::Result<$out> {
-            let checked = self.check()?;
+            let (checked, made) = self.check()?;
             let topology = checked.single(connection);
-            Ok(self.finish(checked, topology))
+            Ok(self.finish(checked, topology, made))
         }
 
         /// Builds over a new connection to `url`, woken through pub/sub on
         /// the same server, as [`LockBuilder::connect`](crate::LockBuilder::connect) does.
         pub async fn connect(self, url: impl ::redis::IntoConnectionInfo) -> $crate::Result<$out> {
-            let mut checked = self.check()?;
+            let (mut checked, made) = self.check()?;
             let topology = checked.url(url, &self.key).await?;
-            Ok(self.finish(checked, topology))
+            Ok(self.finish(checked, topology, made))
         }
 
         /// Builds over a new connection from `client`, woken through pub/sub
         /// on the same server, as [`LockBuilder::client`](crate::LockBuilder::client) does.
         pub async fn client(self, client: &::redis::Client) -> $crate::Result<$out> {
-            let mut checked = self.check()?;
+            let (mut checked, made) = self.check()?;
             let topology = checked.client(client, &self.key).await?;
-            Ok(self.finish(checked, topology))
+            Ok(self.finish(checked, topology, made))
         }
 
         /// Builds over a Redis Cluster reached from `seeds`, as
@@ -45,9 +46,9 @@ macro_rules! single_server_sources {
             self,
             seeds: impl IntoIterator<Item = U>,
         ) -> $crate::Result<$out> {
-            let mut checked = self.check()?;
+            let (mut checked, made) = self.check()?;
             let topology = checked.cluster_seeds(seeds, &self.key).await?;
-            Ok(self.finish(checked, topology))
+            Ok(self.finish(checked, topology, made))
         }
 
         /// Builds over a Redis Cluster from `client`, as
@@ -58,9 +59,9 @@ macro_rules! single_server_sources {
             self,
             client: &::redis::cluster::ClusterClient,
         ) -> $crate::Result<$out> {
-            let mut checked = self.check()?;
+            let (mut checked, made) = self.check()?;
             let topology = checked.cluster_client(client, &self.key).await?;
-            Ok(self.finish(checked, topology))
+            Ok(self.finish(checked, topology, made))
         }
     };
 }

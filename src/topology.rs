@@ -188,6 +188,12 @@ impl Topology {
             Ok(Grant::Busy) => AcquireStep::Retry {
                 failed: None,
                 token_spent: false,
+                queued: false,
+            },
+            Ok(Grant::Queued) => AcquireStep::Retry {
+                failed: None,
+                token_spent: false,
+                queued: true,
             },
             Err(e) => AcquireStep::Fail {
                 maybe_set: e.code().is_none(),

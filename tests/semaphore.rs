@@ -291,22 +291,35 @@ async fn renewal_keeps_a_permit_across_five_ttls_and_a_lost_one_fires_lost() {
     assert!(matches!(permit.release().await, Err(Error::NotHeld { .. })));
 }
 
+/// A permit that expired among live ones (so the set itself lives on):
+/// counted for nobody, pruned by the next acquire, never revived by an
+/// extend, reported not held, and its late release leaves the others alone.
 #[tokio::test]
 async fn an_expired_permit_is_not_revived_and_is_reported_not_held() {
     let server = RedisServer::start();
-    let semaphore = Semaphore::builder("sem:expired", 1)
+    let semaphore = Semaphore::builder("sem:expired", 2)
         .ttl(Duration::from_millis(100))
         .connect(server.url())
         .await
         .unwrap();
+    let long = semaphore
+        .with_ttl(Duration::from_secs(30))
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap();
     let permit = semaphore.acquire().await.unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        server.exists("sem:expired"),
+        "the set lives on with the long permit"
+    );
     assert!(!permit.is_held().await.unwrap());
     assert!(matches!(
         permit.extend(Duration::from_secs(5)).await,
         Err(Error::NotHeld { .. })
     ));
-    assert_eq!(semaphore.in_use().await.unwrap(), 0);
+    assert_eq!(semaphore.in_use().await.unwrap(), 1);
     let next = semaphore
         .try_acquire()
         .await
@@ -317,7 +330,9 @@ async fn an_expired_permit_is_not_revived_and_is_reported_not_held() {
         next.is_held().await.unwrap(),
         "the late release left the new permit alone"
     );
+    assert!(long.is_held().await.unwrap());
     next.release().await.unwrap();
+    long.release().await.unwrap();
 }
 
 /// Acquires dropped at every point of their life, uncontended and while
