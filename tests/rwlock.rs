@@ -48,15 +48,13 @@ if writers ~= 1 or tonumber(redis.call("GET", KEYS[1]) or "0") > 0 then redis.ca
 return writers
 "#;
 
-fn lock_over(url: &str) -> impl std::future::Future<Output = RwLock> + '_ {
-    async move {
-        RwLock::builder(KEY)
-            .ttl(Duration::from_secs(20))
-            .wait(WaitPolicy::timeout(Duration::from_secs(60)))
-            .connect(url)
-            .await
-            .unwrap()
-    }
+async fn lock_over(url: &str) -> RwLock {
+    RwLock::builder(KEY)
+        .ttl(Duration::from_secs(20))
+        .wait(WaitPolicy::timeout(Duration::from_secs(60)))
+        .connect(url)
+        .await
+        .unwrap()
 }
 
 async fn run_mixed(url: &str, readers: usize, writers: usize) -> Duration {
