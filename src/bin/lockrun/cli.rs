@@ -95,8 +95,15 @@ pub struct Args {
     pub grace: Duration,
 
     /// Pass this acquisition's fencing token to the command as LOCKRUN_FENCE
-    #[arg(long, conflicts_with = "permits")]
+    /// (takes a plain fenced lock, which does not wait for --shared holders)
+    #[arg(long, conflicts_with_all = ["permits", "shared"])]
     pub fence: bool,
+
+    /// Take a shared hold, as flock --shared: commands run with --shared
+    /// run together, an exclusive one (the default) runs alone and is not
+    /// starved by a stream of shared ones (not on a Redlock)
+    #[arg(short, long, conflicts_with = "permits")]
+    pub shared: bool,
 
     /// Take one of N permits of a semaphore on KEY instead of the lock: at
     /// most N commands run at once on every host (not on a Redlock: give

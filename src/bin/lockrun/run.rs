@@ -57,7 +57,7 @@ async fn lock_and_run(args: &Args, deadline: Instant, signals: &mut Signals) -> 
     let key = args.key.as_deref().unwrap_or_default();
     let acquired = async {
         let locks = retrying(deadline, || connect(args)).await?;
-        let wanted = Wanted::of(&locks, key, args.permits)?;
+        let wanted = Wanted::of(&locks, key, args)?;
         if args.status {
             return Ok(Err(status::status(args, &wanted).await?));
         }

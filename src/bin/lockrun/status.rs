@@ -10,13 +10,23 @@ use crate::redact::say;
 /// Prints who holds the lock and its fence counter; 0 when free, 75 when
 /// held.
 pub async fn status(args: &Args, wanted: &Wanted) -> redis_mutex::Result<u8> {
-    let lock = match wanted {
-        Wanted::Lock(lock) => lock,
-        Wanted::Permit(semaphore) => {
-            let (taken, permits) = (semaphore.in_use().await?, semaphore.permits());
-            println!("{:?}: {taken} of {permits} permits taken", semaphore.key());
-            return Ok(if taken < permits { 0 } else { EX_TEMPFAIL });
+    if let Wanted::Permit(semaphore) = wanted {
+        let (taken, permits) = (semaphore.in_use().await?, semaphore.permits());
+        println!("{:?}: {taken} of {permits} permits taken", semaphore.key());
+        return Ok(if taken < permits { 0 } else { EX_TEMPFAIL });
+    }
+    if let Wanted::Write { rw, .. } | Wanted::Read { rw, .. } = wanted {
+        let readers = rw.readers().await?;
+        if readers > 0 {
+            println!(
+                "{:?} is held by {readers} shared holders (--shared)",
+                rw.key()
+            );
+            return Ok(EX_TEMPFAIL);
         }
+    }
+    let Some(lock) = wanted.lock() else {
+        return Ok(0);
     };
     let key = lock.key();
     let code = match lock.holder().await? {
