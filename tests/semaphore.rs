@@ -425,6 +425,11 @@ async fn a_release_wakes_a_waiter_at_once() {
         support::subscribers(&server, "{sem:wake}:released") == 1
     })
     .await;
+    // Waiting, it neither spins nor polls: it sleeps until the release.
+    server.reset_stats();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = server.command_calls("evalsha");
+    assert!(sent <= 2, "{sent} scripts sent while waiting 500 ms");
     let mut holders = holders.into_iter();
     let released = Instant::now();
     holders.next().unwrap().release().await.unwrap();
