@@ -2,7 +2,8 @@
 // defined first: a reference defined twice takes its first definition, so
 // the README's docs.rs addresses (for GitHub and crates.io) give way here to
 // intra-doc links that rustdoc checks (tests/readme_links.rs keeps the two
-// lists in step).
+// lists in step). rustdoc names the README's doctests after the first file,
+// docs/guide/links.md, with line numbers counted from its start.
 #![doc = include_str!("../docs/guide/links.md")]
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs, missing_debug_implementations)]
