@@ -425,11 +425,13 @@ async fn a_release_wakes_a_waiter_at_once() {
         support::subscribers(&server, "{sem:wake}:released") == 1
     })
     .await;
-    // Waiting, it neither spins nor polls: it sleeps until the release.
+    // Waiting, it neither spins nor polls: it sleeps until the release
+    // (after the subscription it tries once more, and asks for the
+    // holder: a spinning waiter sends hundreds).
     server.reset_stats();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = server.command_calls("evalsha");
-    assert!(sent <= 2, "{sent} scripts sent while waiting 500 ms");
+    assert!(sent <= 4, "{sent} scripts sent while waiting 500 ms");
     let mut holders = holders.into_iter();
     let released = Instant::now();
     holders.next().unwrap().release().await.unwrap();
