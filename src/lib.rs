@@ -11,9 +11,11 @@
 //   one server), replicas
 // - topology: attempt, identity (which server a Redlock node is), quorum
 //   (Redlock), channels, subscriber, notify (wake-ups), topology
-// - engine: engine (shared state, extend), wait, renew, hold, acquire
+// - engine: engine (shared state, extend), wait, renew, hold, acquire,
+//   owner (who a re-entrant hold is of), reentrant (an owner's shared hold)
 // - kinds: mutex (the mutex's scripts), lock, guard, inspect (who holds a
-//   lock, and a forced unlock), fence
+//   lock, and a forced unlock), fence, handoff (a hold's proof for another
+//   process)
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), builder (one key), locks (any key), diagnose, this file
 mod acquire;
@@ -29,6 +31,7 @@ mod engine;
 mod error;
 mod fence;
 mod guard;
+mod handoff;
 mod hold;
 mod identity;
 mod inspect;
@@ -41,7 +44,9 @@ mod mutex;
 mod node;
 mod node_failure;
 mod notify;
+mod owner;
 mod quorum;
+mod reentrant;
 mod renew;
 mod replicas;
 mod retry;
@@ -63,10 +68,12 @@ pub use diagnose::{ServerReport, Weakness};
 pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
 pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
+pub use handoff::Handoff;
 pub use inspect::LockHolder;
 pub use lease::Lease;
 pub use lock::Lock;
 pub use locks::{Locks, LocksBuilder};
+pub use owner::Owner;
 pub use retry::WaitPolicy;
 pub use rt::flush_releases;
 pub use ttl::{DEFAULT_TTL, MAX_TTL, MIN_TTL};
