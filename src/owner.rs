@@ -194,7 +194,9 @@ impl Owner {
     /// # Ok(()) }
     /// ```
     pub fn scope<F: Future>(future: F) -> impl Future<Output = F::Output> {
-        Owner::current().unwrap_or_default().scoped(future)
+        // The owner is the one of the task that polls, not of the caller
+        // that made the future.
+        async move { Owner::current().unwrap_or_default().scoped(future).await }
     }
 
     /// Runs `future` under this owner (a spawned task, a callback's future).
