@@ -299,6 +299,44 @@ async fn holds_ended_in_every_order_release_the_key_with_the_last() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_acquires_of_one_owner_share_one_hold_not_wait_for_it() {
+    let server = RedisServer::start();
+    let lock = Lock::builder("together")
+        .wait(WaitPolicy::timeout(Duration::from_secs(10)))
+        .connect(server.url())
+        .await
+        .unwrap();
+    let other = lock.acquire().await.unwrap();
+    let owner = Owner::new();
+    // Both wait while another holds the key: one in Redis, the other for
+    // the first's outcome. Neither may end up waiting for the other's hold.
+    let acquirers: Vec<_> = (0..2)
+        .map(|_| {
+            let lock = lock.clone();
+            let owner = owner.clone();
+            tokio::spawn(async move { lock.acquire_as(&owner).await.unwrap() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.reset_stats();
+    other.release().await.unwrap();
+    let mut guards = Vec::new();
+    for acquirer in acquirers {
+        let guard = tokio::time::timeout(Duration::from_secs(3), acquirer)
+            .await
+            .expect("both acquires end while the other guard lives");
+        guards.push(guard.unwrap());
+    }
+    assert_eq!(owner.hold_count(), 1);
+    assert_eq!(guards[0].deadline(), guards[1].deadline(), "one hold");
+    for guard in guards {
+        guard.release().await.unwrap();
+    }
+    assert!(!server.exists("together"));
+    assert_eq!(releases(&server), 2, "the other holder's and the owner's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_acquires_leave_no_hold_behind() {
     let server = RedisServer::start();
     let lock = Lock::builder("cancel")
