@@ -222,8 +222,12 @@ impl Owner {
                     return Found::Held(hold);
                 }
             }
-            Some(Entry::Acquiring(done)) => return Found::Acquiring(done.clone()),
-            None => {}
+            // Closed only after its slot took the entry out; never spin on
+            // one that would be left.
+            Some(Entry::Acquiring(done)) if done.has_changed().is_ok() => {
+                return Found::Acquiring(done.clone());
+            }
+            Some(Entry::Acquiring(_)) | None => {}
         }
         let (done, waiters) = watch::channel(());
         entries.insert(key.clone(), Entry::Acquiring(waiters));
