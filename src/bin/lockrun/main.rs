@@ -12,6 +12,8 @@ mod cli;
 #[cfg(unix)]
 mod group;
 #[cfg(unix)]
+mod nested;
+#[cfg(unix)]
 mod progress;
 #[cfg(unix)]
 mod redact;
@@ -31,7 +33,7 @@ fn main() -> ExitCode {
     use clap::Parser;
 
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    redact::remember(&raw);
+    redact::remember(&raw, nested::secrets());
     let args = match cli::Args::try_parse_from(&raw) {
         Ok(args) => args,
         Err(e) => {

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use redis_mutex::{Error, LockGuard, Locks, WaitPolicy};
+use redis_mutex::{Error, Lock, Locks, WaitPolicy};
 use tokio::time::Instant;
 
 use crate::cli::{Args, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 use crate::group::{self, Stop};
+use crate::nested::{self, Held};
 use crate::progress;
 use crate::redact::say;
 use crate::signals::{self, Signals};
@@ -60,13 +61,16 @@ async fn lock_and_run(args: &Args, deadline: Instant, signals: &mut Signals) -> 
         if args.status {
             return Ok(Err(status::status(args, &lock).await?));
         }
+        if let Some(handoff) = nested::inherited_hold(key) {
+            return re_enter(args, deadline, &lock, handoff).await;
+        }
         let acquire = retrying(deadline, || {
             lock.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
         });
         let guard = progress::while_waiting(progress::wanted(args), &lock, acquire).await?;
-        Ok(Ok(guard))
+        Ok(Ok(Held::Own(guard)))
     };
-    let acquired: redis_mutex::Result<Result<LockGuard, u8>> = tokio::select! {
+    let acquired: redis_mutex::Result<Result<Held, u8>> = tokio::select! {
         acquired = acquired => acquired,
         signal = until_terminating(signals) => {
             say(format!("got {} while waiting for the lock; the command did not run", signals::name(signal)));
@@ -74,7 +78,7 @@ async fn lock_and_run(args: &Args, deadline: Instant, signals: &mut Signals) -> 
         }
     };
     match acquired {
-        Ok(Ok(guard)) => run_command(args, guard, signals).await,
+        Ok(Ok(held)) => run_command(args, held, signals).await,
         Ok(Err(status_code)) => status_code,
         Err(e) if e.is_busy() => {
             if !args.quiet {
@@ -91,6 +95,32 @@ async fn lock_and_run(args: &Args, deadline: Instant, signals: &mut Signals) -> 
             EX_UNAVAILABLE
         }
     }
+}
+
+/// A nested run's check of the hold it inherited (see `nested`): the
+/// hold to run under, or the exit code of a refusal.
+async fn re_enter(
+    args: &Args,
+    deadline: Instant,
+    lock: &Lock,
+    handoff: redis_mutex::Handoff,
+) -> redis_mutex::Result<Result<Held, u8>> {
+    if args.fence && handoff.fence().is_none() {
+        say(format!(
+            "--fence: the lockrun this one runs under holds {:?} without --fence, so there is no fencing token to pass on",
+            handoff.key()
+        ));
+        return Ok(Err(EX_USAGE));
+    }
+    if !retrying(deadline, || lock.is_held_by(&handoff)).await? {
+        say(format!(
+            "the lock {:?} inherited from the lockrun this one runs under ({}) is not held by it any more: it was lost; the command did not run",
+            handoff.key(),
+            nested::HOLDS_ENV
+        ));
+        return Ok(Err(EX_SOFTWARE));
+    }
+    Ok(Ok(Held::Inherited(handoff)))
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or fails retryably
@@ -142,7 +172,7 @@ async fn until_terminating(signals: &mut Signals) -> libc::c_int {
 
 /// Runs the command under the held lock, stops its group, releases the
 /// lock, and turns the outcome into lockrun's exit code.
-async fn run_command(args: &Args, guard: LockGuard, signals: &mut Signals) -> u8 {
+async fn run_command(args: &Args, guard: Held, signals: &mut Signals) -> u8 {
     let mut child_exits = match signals::child_exits() {
         Ok(stream) => stream,
         Err(e) => {
@@ -157,7 +187,8 @@ async fn run_command(args: &Args, guard: LockGuard, signals: &mut Signals) -> u8
         .inspect_err(|e| say(format!("warning: no watchdog ({e}); if lockrun is killed, the command's grandchildren may outlive it")))
         .ok();
     let watchdog_fd = watchdog.as_ref().map(watchdog::Watchdog::fd);
-    let mut group = match group::spawn(&args.command, guard.fence(), watchdog_fd) {
+    let holds = guard.for_command();
+    let mut group = match group::spawn(&args.command, guard.fence(), &holds, watchdog_fd) {
         Ok(group) => group,
         Err(e) => {
             if let Some(watchdog) = watchdog {
