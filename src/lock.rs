@@ -160,6 +160,11 @@ impl Lock {
     /// Acquires the lock, waiting under the lock's [`WaitPolicy`] while
     /// another owner holds it.
     ///
+    /// In an [`Owner::scope`] (or on a lock [`with_owner`](Lock::with_owner)),
+    /// an owner that holds the lock already gets a nested guard of its hold
+    /// at once, with no round trip (see [`Owner`]); what follows is about
+    /// the acquires that go to Redis.
+    ///
     /// Fails with [`Error::Busy`](crate::Error::Busy) (saying how long it waited) when the wait
     /// ends first. An uncontended acquire is one round trip, with or without
     /// [fencing](crate::LockBuilder::fencing).
@@ -293,6 +298,8 @@ impl Lock {
     }
 
     /// Makes one attempt: `Ok(None)` when another owner holds the lock.
+    /// An [`Owner`] that holds it gets a nested guard, as with
+    /// [`acquire`](Lock::acquire).
     ///
     /// # Cancel safety
     ///
@@ -320,6 +327,11 @@ impl Lock {
     /// "not ours", or the deadline passes because Redis stopped answering),
     /// `body` is **stopped** (its future is dropped at its next `.await`)
     /// and `run` returns [`Error::Lost`](crate::Error::Lost).
+    ///
+    /// In an [`Owner::scope`], a `run` of a lock the owner holds (say, a
+    /// `run` inside another `run`'s body) re-enters that hold: its body
+    /// gets the shared lease, and its end releases the key only if no other
+    /// guard of the hold is left.
     ///
     /// Stopping the body cannot undo what it already did: writes it made may
     /// land after another holder's. Where that matters, have the protected

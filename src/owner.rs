@@ -61,6 +61,11 @@ tokio::task_local! {
 /// for anyone. Concurrent futures of one task under one scope (`join!`)
 /// are one owner and do not exclude each other.
 ///
+/// Two acquires of one owner at once (tasks given the same owner): the
+/// second waits for the first one's outcome, within its own wait policy,
+/// then gets a guard of the hold it made, or, if it failed or was
+/// cancelled, tries itself; it never waits for its owner's hold in Redis.
+///
 /// A nested acquire of a hold that is [lost](crate::Lease::is_lost) fails
 /// with [`Error::NotHeld`](crate::Error::NotHeld): the owner does not hold
 /// the key any more, and the guards it still has say so.
