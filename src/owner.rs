@@ -198,10 +198,10 @@ impl Owner {
     /// .await?;
     /// # Ok(()) }
     /// ```
-    pub fn scope<F: Future>(future: F) -> impl Future<Output = F::Output> {
-        // The owner is the one of the task that polls, not of the caller
-        // that made the future.
-        async move { Owner::current().unwrap_or_default().scoped(future).await }
+    pub async fn scope<F: Future>(future: F) -> F::Output {
+        // Async: the owner is the one of the task that polls, not of the
+        // caller that made the future.
+        Owner::current().unwrap_or_default().scoped(future).await
     }
 
     /// Runs `future` under this owner (a spawned task, a callback's future).

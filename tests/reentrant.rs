@@ -51,7 +51,7 @@ fn descend(lock: Lock, depth: u32, top: Option<(Instant, Option<u64>)>) -> Step 
         tokio::time::sleep(Duration::from_millis(1)).await;
         if depth > 0 {
             let next = descend(lock.clone(), depth - 1, Some(top));
-            if depth % 3 == 0 {
+            if depth.is_multiple_of(3) {
                 let owner = Owner::current().expect("in a scope");
                 tokio::spawn(owner.scoped(next)).await.unwrap()?;
             } else {
