@@ -175,6 +175,13 @@ impl<K: Kind> Engine<K> {
         if self.auto_renew {
             shared.start_renewal().await?;
         }
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "redis_mutex",
+            key = self.key(),
+            guards = Arc::strong_count(&shared),
+            "lock re-entered by its owner: a nested guard, nothing sent"
+        );
         Ok(shared)
     }
 }
