@@ -99,6 +99,8 @@ impl<K: Kind> Engine<K> {
             Some(value) => held.release().await.map(|()| value),
             None => {
                 let _ = held.release().await;
+                #[cfg(feature = "tracing")]
+                crate::trace::lost(self.key(), "the work under run() was stopped");
                 Err(Error::Lost {
                     key: self.key().to_owned(),
                 })
