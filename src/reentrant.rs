@@ -273,12 +273,11 @@ impl<K: Kind> Held<K> {
             Held::Alone(hold) => return hold.release().await,
             Held::Shared(shared) => shared,
         };
-        let lost = shared.hold.lease().is_lost();
-        let not_held = Error::NotHeld {
+        let not_held = shared.hold.lease().is_lost().then(|| Error::NotHeld {
             key: shared.hold.key().to_owned(),
-        };
+        });
         let Some(last) = Arc::into_inner(shared) else {
-            return if lost { Err(not_held) } else { Ok(()) };
+            return not_held.map_or(Ok(()), Err);
         };
         let SharedHold {
             registration,
