@@ -447,6 +447,11 @@ mod tests {
         is_send(&lock.acquire());
         is_send(&lock.try_acquire());
         is_send(&lock.run(|_| async {}));
+        let owner = Owner::new();
+        is_send(&lock.acquire_as(&owner));
+        is_send(&Owner::scope(lock.acquire()));
+        is_send(&owner.clone().scoped(lock.run(|_| async {})));
+        is_send(&lock.is_held_by(&guard.handoff()));
         is_send(&guard.extend(DEFAULT_TTL));
         is_send(&guard.is_held());
         is_send(&resource.set(1, "v"));
@@ -463,5 +468,7 @@ mod tests {
         is_send_sync::<crate::Error>();
         is_send_sync::<crate::fence::FencedResource>();
         is_send_sync::<crate::fence::FencedWrite>();
+        is_send_sync::<Owner>();
+        is_send_sync::<crate::Handoff>();
     }
 }
