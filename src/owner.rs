@@ -335,3 +335,74 @@ impl Drop for Registration {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> HoldKey {
+        HoldKey::new::<u8, _>(&Arc::new(()), &Arc::from(name))
+    }
+
+    fn table_len(owner: &Owner) -> usize {
+        owner.entries().len()
+    }
+
+    #[tokio::test]
+    async fn entries_live_as_long_as_their_acquire_or_hold() {
+        let owner = Owner::new();
+        let k = key("k");
+        // An acquire in flight: the owner's others wait for it.
+        let Found::Free(slot) = owner.find(&k) else {
+            panic!("an empty table has the key free")
+        };
+        let Found::Acquiring(mut waiter) = owner.find(&k) else {
+            panic!("one acquire of a key in flight at a time")
+        };
+        // Failed or cancelled: the entry goes, then the waiter wakes.
+        drop(slot);
+        assert!(waiter.changed().await.is_err());
+        assert_eq!(table_len(&owner), 0);
+
+        // A hold: found while it lives; its registration takes it out.
+        let Found::Free(slot) = owner.find(&k) else {
+            panic!("free again")
+        };
+        let hold: Arc<dyn Any + Send + Sync> = Arc::new(slot.registration());
+        slot.fill(Arc::downgrade(&hold));
+        assert_eq!(owner.hold_count(), 1);
+        assert!(matches!(owner.find(&k), Found::Held(_)));
+        drop(hold);
+        assert_eq!(
+            table_len(&owner),
+            0,
+            "the last reference took the entry out"
+        );
+        assert_eq!(owner.hold_count(), 0);
+
+        // Other keys and other owners are apart.
+        let Found::Free(_mine) = owner.find(&k) else {
+            panic!()
+        };
+        assert!(matches!(owner.find(&key("other")), Found::Free(_)));
+        assert!(matches!(Owner::new().find(&k), Found::Free(_)));
+        assert!(owner != Owner::new() && owner == owner.clone());
+    }
+
+    #[tokio::test]
+    async fn a_scope_is_the_polling_tasks_and_a_nested_scope_keeps_it() {
+        assert_eq!(Owner::current(), None);
+        let owner = Owner::new();
+        let inner = owner
+            .clone()
+            .scoped(Owner::scope(async { Owner::current() }))
+            .await;
+        assert_eq!(inner.as_ref(), Some(&owner));
+        let fresh = Owner::scope(async { Owner::current() }).await;
+        assert!(fresh.is_some() && fresh != Some(owner));
+        let spawned = Owner::new()
+            .scoped(async { tokio::spawn(async { Owner::current() }).await.unwrap() })
+            .await;
+        assert_eq!(spawned, None, "a scope does not cross spawn");
+    }
+}
