@@ -612,3 +612,9 @@ async fn a_cluster_owner_recursing_over_keys_on_every_master_sends_one_set_per_k
         assert!(!cluster.masters[cluster.owner_of(key)].exists(key));
     }
 }
+
+#[cfg(not(feature = "cluster"))]
+#[test]
+fn the_cluster_test_is_skipped_without_the_cluster_feature() {
+    support::skipped("the Cluster test of tests/reentrant.rs needs `--features cluster`");
+}
