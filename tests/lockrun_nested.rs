@@ -242,3 +242,46 @@ fn siblings_other_keys_and_forged_holds_are_excluded_as_before() {
     let _ = std::fs::remove_file(ready);
     let _ = std::fs::remove_file(go);
 }
+
+#[test]
+fn a_lock_lost_under_a_nested_run_stops_the_nested_command_too() {
+    let server = RedisServer::start();
+    let bin = lockrun_bin().to_str().unwrap();
+    let pid_file = temp_path("lost-under.pid");
+    // The nested lockrun's command runs in a group of its own, which the
+    // outer lockrun does not signal itself: the nested lockrun passes the
+    // outer one's SIGTERM on.
+    let inner = format!("echo $$ > {}; exec sleep 30", pid_file.display());
+    let outer = lockrun(
+        &server,
+        &[
+            "--key", "deploy", "--ttl", "600ms", "--grace", "2s", "--", bin, "--key", "deploy",
+            "--", "sh", "-c", &inner,
+        ],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for("the nested command runs", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|pid| !pid.trim().is_empty())
+    });
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    server.cmd(&["SET", "deploy", "someone-else", "PX", "60000"]);
+    let out = outer.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(70), "{}", text(&out.stderr));
+    let alive = Command::new("kill")
+        .args(["-0", &pid])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(
+        !alive,
+        "the nested command was stopped before the outer lockrun exited"
+    );
+    assert_eq!(server.get("deploy").as_deref(), Some("someone-else"));
+    let _ = std::fs::remove_file(pid_file);
+}
