@@ -88,8 +88,8 @@ impl<K: Kind> Hold<K> {
         self.fence
     }
 
-    /// The token, for the wire only (a re-entrant hold's cross-server
-    /// check, a handoff to another process). Never log it.
+    /// The token, for the wire only (a handoff to another process) and a
+    /// shared hold's `Debug` (a prefix). Never log it.
     pub(crate) fn token(&self) -> &Token {
         &self.token
     }
