@@ -257,8 +257,8 @@ impl Lock {
     ///
     /// # Cancel safety
     ///
-    /// As for [`acquire`](Lock::acquire); a nested acquire completes at its
-    /// first poll, or changes nothing when dropped before.
+    /// As for [`acquire`](Lock::acquire). A nested acquire sends nothing;
+    /// dropped before it returns, it leaves the owner's hold as it was.
     ///
     /// ```no_run
     /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {

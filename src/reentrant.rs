@@ -151,7 +151,18 @@ impl<K: Kind> Engine<K> {
                     };
                     // Cancelled or failed: the slot's drop lets the owner's
                     // other acquires of the key try.
-                    let hold = self.acquire(policy).await?;
+                    let hold = match self.acquire(policy).await {
+                        Ok(hold) => hold,
+                        // The wait counts from this call's start.
+                        Err(Error::Busy { key, attempts, .. }) => {
+                            return Err(Error::Busy {
+                                key,
+                                waited: started.elapsed(),
+                                attempts,
+                            });
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let shared = Arc::new(SharedHold {
                         registration: slot.registration(),
                         renewal: Mutex::new(None),
