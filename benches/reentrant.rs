@@ -6,6 +6,10 @@
 //! - a nested acquire + release (no I/O) against `tokio::sync::Mutex`
 //!   lock + unlock, the floor of a local critical section.
 //!
+//! The `client_cpu` group measures the same outermost cycles by the
+//! process's CPU time (`getrusage`) on a current-thread runtime, so that a
+//! loaded machine or a slow loopback does not hide the client's cost.
+//!
 //! ```sh
 //! cargo bench --bench reentrant
 //! ```
@@ -104,9 +108,81 @@ fn bench(c: &mut Criterion) {
     assert!(!server.exists("bench:reentrant"));
 }
 
+/// User + system CPU time of this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: `getrusage` only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let of = |tv: libc::timeval| {
+        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
+    };
+    of(usage.ru_utime) + of(usage.ru_stime)
+}
+
+/// The outermost cycles again, timed by the client's CPU.
+fn bench_cpu(c: &mut Criterion) {
+    let server = support::RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let multiplexed = runtime
+        .block_on(client.get_multiplexed_async_connection())
+        .unwrap();
+    let script = redis::Script::new(RELEASE_LUA);
+    let lock = Lock::builder("bench:cpu")
+        .ttl(TTL)
+        .build(multiplexed.clone())
+        .unwrap();
+    let owner = Owner::new();
+    let mut group = c.benchmark_group("reentrant/client_cpu");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("floor: SET NX PX + EVALSHA", |b| {
+        b.iter_custom(|iters| {
+            let mut connection = multiplexed.clone();
+            runtime.block_on(async {
+                let start = cpu_time();
+                for _ in 0..iters {
+                    floor_cycle(&mut connection, &script, "bench:cpu:floor", "token").await;
+                }
+                cpu_time() - start
+            })
+        })
+    });
+    group.bench_function("Lock, no owner", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = cpu_time();
+                for _ in 0..iters {
+                    lock.acquire().await.unwrap().release().await.unwrap();
+                }
+                cpu_time() - start
+            })
+        })
+    });
+    group.bench_function("Lock::acquire_as(owner)", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = cpu_time();
+                for _ in 0..iters {
+                    lock.acquire_as(&owner)
+                        .await
+                        .unwrap()
+                        .release()
+                        .await
+                        .unwrap();
+                }
+                cpu_time() - start
+            })
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench
+    targets = bench, bench_cpu
 }
 criterion_main!(benches);
