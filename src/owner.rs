@@ -13,12 +13,12 @@
 //!   is dropped.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use tokio::sync::watch;
+use tokio::sync::Semaphore;
 
 tokio::task_local! {
     /// The owner of the task's [`Owner::scope`].
@@ -150,9 +150,8 @@ impl HoldKey {
 }
 
 enum Entry {
-    /// The owner's acquire of the key is in flight; the channel closes
-    /// when it ends, whatever the outcome.
-    Acquiring(watch::Receiver<()>),
+    /// The owner's acquire of the key is in flight.
+    Acquiring(Ended),
     /// The owner's hold of the key, while any guard of it lives.
     Held(Weak<dyn Any + Send + Sync>),
 }
@@ -161,9 +160,8 @@ enum Entry {
 pub(crate) enum Found {
     /// A live hold (a new strong reference to it).
     Held(Arc<dyn Any + Send + Sync>),
-    /// The owner's own acquire of the key is in flight: changes (closes)
-    /// when it ends.
-    Acquiring(watch::Receiver<()>),
+    /// The owner's own acquire of the key is in flight, until `Ended`.
+    Acquiring(Ended),
     /// Nothing: the caller is now the owner's one acquire of the key.
     Free(Slot),
 }
@@ -221,26 +219,30 @@ impl Owner {
     /// flight (the returned [`Slot`]).
     pub(crate) fn find(&self, key: &HoldKey) -> Found {
         let mut entries = self.entries();
-        match entries.get(key) {
-            Some(Entry::Held(hold)) => {
-                if let Some(hold) = hold.upgrade() {
-                    return Found::Held(hold);
+        // One hash of the key: the entry API.
+        let entry = entries.entry(key.clone());
+        if let hash_map::Entry::Occupied(found) = &entry {
+            match found.get() {
+                Entry::Held(hold) => {
+                    if let Some(hold) = hold.upgrade() {
+                        return Found::Held(hold);
+                    }
                 }
+                // Closed only after its slot took the entry out; never
+                // spin on one that would be left.
+                Entry::Acquiring(ended) if !ended.0.is_closed() => {
+                    return Found::Acquiring(ended.clone());
+                }
+                Entry::Acquiring(_) => {}
             }
-            // Closed only after its slot took the entry out; never spin on
-            // one that would be left.
-            Some(Entry::Acquiring(done)) if done.has_changed().is_ok() => {
-                return Found::Acquiring(done.clone());
-            }
-            Some(Entry::Acquiring(_)) | None => {}
         }
-        let (done, waiters) = watch::channel(());
-        entries.insert(key.clone(), Entry::Acquiring(waiters));
+        let ended = Ended(Arc::new(Semaphore::new(0)));
+        entry.insert_entry(Entry::Acquiring(ended.clone()));
         Found::Free(Slot {
             owner: self.clone(),
             key: key.clone(),
             filled: false,
-            _done: done,
+            ended,
         })
     }
 
@@ -271,6 +273,20 @@ impl fmt::Debug for Owner {
     }
 }
 
+/// The end of an owner's acquire in flight (a semaphore without permits,
+/// closed when it ends: lighter than a channel), for its other acquires of
+/// the key to wait for.
+#[derive(Clone)]
+pub(crate) struct Ended(Arc<Semaphore>);
+
+impl Ended {
+    /// Completes once the acquire has ended (at once if it has).
+    pub(crate) async fn wait(&self) {
+        // Never a permit: only the close ends it.
+        let _ = self.0.acquire().await;
+    }
+}
+
 /// The owner's one acquire of a key in flight. Filled with the hold it
 /// made, or dropped (failed, cancelled): then the entry goes, and the
 /// owner's other acquires of the key, which waited for this one, try
@@ -279,8 +295,8 @@ pub(crate) struct Slot {
     owner: Owner,
     key: HoldKey,
     filled: bool,
-    /// Dropped after the entry changed: wakes the waiters.
-    _done: watch::Sender<()>,
+    /// Closed after the entry changed: wakes the waiters.
+    ended: Ended,
 }
 
 impl Slot {
@@ -308,6 +324,7 @@ impl Drop for Slot {
             // an acquire in flight.
             self.owner.entries().remove(&self.key);
         }
+        self.ended.0.close();
     }
 }
 
@@ -328,10 +345,10 @@ impl Drop for Registration {
         let mut entries = self.owner.entries();
         // Only a dead hold's entry: a later hold of the key may have
         // replaced it already.
-        if let Some(Entry::Held(hold)) = entries.get(&self.key)
-            && hold.strong_count() == 0
+        if let hash_map::Entry::Occupied(found) = entries.entry(self.key.clone())
+            && matches!(found.get(), Entry::Held(hold) if hold.strong_count() == 0)
         {
-            entries.remove(&self.key);
+            found.remove();
         }
     }
 }
@@ -356,12 +373,14 @@ mod tests {
         let Found::Free(slot) = owner.find(&k) else {
             panic!("an empty table has the key free")
         };
-        let Found::Acquiring(mut waiter) = owner.find(&k) else {
+        let Found::Acquiring(waiter) = owner.find(&k) else {
             panic!("one acquire of a key in flight at a time")
         };
         // Failed or cancelled: the entry goes, then the waiter wakes.
         drop(slot);
-        assert!(waiter.changed().await.is_err());
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter.wait())
+            .await
+            .expect("woken");
         assert_eq!(table_len(&owner), 0);
 
         // A hold: found while it lives; its registration takes it out.

@@ -122,9 +122,9 @@ impl<K: Kind> Engine<K> {
         loop {
             match owner.find(&key) {
                 Found::Held(hold) => return self.enter(hold).await,
-                Found::Acquiring(mut done) => {
+                Found::Acquiring(ended) => {
                     // Not the owner's hold in Redis: its outcome, here.
-                    let ended = done.changed();
+                    let ended = ended.wait();
                     let in_time = match deadline {
                         None => {
                             let _ = ended.await;
