@@ -26,6 +26,7 @@ chapters! {
     renewal: "../docs/guide/renewal.md",
     waiting: "../docs/guide/waiting.md",
     cancellation: "../docs/guide/cancellation.md",
+    reentrant: "../docs/guide/reentrant.md",
     semaphore: "../docs/guide/semaphore.md",
     rwlock: "../docs/guide/rwlock.md",
     fencing: "../docs/guide/fencing.md",

@@ -18,12 +18,15 @@
 //   one server), replicas
 // - topology: attempt, identity (which server a Redlock node is), quorum
 //   (Redlock), channels, subscriber, notify (wake-ups), topology
-// - engine: engine (shared state, extend), wait, renew, hold, acquire
+// - engine: engine (shared state, extend), wait, renew, hold, acquire,
+//   owner (who a re-entrant hold is of), reentrant (an owner's shared hold)
 // - kinds: mutex (the mutex's scripts), lock, guard, inspect (who holds a
 //   lock, and a forced unlock), fence; guard_methods (what every later
 //   kind's guard offers); permit_set (the semaphore's scripts), semaphore,
 //   permit; rw_lease (the read-write lock's scripts), rw_upgrade (which
 //   task holds what), rw_guards, rwlock
+//   lock, and a forced unlock), fence, handoff (a hold's proof for another
+//   process)
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), sources (finishing methods of one-server kinds), builder
 //   (one key), semaphore_builder, rwlock_builder, locks (any key), diagnose, this file
@@ -41,6 +44,7 @@ mod error;
 mod fence;
 mod guard;
 mod guard_methods;
+mod handoff;
 mod hold;
 mod identity;
 mod inspect;
@@ -53,9 +57,11 @@ mod mutex;
 mod node;
 mod node_failure;
 mod notify;
+mod owner;
 mod permit;
 mod permit_set;
 mod quorum;
+mod reentrant;
 mod renew;
 mod replicas;
 mod retry;
@@ -89,10 +95,12 @@ pub use diagnose::{ServerReport, Weakness};
 pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
 pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
+pub use handoff::Handoff;
 pub use inspect::LockHolder;
 pub use lease::Lease;
 pub use lock::Lock;
 pub use locks::{Locks, LocksBuilder};
+pub use owner::Owner;
 pub use permit::Permit;
 pub use permit_set::{MAX_PERMITS, MAX_PERMITS_PER_HOLD};
 pub use retry::WaitPolicy;
