@@ -78,10 +78,12 @@ fn lockrun_nested_three_deep_on_one_key_runs_at_once() {
         1,
         "only the outer lockrun took the lock"
     );
-    // The release script's GET, and one check per nested run.
+    // The outer run's scripts' GETs (its exclusive hold is a read-write
+    // lock's write: the acquire reads the key and the writers' mark, the
+    // release the key), and one check per nested run.
     assert_eq!(
         server.command_calls("get"),
-        1 + 2,
+        3 + 2,
         "one check per nested run"
     );
     assert_eq!(
