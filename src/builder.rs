@@ -22,7 +22,9 @@ use crate::error::Result;
 #[cfg(doc)]
 use crate::error::{Error, Operation};
 use crate::keys;
+use crate::kind::Kind;
 use crate::lock::Lock;
+use crate::metrics::Meter;
 use crate::mutex::MutexLease;
 #[cfg(doc)]
 use crate::retry::WaitPolicy;
@@ -353,6 +355,7 @@ impl LockBuilder {
 /// way into a lock ends with.
 pub(crate) fn lease_of(checked: &Checked, topology: Arc<Topology>, kind: MutexLease) -> Lock {
     let settings = &checked.settings;
+    let kind_name = kind.kind_name();
     Lock::from_engine(Engine {
         kind,
         ttl: checked.ttl,
@@ -362,5 +365,6 @@ pub(crate) fn lease_of(checked: &Checked, topology: Arc<Topology>, kind: MutexLe
         drift: settings.drift,
         topology,
         replica_sync: settings.replica_sync,
+        meter: Meter::new(settings, kind_name),
     })
 }

@@ -22,6 +22,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::kind::Kind;
 use crate::lease::Lease;
+use crate::metrics;
 use crate::renew::Renewal;
 use crate::token::Token;
 use crate::ttl::check_ttl;
@@ -39,8 +40,8 @@ pub(crate) struct Hold<K: Kind> {
     fence: Option<u64>,
     /// Set once a release has had an answer; `Drop` releases otherwise.
     released: bool,
-    /// When the lease began, for the time held in events.
-    #[cfg(feature = "tracing")]
+    /// When the lease began, for the time held in events and metrics.
+    #[cfg(any(feature = "tracing", feature = "metrics"))]
     valid_from: Instant,
 }
 
@@ -67,7 +68,7 @@ impl<K: Kind> Hold<K> {
             hold_until,
             renewal: None,
             released: false,
-            #[cfg(feature = "tracing")]
+            #[cfg(any(feature = "tracing", feature = "metrics"))]
             valid_from,
         };
         if auto_renew {
@@ -127,7 +128,11 @@ impl<K: Kind> Hold<K> {
                 format!("{ttl:?} leaves no validity after the clock-drift margin"),
             ));
         }
-        self.engine.extend(&self.token, &self.lease, ttl).await
+        let result = self.engine.extend(&self.token, &self.lease, ttl).await;
+        if let Err(error) = &result {
+            metrics::extend_failed(&self.engine.meter, "extend", error);
+        }
+        result
     }
 
     /// Stops renewal, then releases: `Ok(())` when the token held the lease
@@ -148,6 +153,8 @@ impl<K: Kind> Hold<K> {
         };
         #[cfg(feature = "tracing")]
         crate::trace::released(self.key(), self.valid_from.elapsed(), &result);
+        #[cfg(feature = "metrics")]
+        metrics::released(&engine.meter, self.valid_from, &result);
         result
     }
 }
@@ -163,6 +170,8 @@ impl<K: Kind> Drop for Hold<K> {
                 "lock guard dropped without release(): releasing in the background"
             );
             let engine = &self.engine;
+            #[cfg(feature = "metrics")]
+            metrics::dropped(&engine.meter, self.valid_from);
             engine
                 .topology
                 .release_in_background(&engine.kind, self.token.as_str());

@@ -6,7 +6,7 @@
 
 // The layers, each using only those below it (`module-graph.py` checks):
 // - base: alarm (renewal's timer), clock, timeout, node_failure, error,
-//   token, keys, ttl, lease, retry, rt, scripts, trace
+//   token, keys, ttl, lease, retry, rt, scripts, trace, metrics
 // - node: connection, kind (what a kind of lease is), node (its steps on
 //   one server), replicas
 // - topology: attempt, identity (which server a Redlock node is), quorum
@@ -37,6 +37,7 @@ mod kind;
 mod lease;
 mod lock;
 mod locks;
+mod metrics;
 mod mutex;
 mod node;
 mod node_failure;
@@ -57,6 +58,8 @@ mod trace;
 mod ttl;
 mod wait;
 
+#[cfg(feature = "metrics")]
+pub use crate::metrics::describe_metrics;
 pub use builder::LockBuilder;
 pub use connection::LockConnection;
 pub use diagnose::{ServerReport, Weakness};

@@ -30,6 +30,9 @@ pub(crate) struct Settings {
     pub(crate) notify: Option<Source>,
     pub(crate) command_timeout: Option<Duration>,
     pub(crate) replica_sync: Option<ReplicaSync>,
+    /// The `name` label of the metrics (`metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics_name: Option<std::sync::Arc<str>>,
 }
 
 impl Default for Settings {
@@ -45,6 +48,8 @@ impl Default for Settings {
             notify: None,
             command_timeout: None,
             replica_sync: None,
+            #[cfg(feature = "metrics")]
+            metrics_name: None,
         }
     }
 }
@@ -428,6 +433,26 @@ macro_rules! lease_setters {
                 replicas,
                 timeout,
             });
+            self
+        }
+
+        /// Names these locks in their metrics: the `name` label of every
+        /// metric they record (see [`describe_metrics`](crate::describe_metrics)
+        /// for the list). Give one name to a group of locks an operator
+        /// watches together ("checkout", "nightly-reports"), not one per
+        /// key: each name is its own time series. Needs the crate feature
+        /// `metrics`.
+        ///
+        /// Defaults to none: the label is then empty. The key is never a
+        /// label.
+        ///
+        /// ```
+        /// let builder = redis_mutex::Lock::builder("reports:nightly").metrics_name("reports");
+        /// ```
+        #[cfg(feature = "metrics")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+        pub fn metrics_name(mut self, name: impl Into<String>) -> Self {
+            self.settings.metrics_name = Some(name.into().into());
             self
         }
     };
