@@ -16,6 +16,8 @@
 //   lock, and a forced unlock), fence
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), builder (one key), locks (any key), diagnose, this file
+// - beside them, for users' tests (`test-server`): test_redis (one
+//   throwaway redis-server), test_cluster, test_server (the public module)
 mod acquire;
 mod alarm;
 mod attempt;
@@ -50,6 +52,13 @@ mod rt;
 mod scripts;
 mod settings;
 mod subscriber;
+#[cfg(feature = "test-server")]
+mod test_cluster;
+#[cfg(feature = "test-server")]
+mod test_redis;
+#[cfg(feature = "test-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-server")))]
+pub mod test_server;
 mod timeout;
 mod token;
 mod topology;
