@@ -41,6 +41,12 @@ impl LockGuard {
         LockGuard { hold }
     }
 
+    /// The engine's hold, for the blocking guard.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn into_hold(self) -> Hold<MutexLease> {
+        self.hold
+    }
+
     /// The key of the held lock.
     pub fn key(&self) -> &str {
         self.hold.key()

@@ -145,16 +145,44 @@ impl<K: Kind> Hold<K> {
             .topology
             .release(&engine.kind, self.token.as_str())
             .await;
+        self.answered(result)
+    }
+
+    /// Releases as [`release`](Hold::release) does, but a release Redis
+    /// did not answer (a timeout, a lost connection, a Redlock short of
+    /// answers) is left to the drop, which resends it in the background:
+    /// for a drop that waits for its release (the blocking guard's).
+    #[cfg(feature = "blocking")]
+    pub(crate) async fn release_or_resend(mut self) {
+        self.renewal = None;
+        let engine = &self.engine;
+        let result = engine
+            .topology
+            .release(&engine.kind, self.token.as_str())
+            .await;
+        let unanswered = match &result {
+            Ok(_) => false,
+            Err(Error::TimedOut { .. } | Error::QuorumNotReached { .. }) => true,
+            Err(error) => error.redis_error().is_some_and(|e| e.code().is_none()),
+        };
+        if !unanswered {
+            let _ = self.answered(result);
+        }
+    }
+
+    /// A release had an answer: nothing is left for `Drop`, and the
+    /// outcome is reported.
+    fn answered(&mut self, result: Result<bool>) -> Result<()> {
         self.released = true;
         let result = match result {
             Ok(true) => Ok(()),
-            Ok(false) => Err(engine.not_held()),
+            Ok(false) => Err(self.engine.not_held()),
             Err(e) => Err(e),
         };
         #[cfg(feature = "tracing")]
         crate::trace::released(self.key(), self.valid_from.elapsed(), &result);
         #[cfg(feature = "metrics")]
-        metrics::released(&engine.meter, self.valid_from, &result);
+        metrics::released(&self.engine.meter, self.valid_from, &result);
         result
     }
 }

@@ -16,11 +16,25 @@
 //   lock, and a forced unlock), fence
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), builder (one key), locks (any key), diagnose, this file
+// - beside the facade, for code without async (`blocking`): blocking_rt
+//   (the crate's runtime), blocking_guard, blocking_lock, blocking_locks,
+//   blocking (the public module)
 // - beside them, for users' tests (`test-server`): test_redis (one
 //   throwaway redis-server), test_cluster, test_server (the public module)
 mod acquire;
 mod alarm;
 mod attempt;
+#[cfg(feature = "blocking")]
+#[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+pub mod blocking;
+#[cfg(feature = "blocking")]
+mod blocking_guard;
+#[cfg(feature = "blocking")]
+mod blocking_lock;
+#[cfg(feature = "blocking")]
+mod blocking_locks;
+#[cfg(feature = "blocking")]
+mod blocking_rt;
 mod builder;
 mod channels;
 mod clock;

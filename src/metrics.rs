@@ -207,6 +207,8 @@ fn error_kind(error: &Error) -> &'static str {
         Error::ValidityExpired { .. } => "validity_expired",
         Error::InvalidArgument { .. } => "invalid_argument",
         Error::Random(_) => "random",
+        Error::BlockingInRuntime { .. } => "blocking_in_runtime",
+        Error::Runtime(_) => "runtime",
     }
 }
 

@@ -23,3 +23,9 @@ fn metrics_tests_skipped_without_the_metrics_feature() {
         "tests/metrics.rs and tests/metrics_prometheus.rs are compiled out: run with `--features metrics`",
     );
 }
+
+#[cfg(not(feature = "blocking"))]
+#[test]
+fn blocking_tests_skipped_without_the_blocking_feature() {
+    support::skipped("tests/blocking.rs is compiled out: run with `--features blocking`");
+}

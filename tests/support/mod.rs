@@ -329,6 +329,7 @@ pub fn lockrun_bin() -> &'static PathBuf {
             ("cluster", cfg!(feature = "cluster")),
             ("tracing", cfg!(feature = "tracing")),
             ("metrics", cfg!(feature = "metrics")),
+            ("blocking", cfg!(feature = "blocking")),
             // On in every test build (the dev-dependency on the crate itself),
             // which a `cargo build` has to be told.
             ("test-server", true),
