@@ -183,8 +183,8 @@ impl RedisServer {
     pub fn start_with(args: &[&str]) -> Result<RedisServer, ServerError> {
         let bin = server_bin()?;
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let mut last = None;
-        for _ in 0..START_ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             let port = free_port()?;
             let dir = TempDir::new(&port.to_string())?;
             let mut child = spawn(&bin, port, dir.path(), &extra_args)?;
@@ -202,8 +202,10 @@ impl RedisServer {
                     });
                 }
                 // Most likely lost the race for the port: another one.
+                Err(StartFailure::Exited(_)) if attempt < START_ATTEMPTS => attempt += 1,
                 Err(StartFailure::Exited(status)) => {
-                    last = Some(not_ready(port, format!("exited with {status}"), dir.path()));
+                    let what = format!("exited with {status} (the last of {attempt} tries)");
+                    return Err(not_ready(port, what, dir.path()));
                 }
                 Err(StartFailure::Timeout) => {
                     kill_and_reap(&mut child);
@@ -212,7 +214,6 @@ impl RedisServer {
                 }
             }
         }
-        Err(last.unwrap_or(ServerError::NotInstalled))
     }
 
     /// The TCP port it listens on (on 127.0.0.1); the same after
