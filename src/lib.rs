@@ -17,7 +17,8 @@
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), builder (one key), locks (any key), diagnose, this file
 // - beside the facade, for code without async (`blocking`): blocking_rt
-//   (the crate's runtime), blocking_guard, blocking_lock, blocking_locks,
+//   (the crate's runtime), blocking_hold (any kind), blocking_guard,
+//   blocking_lock, blocking_locks,
 //   blocking (the public module)
 // - beside them, for users' tests (`test-server`): test_redis (one
 //   throwaway redis-server), test_cluster, test_server (the public module)
@@ -29,6 +30,8 @@ mod attempt;
 pub mod blocking;
 #[cfg(feature = "blocking")]
 mod blocking_guard;
+#[cfg(feature = "blocking")]
+mod blocking_hold;
 #[cfg(feature = "blocking")]
 mod blocking_lock;
 #[cfg(feature = "blocking")]
