@@ -27,6 +27,7 @@ use crate::error::{Error, Operation, Result};
 use crate::hold::Hold;
 use crate::kind::Kind;
 use crate::lease::Lease;
+use crate::metrics::{self, LossReason};
 use crate::retry::WaitPolicy;
 use crate::timeout::timed_out;
 use crate::token::Token;
@@ -56,6 +57,7 @@ impl<K: Kind> Engine<K> {
             started.elapsed(),
             result.as_ref().map(Hold::fence),
         );
+        metrics::acquired(&self.meter, started, &result);
         result
     }
 
@@ -88,6 +90,9 @@ impl<K: Kind> Engine<K> {
         match finished {
             Some(value) => hold.release().await.map(|()| value),
             None => {
+                // Counted at once (renewal may not have looked yet); an
+                // answered loss was counted by the extend that got it.
+                metrics::lost(&self.meter, &lease, LossReason::Deadline);
                 // Still worth a try: if the deadline passed only because
                 // Redis was slow, the lease may still be ours.
                 let _ = hold.release().await;
@@ -119,6 +124,7 @@ impl<K: Kind> Engine<K> {
         let floor = self.topology.attempt_floor();
         let mut attempts = 0u32;
         let mut queued_once = false;
+        let mut waiting = metrics::Waiting::default();
         loop {
             attempts += 1;
             pending.maybe_set = true;
@@ -190,6 +196,7 @@ impl<K: Kind> Engine<K> {
                     failed
                 }
             };
+            waiting.start(&self.meter);
             if !waiter.wait().await {
                 return Err(failed.unwrap_or_else(|| Error::Busy {
                     key: self.key().to_owned(),
@@ -317,6 +324,9 @@ return 0
         fn key(&self) -> &Arc<str> {
             &self.key
         }
+        fn kind_name(&self) -> &'static str {
+            "hash lease"
+        }
         fn channel(&self) -> &str {
             &self.channel
         }
@@ -435,6 +445,7 @@ return 0
                 Some(notifier),
             )),
             replica_sync: None,
+            meter: crate::metrics::Meter::new(None, "hash lease"),
         })
     }
 

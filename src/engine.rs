@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::error::{Error, Operation, Result};
 use crate::kind::Kind;
 use crate::lease::Lease;
+use crate::metrics::{self, LossReason, Meter};
 use crate::quorum;
 use crate::replicas::ReplicaSync;
 use crate::retry::WaitPolicy;
@@ -36,6 +37,8 @@ pub(crate) struct Engine<K> {
     pub(crate) topology: Arc<Topology>,
     /// `WAIT`/`WAITAOF` after each acquire (single node only).
     pub(crate) replica_sync: Option<ReplicaSync>,
+    /// The labels of its metrics (zero-sized without `metrics`).
+    pub(crate) meter: Meter,
 }
 
 impl<K: Kind> Engine<K> {
@@ -57,10 +60,14 @@ impl<K: Kind> Engine<K> {
             .extend(&self.kind, token.as_str(), ttl)
             .await?;
         if !extended {
+            // Counted before the loss shows: whoever sees the lease over
+            // and finds it uncounted may take it for a deadline.
+            metrics::lost(&self.meter, lease, LossReason::NotHeld);
             lease.mark_lost();
             return Err(self.not_held());
         }
         if !lease.extended(self.drift.valid_until(sent_at, ttl)) {
+            metrics::lost(&self.meter, lease, LossReason::Deadline);
             return Err(Error::ValidityExpired {
                 operation: Operation::Extend,
                 key: self.key().to_owned(),

@@ -81,6 +81,7 @@ impl fmt::Display for Operation {
 /// | `QuorumNotReached` | `acquire of lock "jobs" missed the quorum: 1 of 3 nodes succeeded, 2 needed (node 1: no answer within 50ms, node 2: unreachable (Connection refused (os error 111)))` |
 /// | `ValidityExpired` | `acquire of lock "jobs" succeeded, but only after 10.2s, when no validity was left` |
 /// | `InvalidArgument` | `invalid ttl: 0ns is below the minimum of 10ms` |
+/// | `BlockingInRuntime` | `blocking::Lock::acquire blocks its thread, and was called inside a tokio runtime: use the async API there (the blocking one is for threads outside any runtime)` |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -339,6 +340,24 @@ pub enum Error {
     /// could be made.
     #[error("the OS random number generator failed to make a lock token: {0}")]
     Random(#[source] rand::rngs::SysError),
+
+    /// A call of the blocking API (`redis_mutex::blocking`, crate feature
+    /// `blocking`) was made inside a tokio runtime: on one of its
+    /// workers, in its `block_on`, in a `spawn_blocking` closure or under
+    /// its `enter()` guard. Blocking there would stall the runtime's thread
+    /// (tokio itself panics). Nothing was sent; use the async API there.
+    #[error(
+        "{call} blocks its thread, and was called inside a tokio runtime: use the async API there (the blocking one is for threads outside any runtime)"
+    )]
+    BlockingInRuntime {
+        /// The call refused, e.g. `"blocking::Lock::acquire"`.
+        call: &'static str,
+    },
+
+    /// The blocking API's own runtime could not be started (the OS refused
+    /// a thread or an I/O driver).
+    #[error("cannot start the runtime of the blocking API: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 impl Error {

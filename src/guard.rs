@@ -72,6 +72,15 @@ impl LockGuard {
         self.hold.token()
     }
 
+    /// The engine's hold, for the blocking guard: `Err` (the guard as it
+    /// was) for a guard of an owner's shared hold, which the blocking API
+    /// never makes (it has no owners, and refuses to run inside a tokio
+    /// runtime, where a task-scoped owner could be).
+    #[cfg(feature = "blocking")]
+    pub(crate) fn into_hold(self) -> std::result::Result<crate::hold::Hold<MutexLease>, LockGuard> {
+        self.hold.into_alone().map_err(|hold| LockGuard { hold })
+    }
+
     /// The key of the held lock.
     pub fn key(&self) -> &str {
         self.hold.key()

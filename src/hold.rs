@@ -22,6 +22,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::kind::Kind;
 use crate::lease::Lease;
+use crate::metrics;
 use crate::renew::Renewal;
 use crate::token::Token;
 use crate::ttl::check_ttl;
@@ -39,8 +40,8 @@ pub(crate) struct Hold<K: Kind> {
     fence: Option<u64>,
     /// Set once a release has had an answer; `Drop` releases otherwise.
     released: bool,
-    /// When the lease began, for the time held in events.
-    #[cfg(feature = "tracing")]
+    /// When the lease began, for the time held in events and metrics.
+    #[cfg(any(feature = "tracing", feature = "metrics"))]
     valid_from: Instant,
 }
 
@@ -67,7 +68,7 @@ impl<K: Kind> Hold<K> {
             hold_until,
             renewal: None,
             released: false,
-            #[cfg(feature = "tracing")]
+            #[cfg(any(feature = "tracing", feature = "metrics"))]
             valid_from,
         };
         if auto_renew {
@@ -147,7 +148,11 @@ impl<K: Kind> Hold<K> {
                 format!("{ttl:?} leaves no validity after the clock-drift margin"),
             ));
         }
-        self.engine.extend(&self.token, &self.lease, ttl).await
+        let result = self.engine.extend(&self.token, &self.lease, ttl).await;
+        if let Err(error) = &result {
+            metrics::extend_failed(&self.engine.meter, "extend", error);
+        }
+        result
     }
 
     /// Stops renewal, then releases: `Ok(())` when the token held the lease
@@ -160,14 +165,44 @@ impl<K: Kind> Hold<K> {
             .topology
             .release(&engine.kind, self.token.as_str())
             .await;
+        self.answered(result)
+    }
+
+    /// Releases as [`release`](Hold::release) does, but a release Redis
+    /// did not answer (a timeout, a lost connection, a Redlock short of
+    /// answers) is left to the drop, which resends it in the background:
+    /// for a drop that waits for its release (the blocking guard's).
+    #[cfg(feature = "blocking")]
+    pub(crate) async fn release_or_resend(mut self) {
+        self.renewal = None;
+        let engine = &self.engine;
+        let result = engine
+            .topology
+            .release(&engine.kind, self.token.as_str())
+            .await;
+        let unanswered = match &result {
+            Ok(_) => false,
+            Err(Error::TimedOut { .. } | Error::QuorumNotReached { .. }) => true,
+            Err(error) => error.redis_error().is_some_and(|e| e.code().is_none()),
+        };
+        if !unanswered {
+            let _ = self.answered(result);
+        }
+    }
+
+    /// A release had an answer: nothing is left for `Drop`, and the
+    /// outcome is reported.
+    fn answered(&mut self, result: Result<bool>) -> Result<()> {
         self.released = true;
         let result = match result {
             Ok(true) => Ok(()),
-            Ok(false) => Err(engine.not_held()),
+            Ok(false) => Err(self.engine.not_held()),
             Err(e) => Err(e),
         };
         #[cfg(feature = "tracing")]
         crate::trace::released(self.key(), self.valid_from.elapsed(), &result);
+        #[cfg(feature = "metrics")]
+        metrics::released(&self.engine.meter, self.valid_from, &result);
         result
     }
 }
@@ -183,6 +218,8 @@ impl<K: Kind> Drop for Hold<K> {
                 "lock guard dropped without release(): releasing in the background"
             );
             let engine = &self.engine;
+            #[cfg(feature = "metrics")]
+            metrics::dropped(&engine.meter, self.valid_from);
             engine
                 .topology
                 .release_in_background(&engine.kind, self.token.as_str());

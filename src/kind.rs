@@ -60,6 +60,10 @@ pub(crate) trait Kind: Send + Sync + 'static {
     /// names it without a copy).
     fn key(&self) -> &Arc<str>;
 
+    /// What the kind is called in metrics (`kind` label): a short fixed
+    /// word, such as `"lock"` for the mutex.
+    fn kind_name(&self) -> &'static str;
+
     /// The channel its releases are announced on.
     fn channel(&self) -> &str;
 

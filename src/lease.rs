@@ -41,6 +41,9 @@ pub struct Lease {
 struct Shared {
     key: Arc<str>,
     state: watch::Sender<LeaseState>,
+    /// Set by the first to count this lease's loss (`metrics`).
+    #[cfg(feature = "metrics")]
+    loss_counted: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -90,7 +93,12 @@ impl Lease {
     pub(crate) fn new(key: Arc<str>, deadline: Instant) -> Lease {
         let (state, _) = watch::channel(LeaseState::until(deadline));
         Lease {
-            shared: Arc::new(Shared { key, state }),
+            shared: Arc::new(Shared {
+                key,
+                state,
+                #[cfg(feature = "metrics")]
+                loss_counted: std::sync::atomic::AtomicBool::new(false),
+            }),
         }
     }
 
@@ -185,6 +193,15 @@ impl Lease {
             true
         });
         moved
+    }
+
+    /// `true` for the first caller only: the one that counts the loss.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn first_loss(&self) -> bool {
+        !self
+            .shared
+            .loss_counted
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
     }
 
     /// Records that Redis answered "not ours any more".

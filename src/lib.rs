@@ -13,7 +13,7 @@
 
 // The layers, each using only those below it (`module-graph.py` checks):
 // - base: alarm (renewal's timer), clock, timeout, node_failure, error,
-//   token, keys, ttl, lease, retry, rt, scripts, trace
+//   token, keys, ttl, lease, retry, rt, scripts, trace, metrics
 // - node: connection, kind (what a kind of lease is), node (its steps on
 //   one server), replicas
 // - topology: attempt, identity (which server a Redlock node is), quorum
@@ -30,9 +30,28 @@
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), sources (finishing methods of one-server kinds), builder
 //   (one key), semaphore_builder, rwlock_builder, locks (any key), diagnose, this file
+// - beside the facade, for code without async (`blocking`): blocking_rt
+//   (the crate's runtime), blocking_hold (any kind), blocking_guard,
+//   blocking_lock, blocking_locks,
+//   blocking (the public module)
+// - beside them, for users' tests (`test-server`): test_redis (one
+//   throwaway redis-server), test_cluster, test_server (the public module)
 mod acquire;
 mod alarm;
 mod attempt;
+#[cfg(feature = "blocking")]
+#[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+pub mod blocking;
+#[cfg(feature = "blocking")]
+mod blocking_guard;
+#[cfg(feature = "blocking")]
+mod blocking_hold;
+#[cfg(feature = "blocking")]
+mod blocking_lock;
+#[cfg(feature = "blocking")]
+mod blocking_locks;
+#[cfg(feature = "blocking")]
+mod blocking_rt;
 mod builder;
 mod channels;
 mod clock;
@@ -53,6 +72,7 @@ mod kind;
 mod lease;
 mod lock;
 mod locks;
+mod metrics;
 mod mutex;
 mod node;
 mod node_failure;
@@ -77,6 +97,13 @@ mod semaphore_builder;
 mod settings;
 mod sources;
 mod subscriber;
+#[cfg(feature = "test-server")]
+mod test_cluster;
+#[cfg(feature = "test-server")]
+mod test_redis;
+#[cfg(feature = "test-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-server")))]
+pub mod test_server;
 mod timeout;
 mod token;
 mod topology;
@@ -89,6 +116,8 @@ mod wait;
 #[cfg(doc)]
 pub mod guide;
 
+#[cfg(feature = "metrics")]
+pub use crate::metrics::describe_metrics;
 pub use builder::LockBuilder;
 pub use connection::LockConnection;
 pub use diagnose::{ServerReport, Weakness};

@@ -128,6 +128,10 @@ impl Kind for MutexLease {
         &self.key
     }
 
+    fn kind_name(&self) -> &'static str {
+        "lock"
+    }
+
     fn channel(&self) -> &str {
         &self.channel
     }

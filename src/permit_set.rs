@@ -220,6 +220,10 @@ impl PermitSet {
 }
 
 impl Kind for PermitSet {
+    fn kind_name(&self) -> &'static str {
+        "semaphore"
+    }
+
     fn key(&self) -> &Arc<str> {
         &self.key
     }

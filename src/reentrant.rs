@@ -229,6 +229,16 @@ impl<K: Kind> Held<K> {
         }
     }
 
+    /// The engine's hold of a guard acquired without an owner; a guard of
+    /// an owner's shared hold is given back as it is.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn into_alone(self) -> std::result::Result<Hold<K>, Held<K>> {
+        match self {
+            Held::Alone(hold) => Ok(hold),
+            shared => Err(shared),
+        }
+    }
+
     pub(crate) fn key(&self) -> &str {
         self.hold().key()
     }

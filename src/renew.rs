@@ -26,6 +26,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::kind::Kind;
 use crate::lease::Lease;
+use crate::metrics::{self, LossReason};
 use crate::rt::spawn_if_runtime;
 use crate::token::Token;
 use crate::ttl::{MIN_TTL, millis};
@@ -98,6 +99,9 @@ async fn renew<K: Kind>(
         // Not tokio's timer: see `alarm`.
         alarm::sleep(interval(engine.ttl)).await;
         if lease.is_lost() {
+            // Over by its deadline while we slept (a loss Redis answered
+            // was counted by that extend).
+            metrics::lost(&engine.meter, &lease, LossReason::Deadline);
             return;
         }
         let now = Instant::now();
@@ -115,6 +119,7 @@ async fn renew<K: Kind>(
                 engine.key(),
                 "no renewal succeeded before the lease's deadline",
             );
+            metrics::lost(&engine.meter, &lease, LossReason::Deadline);
             return;
         };
         match tokio::time::timeout(left, engine.extend(&token, &lease, ttl)).await {
@@ -125,7 +130,10 @@ async fn renew<K: Kind>(
                 return;
             }
             // Answered after the deadline: the lease is over already.
-            Ok(Err(_)) if lease.is_lost() => return,
+            Ok(Err(_)) if lease.is_lost() => {
+                metrics::lost(&engine.meter, &lease, LossReason::Deadline);
+                return;
+            }
             // No answer by the deadline: the lease is lost by the clock.
             Err(_) => {
                 #[cfg(feature = "tracing")]
@@ -133,14 +141,16 @@ async fn renew<K: Kind>(
                     engine.key(),
                     "no renewal succeeded before the lease's deadline",
                 );
+                metrics::lost(&engine.meter, &lease, LossReason::Deadline);
                 return;
             }
             // A Redis error: try again next interval; if none succeeds
             // before the deadline, the lease reports the loss.
-            #[cfg(feature = "tracing")]
-            Ok(Err(error)) => crate::trace::renewal_failed(engine.key(), &error),
-            #[cfg(not(feature = "tracing"))]
-            Ok(Err(_)) => {}
+            Ok(Err(error)) => {
+                #[cfg(feature = "tracing")]
+                crate::trace::renewal_failed(engine.key(), &error);
+                metrics::extend_failed(&engine.meter, "renew", &error);
+            }
         }
     }
 }

@@ -137,6 +137,10 @@ fn read_grant(reply: Value) -> RedisResult<Grant> {
 }
 
 impl Kind for ReadLease {
+    fn kind_name(&self) -> &'static str {
+        "rwlock_read"
+    }
+
     fn key(&self) -> &Arc<str> {
         &self.key
     }
@@ -213,6 +217,10 @@ impl Kind for ReadLease {
 }
 
 impl Kind for WriteLease {
+    fn kind_name(&self) -> &'static str {
+        "rwlock_write"
+    }
+
     fn key(&self) -> &Arc<str> {
         self.mutex.key()
     }

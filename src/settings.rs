@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::Engine;
+use crate::kind::Kind;
+use crate::metrics::Meter;
 
 use crate::error::{Error, Result};
 use crate::quorum;
@@ -34,6 +36,9 @@ pub(crate) struct Settings {
     pub(crate) notify: Option<Source>,
     pub(crate) command_timeout: Option<Duration>,
     pub(crate) replica_sync: Option<ReplicaSync>,
+    /// The `name` label of the metrics (`metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics_name: Option<std::sync::Arc<str>>,
 }
 
 impl Default for Settings {
@@ -49,6 +54,8 @@ impl Default for Settings {
             notify: None,
             command_timeout: None,
             replica_sync: None,
+            #[cfg(feature = "metrics")]
+            metrics_name: None,
         }
     }
 }
@@ -62,9 +69,15 @@ pub(crate) struct Checked {
 
 impl Checked {
     /// The engine of a lease of `kind` over `topology`, with these settings.
-    pub(crate) fn engine<K>(&self, topology: Arc<Topology>, kind: K) -> Engine<K> {
+    pub(crate) fn engine<K: Kind>(&self, topology: Arc<Topology>, kind: K) -> Engine<K> {
         let settings = &self.settings;
+        let kind_name = kind.kind_name();
+        #[cfg(feature = "metrics")]
+        let name = settings.metrics_name.as_ref();
+        #[cfg(not(feature = "metrics"))]
+        let name = None;
         Engine {
+            meter: Meter::new(name, kind_name),
             kind,
             ttl: self.ttl,
             wait: settings.wait,
@@ -449,6 +462,26 @@ macro_rules! lease_setters {
                 replicas,
                 timeout,
             });
+            self
+        }
+
+        /// Names these locks in their metrics: the `name` label of every
+        /// metric they record (see [`describe_metrics`](crate::describe_metrics)
+        /// for the list). Give one name to a group of locks an operator
+        /// watches together ("checkout", "nightly-reports"), not one per
+        /// key: each name is its own time series. Needs the crate feature
+        /// `metrics`.
+        ///
+        /// Defaults to none: the label is then empty. The key is never a
+        /// label.
+        ///
+        /// ```
+        /// let builder = redis_mutex::Lock::builder("reports:nightly").metrics_name("reports");
+        /// ```
+        #[cfg(feature = "metrics")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+        pub fn metrics_name(mut self, name: impl Into<String>) -> Self {
+            self.settings.metrics_name = Some(name.into().into());
             self
         }
     };

@@ -3,6 +3,8 @@
 //! and a release wakes a waiter through the sharded channel (SPUBLISH) in
 //! the key's shard.
 
+#![cfg(feature = "cluster")]
+
 mod support;
 
 use std::sync::Arc;

@@ -15,3 +15,17 @@ fn cluster_tests_skipped_without_the_cluster_feature() {
 fn tracing_tests_skipped_without_the_tracing_feature() {
     support::skipped("tests/tracing.rs is compiled out: run with `--features tracing`");
 }
+
+#[cfg(not(feature = "metrics"))]
+#[test]
+fn metrics_tests_skipped_without_the_metrics_feature() {
+    support::skipped(
+        "tests/metrics.rs and tests/metrics_prometheus.rs are compiled out: run with `--features metrics`",
+    );
+}
+
+#[cfg(not(feature = "blocking"))]
+#[test]
+fn blocking_tests_skipped_without_the_blocking_feature() {
+    support::skipped("tests/blocking.rs is compiled out: run with `--features blocking`");
+}

@@ -1,9 +1,12 @@
 //! A 3-master Redis Cluster of real redis-servers on free ports (with one
 //! replica per master when asked), for tests and benches; torn down (each
-//! server killed) on drop.
+//! server killed) on drop. Formed by the library's
+//! [`redis_mutex::test_server::RedisCluster`]; the slot moves and
+//! failover waits tests need are here.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+use redis_mutex::test_server;
 
 use super::RedisServer;
 
@@ -17,86 +20,29 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Three cluster-enabled servers, all 16384 slots split between them by
-    /// `redis-cli --cluster create`, waited on until every node says
-    /// `cluster_state:ok` and agrees on the slot map.
+    /// Three cluster-enabled servers, all 16384 slots split between them,
+    /// waited on until every node says `cluster_state:ok`. Panics on failure.
     pub fn start() -> RedisCluster {
-        RedisCluster::create(0, "5000")
+        RedisCluster::wrap(test_server::RedisCluster::start())
     }
 
     /// Three masters and one replica each. The node timeout is 1 s, so that
     /// a replica takes over about 2 s after its master died.
     pub fn start_with_replicas() -> RedisCluster {
-        RedisCluster::create(1, "1000")
+        RedisCluster::wrap(test_server::RedisCluster::start_with_replicas())
     }
 
-    fn create(replicas_per_master: usize, node_timeout_ms: &str) -> RedisCluster {
-        let servers: Vec<RedisServer> = (0..3 * (1 + replicas_per_master))
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    node_timeout_ms,
-                ])
-            })
-            .collect();
-        let addrs: Vec<String> = servers
-            .iter()
-            .map(|m| format!("127.0.0.1:{}", m.port()))
-            .collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", &replicas_per_master.to_string()])
-            .arg("--cluster-yes")
-            .output()
-            .expect("redis-cli (from Debian's redis-tools) runs");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (masters, replicas): (Vec<RedisServer>, Vec<RedisServer>) =
-            servers.into_iter().partition(|s| role(s) == "master");
-        let mut cluster = RedisCluster { masters, replicas };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cluster.is_settled() {
-            assert!(Instant::now() < deadline, "the cluster never became ok");
-            std::thread::sleep(Duration::from_millis(50));
+    fn wrap(cluster: Result<test_server::RedisCluster, test_server::ServerError>) -> RedisCluster {
+        let (masters, replicas) = cluster.unwrap_or_else(|e| panic!("{e}")).into_servers();
+        RedisCluster {
+            masters: masters.into_iter().map(RedisServer::from_server).collect(),
+            replicas: replicas.into_iter().map(RedisServer::from_server).collect(),
         }
-        // replicas[i] replicates masters[i].
-        let ids: Vec<String> = (0..3).map(|i| cluster.node_id(i)).collect();
-        cluster
-            .replicas
-            .sort_by_key(|r| ids.iter().position(|id| *id == master_id_of(r)));
-        cluster
-    }
-
-    /// Every node says `cluster_state:ok` and knows every other, and every
-    /// replica's link to its master is up.
-    fn is_settled(&self) -> bool {
-        let nodes = self.masters.len() + self.replicas.len();
-        self.masters.iter().chain(&self.replicas).all(|m| {
-            let info = match m.try_cmd(&["CLUSTER", "INFO"]) {
-                Ok(redis::Value::BulkString(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-                Ok(redis::Value::VerbatimString { text, .. }) => text,
-                _ => return false,
-            };
-            info.contains("cluster_state:ok")
-                && info.contains(&format!("cluster_known_nodes:{nodes}"))
-        }) && self
-            .replicas
-            .iter()
-            .all(|r| r.info("replication").contains("master_link_status:up"))
     }
 
     /// URLs of every master, to use as seeds.
     pub fn seeds(&self) -> Vec<String> {
-        self.masters.iter().map(RedisServer::url).collect()
+        self.masters.iter().map(|m| m.url()).collect()
     }
 
     /// Waits until `server` is a master that every reachable node agrees
@@ -235,21 +181,6 @@ fn role(server: &RedisServer) -> String {
         },
         other => panic!("ROLE answered {other:?}"),
     }
-}
-
-/// The node id a replica replicates (`CLUSTER NODES`, its `myself` line).
-fn master_id_of(replica: &RedisServer) -> String {
-    let nodes = match replica.cmd(&["CLUSTER", "NODES"]) {
-        redis::Value::BulkString(bytes) => String::from_utf8(bytes).unwrap(),
-        redis::Value::VerbatimString { text, .. } => text,
-        other => panic!("CLUSTER NODES answered {other:?}"),
-    };
-    nodes
-        .lines()
-        .find(|line| line.contains("myself"))
-        .and_then(|line| line.split(' ').nth(3))
-        .expect("a myself line with a master id")
-        .to_owned()
 }
 
 /// The port of the master that `CLUSTER SHARDS` says owns `slot`.

@@ -39,7 +39,7 @@ impl TestCa {
     /// The same, with a server certificate for `names` only (a
     /// `subjectAltName` value, e.g. `"DNS:redis.example"`).
     pub fn for_names(names: &str) -> TestCa {
-        let dir = TempDir::new("tls");
+        let dir = super::temp_dir("tls");
         let d = dir.path();
         let ec = [
             "-newkey",
@@ -142,7 +142,7 @@ pub fn missing_tls() -> Option<&'static str> {
     PROBE
         .get_or_init(|| {
             let bin = super::server_bin();
-            let dir = TempDir::new("tls-probe");
+            let dir = super::temp_dir("tls-probe");
             let port = super::free_port().to_string();
             let tls_port = super::free_port().to_string();
             let mut child = Command::new(&bin)

@@ -1,0 +1,76 @@
+//! Locks for code without async (crate feature `blocking`): CLIs, sync
+//! services, build tools. A mirror of [`Lock`](crate::Lock),
+//! [`LockGuard`](crate::LockGuard) and [`Locks`](crate::Locks) whose calls
+//! block the calling thread: the same settings (built by the same builders,
+//! finished through [`LockBuilder::blocking`](crate::LockBuilder::blocking)
+//! and [`LocksBuilder::blocking`](crate::LocksBuilder::blocking)), the same
+//! errors, the same guarantees, the same wire format: a blocking holder and
+//! an async one (or redis-py, redsync, node-redlock) exclude each other on
+//! one key.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use redis_mutex::Lock;
+//!
+//! fn main() -> redis_mutex::Result<()> {
+//!     let lock = Lock::builder("reports:nightly")
+//!         .ttl(Duration::from_secs(10))
+//!         .auto_renew(true)
+//!         .blocking()
+//!         .connect("redis://127.0.0.1/")?;
+//!     let guard = lock.acquire()?;
+//!     std::thread::sleep(Duration::from_secs(60)); // renewed meanwhile
+//!     guard.release()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # The runtime underneath
+//!
+//! The calls run on a small tokio runtime of the crate's (one worker
+//! thread, timers and I/O), made on the first call and shared by every
+//! blocking lock of the process, as `reqwest::blocking` does; it lives
+//! until the process ends. Your thread blocks until each call is done,
+//! while that worker runs what goes on between calls: the connections,
+//! renewal (which keeps a lock while your thread computes, sleeps or
+//! blocks on I/O), pub/sub wake-ups and background releases. Many threads
+//! can use one lock at once.
+//!
+//! # Inside an async runtime
+//!
+//! Blocking a thread of a tokio runtime would stall it (tokio itself
+//! panics), so every blocking call made inside a tokio runtime's context (a
+//! worker, `block_on`, a `spawn_blocking` closure, an `enter()` guard)
+//! returns [`Error::BlockingInRuntime`](crate::Error::BlockingInRuntime),
+//! having sent nothing; it never panics. There, use the async API (each
+//! blocking type's `as_async` gives it). A guard dropped inside a runtime
+//! releases in the background instead of blocking.
+//!
+//! # Dropping
+//!
+//! A [`LockGuard`] dropped without [`release`](LockGuard::release) releases
+//! the lock before `drop` returns, waiting at most one command timeout;
+//! what is still unanswered then goes on in the background. So a guard
+//! dropped by an early `?` or a panic frees its lock at once, not after its
+//! TTL. [`flush_releases`] waits for background releases before the
+//! process exits.
+
+use std::time::Duration;
+
+pub use crate::blocking_guard::LockGuard;
+pub use crate::blocking_lock::{Lock, LockBuilder};
+pub use crate::blocking_locks::{Locks, LocksBuilder};
+
+use crate::blocking_rt;
+use crate::error::Result;
+
+/// Waits until the releases sent in the background have finished, at most
+/// `max_wait`; returns how many are still running then. The blocking form
+/// of [`crate::flush_releases`]: call it last in `main` if guards may have
+/// been dropped inside a runtime or with a release cut by its timeout.
+pub fn flush_releases(max_wait: Duration) -> Result<usize> {
+    blocking_rt::block_on(
+        "blocking::flush_releases",
+        crate::rt::flush_releases(max_wait),
+    )
+}

@@ -1,0 +1,138 @@
+//! `blocking::Locks` and `blocking::LocksBuilder`: locks for any key from
+//! one configuration, for code without async, over the async
+//! [`Locks`](crate::Locks) (see its invariants: one set of connections,
+//! shared by every lock handed out, opened on the blocking runtime).
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::IntoConnectionInfo;
+
+use crate::blocking_lock::Lock;
+use crate::blocking_rt;
+use crate::error::Result;
+use crate::locks::{Locks as AsyncLocks, LocksBuilder as AsyncBuilder};
+use crate::retry::WaitPolicy;
+
+/// Locks for any key from one configuration, for code without async: the
+/// blocking mirror of [`crate::Locks`]. Build it with
+/// [`LocksBuilder::blocking`](crate::LocksBuilder::blocking); cheap to
+/// clone, and handing out a [`blocking::Lock`](crate::blocking::Lock) for
+/// any key without I/O.
+///
+/// ```no_run
+/// # fn example() -> redis_mutex::Result<()> {
+/// let locks = redis_mutex::Locks::builder()
+///     .prefix("billing:")
+///     .blocking()
+///     .connect("redis://127.0.0.1/")?;
+/// let guard = locks.lock("order:42")?.acquire()?; // key "billing:order:42"
+/// guard.release()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Locks {
+    inner: AsyncLocks,
+}
+
+impl Locks {
+    /// A lock on `key` (after the prefix), sharing this value's
+    /// connections and defaults. No I/O. See [`crate::Locks::lock`].
+    pub fn lock(&self, key: impl AsRef<str>) -> Result<Lock> {
+        self.inner.lock(key).map(Lock::new)
+    }
+
+    /// The async `Locks` underneath.
+    pub fn as_async(&self) -> &AsyncLocks {
+        &self.inner
+    }
+
+    /// The prefix put before every key (empty when none was set).
+    pub fn prefix(&self) -> &str {
+        self.inner.prefix()
+    }
+
+    /// The lease length of the locks handed out.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl()
+    }
+
+    /// How the locks handed out wait for a busy lock.
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.inner.wait_policy()
+    }
+
+    /// How many Redis nodes the locks live on: 1, or N for a Redlock.
+    pub fn node_count(&self) -> usize {
+        self.inner.node_count()
+    }
+}
+
+impl fmt::Debug for Locks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("blocking::Locks").field(&self.inner).finish()
+    }
+}
+
+impl AsyncBuilder {
+    /// The blocking way into these locks (crate feature `blocking`): the
+    /// same settings, finished by blocking calls that return a
+    /// [`blocking::Locks`](crate::blocking::Locks).
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+    pub fn blocking(self) -> LocksBuilder {
+        LocksBuilder { inner: self }
+    }
+}
+
+/// Builds [`blocking::Locks`](crate::blocking::Locks): from
+/// [`LocksBuilder::blocking`](crate::LocksBuilder::blocking), with the
+/// settings made there.
+#[derive(Clone, Debug)]
+#[must_use = "a blocking::LocksBuilder does nothing until .connect() or one of its siblings is called"]
+pub struct LocksBuilder {
+    inner: AsyncBuilder,
+}
+
+impl LocksBuilder {
+    /// Locks over a connection to `url`. See [`crate::LocksBuilder::connect`].
+    pub fn connect(self, url: impl IntoConnectionInfo) -> Result<Locks> {
+        let call = "blocking::LocksBuilder::connect";
+        blocking_rt::wait(call, self.inner.connect(url)).map(|inner| Locks { inner })
+    }
+
+    /// Locks over a connection from `client`. See
+    /// [`crate::LocksBuilder::client`].
+    pub fn client(self, client: &redis::Client) -> Result<Locks> {
+        let call = "blocking::LocksBuilder::client";
+        blocking_rt::wait(call, self.inner.client(client)).map(|inner| Locks { inner })
+    }
+
+    /// Redlocks over a connection to each of `urls`. See
+    /// [`crate::LocksBuilder::connect_quorum`].
+    pub fn connect_quorum<U: IntoConnectionInfo>(
+        self,
+        urls: impl IntoIterator<Item = U>,
+    ) -> Result<Locks> {
+        let call = "blocking::LocksBuilder::connect_quorum";
+        blocking_rt::wait(call, self.inner.connect_quorum(urls)).map(|inner| Locks { inner })
+    }
+
+    /// Redlocks over a connection from each of `clients`. See
+    /// [`crate::LocksBuilder::clients_quorum`].
+    pub fn clients_quorum(self, clients: &[redis::Client]) -> Result<Locks> {
+        let call = "blocking::LocksBuilder::clients_quorum";
+        blocking_rt::wait(call, self.inner.clients_quorum(clients)).map(|inner| Locks { inner })
+    }
+
+    /// Locks on the Redis Cluster that `seeds` belong to (crate feature
+    /// `cluster` too). See [`crate::LocksBuilder::connect_cluster`].
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn connect_cluster<U: IntoConnectionInfo>(
+        self,
+        seeds: impl IntoIterator<Item = U>,
+    ) -> Result<Locks> {
+        let call = "blocking::LocksBuilder::connect_cluster";
+        blocking_rt::wait(call, self.inner.connect_cluster(seeds)).map(|inner| Locks { inner })
+    }
+}
