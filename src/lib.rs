@@ -16,10 +16,12 @@
 //   lock, and a forced unlock), fence; guard_methods (what every later
 //   kind's guard offers); permit_set (the semaphore's scripts), semaphore,
 //   permit; rw_lease (the read-write lock's scripts), rw_upgrade (which
-//   task holds what), rw_guards, rwlock
+//   task holds what), rw_guards, rwlock; fair_lease (the fair lock's
+//   queue and scripts), fair_guard, fair_lock
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), sources (finishing methods of one-server kinds), builder
-//   (one key), semaphore_builder, rwlock_builder, locks (any key), diagnose, this file
+//   (one key), semaphore_builder, rwlock_builder, fair_lock_builder, locks
+//   (any key), diagnose, this file
 mod acquire;
 mod alarm;
 mod attempt;
@@ -31,6 +33,10 @@ mod connection;
 mod diagnose;
 mod engine;
 mod error;
+mod fair_guard;
+mod fair_lease;
+mod fair_lock;
+mod fair_lock_builder;
 mod fence;
 mod guard;
 mod guard_methods;
@@ -76,6 +82,10 @@ pub use builder::LockBuilder;
 pub use connection::LockConnection;
 pub use diagnose::{ServerReport, Weakness};
 pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
+pub use fair_guard::FairGuard;
+pub use fair_lease::{DEFAULT_WAITER_TTL, MAX_WAITER_TTL, MIN_WAITER_TTL};
+pub use fair_lock::FairLock;
+pub use fair_lock_builder::FairLockBuilder;
 pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
 pub use inspect::LockHolder;
