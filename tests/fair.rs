@@ -25,6 +25,14 @@ const ORDER_ROUND: &str = "fair:order:round";
 const WAITERS: usize = 12;
 const PROCESSES: usize = 3;
 const ROUNDS: usize = 3;
+const INSIDE: &str = "fair:order:inside";
+const VIOLATIONS: &str = "fair:order:violations";
+
+/// Enters the critical section: counts who is inside, and a violation when
+/// anyone else is.
+const ENTER_LUA: &str = r#"
+if redis.call("INCR", KEYS[1]) ~= 1 then redis.call("INCR", KEYS[2]) end
+"#;
 
 fn spawn_process(test: &str, url: &str, process: usize) -> Child {
     Command::new(std::env::current_exe().unwrap())
@@ -96,8 +104,15 @@ async fn order_process(url: &str, process: usize) {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 let guard = lock.acquire().await.unwrap();
+                let () = redis::Script::new(ENTER_LUA)
+                    .key(INSIDE)
+                    .key(VIOLATIONS)
+                    .invoke_async(&mut data)
+                    .await
+                    .unwrap();
                 let _: i64 = data.rpush(got_key(round), waiter).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(5)).await;
+                let _: i64 = data.decr(INSIDE, 1).await.unwrap();
                 guard.release().await.unwrap();
             }));
         }
@@ -146,7 +161,8 @@ async fn twelve_waiters_in_three_processes_are_served_in_arrival_order_every_tim
         // Each release woke the next waiter only: its attempt and its own
         // release per handoff (and a waiter's keep-alive now and then),
         // however many wait in however many processes.
-        let scripts = server.command_calls("evalsha");
+        // (Less each waiter's own check of who is inside.)
+        let scripts = server.command_calls("evalsha") - WAITERS as u64;
         assert!(
             scripts <= 2 * WAITERS as u64 + 4,
             "round {round}: {scripts} scripts for {WAITERS} handoffs"
@@ -166,6 +182,7 @@ async fn twelve_waiters_in_three_processes_are_served_in_arrival_order_every_tim
         let status = tokio::task::block_in_place(|| child.wait().unwrap());
         assert!(status.success(), "a waiters' process failed: {status}");
     }
+    assert_eq!(server.get(VIOLATIONS), None, "two holders at once");
     for key in [ORDER_KEY, ORDER_QUEUE, "{fair:order}:queue-expiry"] {
         assert!(!server.exists(key), "{key} left behind");
     }
@@ -429,20 +446,24 @@ async fn a_holder_that_asks_again_at_once_goes_behind_the_line() {
 /// release it and ask again at once, until `sections` were run. Returns
 /// each task's share.
 async fn shares(lock: &FairLock, tasks: usize, sections: usize) -> Vec<usize> {
-    let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let total = Arc::new(AtomicUsize::new(0));
+    let inside = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
-            let (lock, total) = (lock.clone(), total.clone());
+            let (lock, total, inside) = (lock.clone(), total.clone(), inside.clone());
             tokio::spawn(async move {
                 let mut mine = 0;
                 loop {
                     let guard = lock.acquire().await.unwrap();
-                    if total.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= sections {
+                    if total.fetch_add(1, SeqCst) >= sections {
                         guard.release().await.unwrap();
                         return mine;
                     }
                     mine += 1;
+                    assert_eq!(inside.fetch_add(1, SeqCst), 0, "two holders at once");
                     tokio::time::sleep(Duration::from_millis(1)).await;
+                    inside.fetch_sub(1, SeqCst);
                     guard.release().await.unwrap();
                 }
             })
