@@ -27,6 +27,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use rand::RngExt;
 use tokio::time::Instant;
 
 use crate::channels::{Event, HeldUntil, Subscription};
@@ -104,7 +105,9 @@ impl<'a, K: Kind> Waiter<'a, K> {
             return false;
         };
         if let Some(every) = self.kind.refresh_every() {
-            left = left.min(every);
+            // Anywhere in its second half: waiters that queued together do
+            // not all keep their marks alive in the same instant.
+            left = left.min(rand::rng().random_range(every / 2..=every));
         }
         let Some(wake) = self.wake_ups else {
             return self.back_off(now, left).await;
