@@ -69,7 +69,10 @@ impl Either {
             Either::Fair(_) => n("evalsha") + n("eval") + subscriptions,
             // SET, the release script (one GET inside), GET + PTTL.
             Either::Default(_) => {
-                n("set") + n("evalsha") + n("eval") + (n("get") - n("evalsha") - n("eval"))
+                n("set")
+                    + n("evalsha")
+                    + n("eval")
+                    + (n("get") - n("evalsha") - n("eval"))
                     + n("pttl")
                     + subscriptions
             }

@@ -185,15 +185,12 @@ impl Kind for FairLease {
     }
 
     fn acquire(&self, token: &str, ttl: Duration) -> Request {
-        Request::Script(
-            self.with_keys(&ACQUIRE)
-                .arg(token)
-                .arg(millis(ttl))
-                .arg(match self.queues {
-                    true => millis(self.waiter_ttl),
-                    false => 0,
-                }),
-        )
+        Request::Script(self.with_keys(&ACQUIRE).arg(token).arg(millis(ttl)).arg(
+            match self.queues {
+                true => millis(self.waiter_ttl),
+                false => 0,
+            },
+        ))
     }
 
     fn read_acquire(&self, reply: Value, _token: &str) -> RedisResult<Grant> {

@@ -78,6 +78,10 @@ impl FairLockBuilder {
     }
 }
 
-pub(crate) fn fair_lock_of(checked: &Checked, topology: Arc<Topology>, kind: FairLease) -> FairLock {
+pub(crate) fn fair_lock_of(
+    checked: &Checked,
+    topology: Arc<Topology>,
+    kind: FairLease,
+) -> FairLock {
     FairLock::from_engine(checked.engine(topology, kind))
 }

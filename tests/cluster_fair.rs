@@ -46,7 +46,10 @@ async fn serve_in_turn(cluster: &RedisCluster, lock: &FairLock) -> Vec<usize> {
         }));
         let started = Instant::now();
         while in_line(cluster, &key) != n as i64 + 1 {
-            assert!(started.elapsed() < Duration::from_secs(20), "{n} not queued");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{n} not queued"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -77,7 +80,10 @@ async fn waiters_on_keys_of_every_master_are_served_in_arrival_order() {
         let lock = locks.fair_lock(key).unwrap();
         let started = Instant::now();
         assert_eq!(serve_in_turn(&cluster, &lock).await, [0, 1, 2, 3], "{key}");
-        eprintln!("{key}: 4 waiters served in order in {:?}", started.elapsed());
+        eprintln!(
+            "{key}: 4 waiters served in order in {:?}",
+            started.elapsed()
+        );
     }
     for (master, server) in cluster.masters.iter().enumerate() {
         // Each release tells the next waiter alone (its own channel; the
@@ -109,9 +115,12 @@ async fn a_release_wakes_the_next_waiter_through_its_sharded_channel() {
     });
     let started = Instant::now();
     loop {
-        let channels: Vec<String> =
-            redis::from_redis_value(owner.cmd(&["PUBSUB", "SHARDCHANNELS", "{orders}:fair:turn:*"]))
-                .unwrap();
+        let channels: Vec<String> = redis::from_redis_value(owner.cmd(&[
+            "PUBSUB",
+            "SHARDCHANNELS",
+            "{orders}:fair:turn:*",
+        ]))
+        .unwrap();
         if channels.len() == 1 {
             break;
         }

@@ -251,13 +251,37 @@ async fn a_sigkilled_waiter_in_the_middle_holds_those_behind_back_at_most_its_wa
     let lock = killed_lock(&url).await;
     let served = Arc::new(Mutex::new(Vec::new()));
     let holder = lock.acquire().await.unwrap();
-    let first = waiter_in_turn(&lock, &url, KILLED_QUEUE, 0, "first", Duration::ZERO, &served);
+    let first = waiter_in_turn(
+        &lock,
+        &url,
+        KILLED_QUEUE,
+        0,
+        "first",
+        Duration::ZERO,
+        &served,
+    );
     wait_in_line(&server, KILLED_QUEUE, 1).await;
     let mut child = spawn_process("killed_waiter_process", &url, 0);
     wait_in_line(&server, KILLED_QUEUE, 2).await;
-    let third = waiter_in_turn(&lock, &url, KILLED_QUEUE, 2, "third", Duration::ZERO, &served);
+    let third = waiter_in_turn(
+        &lock,
+        &url,
+        KILLED_QUEUE,
+        2,
+        "third",
+        Duration::ZERO,
+        &served,
+    );
     wait_in_line(&server, KILLED_QUEUE, 3).await;
-    let fourth = waiter_in_turn(&lock, &url, KILLED_QUEUE, 3, "fourth", Duration::ZERO, &served);
+    let fourth = waiter_in_turn(
+        &lock,
+        &url,
+        KILLED_QUEUE,
+        3,
+        "fourth",
+        Duration::ZERO,
+        &served,
+    );
     wait_in_line(&server, KILLED_QUEUE, 4).await;
     // Places are kept alive while their waiters live: two waiter TTLs on,
     // all four are still in line.
@@ -337,12 +361,14 @@ async fn a_dropped_or_timed_out_waiter_leaves_the_line_at_once() {
 
 /// The release script of a fair lock, as the crate sends it (plain form).
 fn release_script() -> redis::Script {
-    redis::Script::new(&[
-        include_str!("../src/lua/server_now.lua"),
-        include_str!("../src/lua/fair_prune.lua"),
-        include_str!("../src/lua/fair_release.lua"),
-    ]
-    .concat())
+    redis::Script::new(
+        &[
+            include_str!("../src/lua/server_now.lua"),
+            include_str!("../src/lua/fair_prune.lua"),
+            include_str!("../src/lua/fair_release.lua"),
+        ]
+        .concat(),
+    )
 }
 
 /// The first place of a free lock given up (a waiter cut off right after
@@ -592,7 +618,13 @@ async fn bad_input_is_refused_by_name() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, Error::InvalidArgument { field: "waiter_ttl", .. }),
+            matches!(
+                err,
+                Error::InvalidArgument {
+                    field: "waiter_ttl",
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -602,7 +634,13 @@ async fn bad_input_is_refused_by_name() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::InvalidArgument { field: "fencing", .. }),
+        matches!(
+            err,
+            Error::InvalidArgument {
+                field: "fencing",
+                ..
+            }
+        ),
         "{err}"
     );
     let locks = Locks::builder()
