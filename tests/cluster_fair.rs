@@ -3,6 +3,7 @@
 //! them all), waiters on keys of every master are served in arrival order,
 //! and each handoff is told to the next waiter alone through its own
 //! sharded channel (SPUBLISH) in the key's shard.
+#![cfg(feature = "cluster")]
 
 mod support;
 

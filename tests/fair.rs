@@ -24,7 +24,7 @@ const ORDER_QUEUE: &str = "{fair:order}:queue";
 const ORDER_ROUND: &str = "fair:order:round";
 const WAITERS: usize = 12;
 const PROCESSES: usize = 3;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const INSIDE: &str = "fair:order:inside";
 const VIOLATIONS: &str = "fair:order:violations";
 
