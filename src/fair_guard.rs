@@ -6,6 +6,7 @@ use std::fmt;
 
 use crate::fair_lease::FairLease;
 use crate::guard_methods::guard_methods;
+use crate::handoff::Handoff;
 use crate::hold::Hold;
 
 /// The hold of a [`FairLock`](crate::FairLock), taken in turn: on the wire
@@ -31,6 +32,15 @@ impl FairGuard {
     }
 
     guard_methods!();
+
+    /// This hold's proof for a process trusted with it, as
+    /// [`LockGuard::handoff`](crate::LockGuard::handoff): the lock's key
+    /// holds this guard's token as a plain lock's does, so
+    /// [`Lock::is_held_by`](crate::Lock::is_held_by) checks it. The token
+    /// is a secret: see [`Handoff`].
+    pub fn handoff(&self) -> Handoff {
+        Handoff::of(self.key(), self.hold.token(), None)
+    }
 }
 
 impl fmt::Debug for FairGuard {

@@ -1,5 +1,6 @@
 //! `LockGuard`: proof of holding a lock; the engine's hold of the mutex
-//! kind (`hold`), with the mutex's docs.
+//! kind (`hold`), or one share of an owner's hold (`reentrant`), with the
+//! mutex's docs.
 
 use std::fmt;
 use std::time::Duration;
@@ -7,9 +8,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::Result;
-use crate::hold::Hold;
 use crate::lease::Lease;
 use crate::mutex::MutexLease;
+use crate::reentrant::Held;
 
 /// A held lock. Get one from [`Lock::acquire`](crate::Lock::acquire) or [`Lock::try_acquire`](crate::Lock::try_acquire).
 ///
@@ -30,15 +31,45 @@ use crate::mutex::MutexLease;
 /// then: the end of `#[tokio::main]`), the key stays until its TTL. Before
 /// a program's runtime shuts down, [`flush_releases`](crate::flush_releases)
 /// waits for the background releases. `Drop` never blocks and never panics.
+///
+/// # Guards of an owner's hold
+///
+/// A guard acquired by an [`Owner`](crate::Owner) (in its
+/// [scope](crate::Owner::scope), or passed explicitly) is one of the guards
+/// of the owner's hold of the key: the first acquire's and every nested
+/// one's. They share the lease, renewal, fence and token, and the key is
+/// released when the **last** of them ends, whichever it is and however it
+/// ends:
+/// - [`release`](LockGuard::release) of a guard that is not the last ends
+///   only that guard: nothing is sent, and the others hold on (the outer
+///   guard may end first); `Ok(())` unless the shared lease is known lost.
+/// - [`release`](LockGuard::release) of the last guard releases the key and
+///   reports Redis's answer, as for a plain guard.
+/// - Dropping the last guard releases the key in the background, as for a
+///   plain guard; dropping another one ends only that guard.
+///
+/// [`auto_renew`](LockGuard::auto_renew) on any of them renews the shared
+/// hold until it ends; [`extend`](LockGuard::extend) extends it for all.
 #[must_use = "if unused the lock is released at once (in the background); hold the guard for the critical section and call .release()"]
 #[clippy::has_significant_drop]
 pub struct LockGuard {
-    hold: Hold<MutexLease>,
+    hold: Held<MutexLease>,
 }
 
 impl LockGuard {
-    pub(crate) fn new(hold: Hold<MutexLease>) -> LockGuard {
+    pub(crate) fn new(hold: Held<MutexLease>) -> LockGuard {
         LockGuard { hold }
+    }
+
+    /// The owner whose hold this guard is one of; `None` for a guard
+    /// acquired without an [`Owner`](crate::Owner).
+    pub fn owner(&self) -> Option<&crate::Owner> {
+        self.hold.owner()
+    }
+
+    /// The token, for `handoff` only. Never log it.
+    pub(crate) fn token(&self) -> &crate::token::Token {
+        self.hold.token()
     }
 
     /// The key of the held lock.
@@ -216,7 +247,9 @@ impl LockGuard {
     }
 
     /// Releases the lock if it is still ours. Renewal stops first, before
-    /// the release is sent.
+    /// the release is sent. A guard of an [`Owner`](crate::Owner)'s hold
+    /// that is not its last guard ends only itself and sends nothing (see
+    /// [Guards of an owner's hold](LockGuard#guards-of-an-owners-hold)).
     ///
     /// `Ok(())` means the key held our token and is now deleted.
     /// [`Error::NotHeld`](crate::Error::NotHeld) means it had expired or another owner holds it:

@@ -92,18 +92,34 @@ impl<K: Kind> Hold<K> {
         self.fence
     }
 
+    /// The token, for the wire only (a handoff to another process) and a
+    /// shared hold's `Debug` (a prefix). Never log it.
+    pub(crate) fn token(&self) -> &Token {
+        &self.token
+    }
+
     /// Starts renewal unless it runs; fails only outside a tokio runtime.
     pub(crate) fn auto_renew(&mut self) -> Result<()> {
         if self.renewal.is_none() {
-            let renewal = Renewal::start(
-                self.engine.clone(),
-                self.token.clone(),
-                self.lease.clone(),
-                self.hold_until,
-            )?;
-            self.renewal = Some(renewal);
+            self.renewal = Some(self.renewal_task()?);
         }
         Ok(())
+    }
+
+    /// Whether this hold's own renewal runs.
+    pub(crate) fn is_renewing(&self) -> bool {
+        self.renewal.is_some()
+    }
+
+    /// A renewal task for this hold, kept by the caller (a shared hold,
+    /// which cannot give `&mut`); it must be stopped before the release.
+    pub(crate) fn renewal_task(&self) -> Result<Renewal> {
+        Renewal::start(
+            self.engine.clone(),
+            self.token.clone(),
+            self.lease.clone(),
+            self.hold_until,
+        )
     }
 
     /// Waits until renewal, if on, has started (see `Renewal::started`).

@@ -1,3 +1,10 @@
+// The crate docs are the README, with the link targets of docs/guide/links.md
+// defined first: a reference defined twice takes its first definition, so
+// the README's docs.rs addresses (for GitHub and crates.io) give way here to
+// intra-doc links that rustdoc checks (tests/readme_links.rs keeps the two
+// lists in step). rustdoc names the README's doctests after the first file,
+// docs/guide/links.md, with line numbers counted from its start.
+#![doc = include_str!("../docs/guide/links.md")]
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
@@ -11,13 +18,15 @@
 //   one server), replicas
 // - topology: attempt, identity (which server a Redlock node is), quorum
 //   (Redlock), channels, subscriber, notify (wake-ups), topology
-// - engine: engine (shared state, extend), wait, renew, hold, acquire
+// - engine: engine (shared state, extend), wait, renew, hold, acquire,
+//   owner (who a re-entrant hold is of), reentrant (an owner's shared hold)
 // - kinds: mutex (the mutex's scripts), lock, guard, inspect (who holds a
 //   lock, and a forced unlock), fence; guard_methods (what every later
 //   kind's guard offers); permit_set (the semaphore's scripts), semaphore,
 //   permit; rw_lease (the read-write lock's scripts), rw_upgrade (which
-//   task holds what), rw_guards, rwlock; fair_lease (the fair lock's
-//   queue and scripts), fair_guard, fair_lock
+//   task holds what), rw_guards, rwlock; handoff (a hold's proof for
+//   another process); fair_lease (the fair lock's queue and scripts),
+//   fair_guard, fair_lock
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), sources (finishing methods of one-server kinds), builder
 //   (one key), semaphore_builder, rwlock_builder, fair_lock_builder, locks
@@ -40,6 +49,7 @@ mod fair_lock_builder;
 mod fence;
 mod guard;
 mod guard_methods;
+mod handoff;
 mod hold;
 mod identity;
 mod inspect;
@@ -52,9 +62,11 @@ mod mutex;
 mod node;
 mod node_failure;
 mod notify;
+mod owner;
 mod permit;
 mod permit_set;
 mod quorum;
+mod reentrant;
 mod renew;
 mod replicas;
 mod retry;
@@ -78,6 +90,10 @@ mod trace;
 mod ttl;
 mod wait;
 
+// Documentation only: the guide's chapters, for rustdoc (and its doctests).
+#[cfg(doc)]
+pub mod guide;
+
 pub use builder::LockBuilder;
 pub use connection::LockConnection;
 pub use diagnose::{ServerReport, Weakness};
@@ -88,10 +104,12 @@ pub use fair_lock::FairLock;
 pub use fair_lock_builder::FairLockBuilder;
 pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
+pub use handoff::Handoff;
 pub use inspect::LockHolder;
 pub use lease::Lease;
 pub use lock::Lock;
 pub use locks::{Locks, LocksBuilder};
+pub use owner::Owner;
 pub use permit::Permit;
 pub use permit_set::{MAX_PERMITS, MAX_PERMITS_PER_HOLD};
 pub use retry::WaitPolicy;

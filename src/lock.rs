@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::guard::LockGuard;
 use crate::lease::Lease;
 use crate::mutex::MutexLease;
+use crate::owner::Owner;
 use crate::retry::WaitPolicy;
 
 /// A distributed lock on one Redis key: a lease that expires by itself if its
@@ -36,9 +37,21 @@ use crate::retry::WaitPolicy;
 /// guard.release().await?;
 /// # Ok(()) }
 /// ```
+///
+/// # Re-entrant holds
+///
+/// A plain acquire of a lock that is held waits, even if this very task
+/// holds it. Under an [`Owner`] (a task's [`Owner::scope`], or one passed
+/// with [`acquire_as`](Lock::acquire_as) or [`with_owner`](Lock::with_owner)),
+/// an acquire of a lock the owner already holds returns at once a nested
+/// guard of the same hold: no round trip, no new token, and the key is
+/// released when the owner's last guard of it ends. See [`Owner`].
 #[derive(Clone)]
 pub struct Lock {
     inner: Arc<Engine<MutexLease>>,
+    /// Whose acquires these are, when set by [`Lock::with_owner`]; else the
+    /// task's [`Owner::scope`], if any.
+    owner: Option<Owner>,
 }
 
 impl Lock {
@@ -69,7 +82,7 @@ impl Lock {
     /// # Ok(()) }
     /// ```
     pub fn with_ttl(&self, ttl: Duration) -> Result<Lock> {
-        Ok(Lock::from_engine(self.inner.with_ttl(ttl)?))
+        Ok(self.with_engine(self.inner.with_ttl(ttl)?))
     }
 
     /// This lock with another [`WaitPolicy`] for
@@ -86,7 +99,32 @@ impl Lock {
         policy.validate()?;
         let mut engine = (*self.inner).clone();
         engine.wait = policy;
-        Ok(Lock::from_engine(engine))
+        Ok(self.with_engine(engine))
+    }
+
+    /// This lock with its acquires made as `owner`'s, wherever they run
+    /// (a spawned task, a callback), instead of the task's
+    /// [`Owner::scope`]: an acquire of a lock `owner` holds already
+    /// re-enters its hold (see [`Owner`]). Sharing everything else.
+    ///
+    /// ```no_run
+    /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
+    /// let owner = redis_mutex::Owner::new();
+    /// let mine = lock.with_owner(&owner);
+    /// let outer = mine.acquire().await?;
+    /// let inner = mine.try_acquire().await?.expect("the owner holds it");
+    /// # Ok(()) }
+    /// ```
+    pub fn with_owner(&self, owner: &Owner) -> Lock {
+        Lock {
+            inner: self.inner.clone(),
+            owner: Some(owner.clone()),
+        }
+    }
+
+    /// The owner set by [`with_owner`](Lock::with_owner), if any.
+    pub fn owner(&self) -> Option<&Owner> {
+        self.owner.as_ref()
     }
 
     /// The key of the fence counter when the lock was built with
@@ -121,6 +159,11 @@ impl Lock {
 
     /// Acquires the lock, waiting under the lock's [`WaitPolicy`] while
     /// another owner holds it.
+    ///
+    /// In an [`Owner::scope`] (or on a lock [`with_owner`](Lock::with_owner)),
+    /// an owner that holds the lock already gets a nested guard of its hold
+    /// at once, with no round trip (see [`Owner`]); what follows is about
+    /// the acquires that go to Redis.
     ///
     /// Fails with [`Error::Busy`](crate::Error::Busy) (saying how long it waited) when the wait
     /// ends first. An uncontended acquire is one round trip, with or without
@@ -201,8 +244,33 @@ impl Lock {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self) -> Result<LockGuard> {
+        let owner = self.acting_owner();
         self.inner
-            .acquire(self.inner.wait)
+            .acquire_held(owner.as_ref(), self.inner.wait)
+            .await
+            .map(LockGuard::new)
+    }
+
+    /// [`acquire`](Lock::acquire) as `owner`'s: re-enters `owner`'s hold
+    /// of this lock at once if it has one (see [`Owner`]). The same as
+    /// `lock.with_owner(owner).acquire()`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`acquire`](Lock::acquire). A nested acquire sends nothing;
+    /// dropped before it returns, it leaves the owner's hold as it was.
+    ///
+    /// ```no_run
+    /// # async fn example(lock: redis_mutex::Lock) -> redis_mutex::Result<()> {
+    /// let owner = redis_mutex::Owner::new();
+    /// let outer = lock.acquire_as(&owner).await?;
+    /// let inner = lock.acquire_as(&owner).await?; // no round trip
+    /// assert_eq!(inner.deadline(), outer.deadline());
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire_as(&self, owner: &Owner) -> Result<LockGuard> {
+        self.inner
+            .acquire_held(Some(owner), self.inner.wait)
             .await
             .map(LockGuard::new)
     }
@@ -222,10 +290,16 @@ impl Lock {
     /// ```
     pub async fn acquire_timeout(&self, max_wait: Duration) -> Result<LockGuard> {
         let policy = self.inner.wait.with_max_wait(Some(max_wait));
-        self.inner.acquire(policy).await.map(LockGuard::new)
+        let owner = self.acting_owner();
+        self.inner
+            .acquire_held(owner.as_ref(), policy)
+            .await
+            .map(LockGuard::new)
     }
 
     /// Makes one attempt: `Ok(None)` when another owner holds the lock.
+    /// An [`Owner`] that holds it gets a nested guard, as with
+    /// [`acquire`](Lock::acquire).
     ///
     /// # Cancel safety
     ///
@@ -240,7 +314,8 @@ impl Lock {
     /// # Ok(()) }
     /// ```
     pub async fn try_acquire(&self) -> Result<Option<LockGuard>> {
-        let hold = self.inner.try_acquire().await?;
+        let owner = self.acting_owner();
+        let hold = self.inner.try_acquire_held(owner.as_ref()).await?;
         Ok(hold.map(LockGuard::new))
     }
 
@@ -252,6 +327,11 @@ impl Lock {
     /// "not ours", or the deadline passes because Redis stopped answering),
     /// `body` is **stopped** (its future is dropped at its next `.await`)
     /// and `run` returns [`Error::Lost`](crate::Error::Lost).
+    ///
+    /// In an [`Owner::scope`], a `run` of a lock the owner holds (say, a
+    /// `run` inside another `run`'s body) re-enters that hold: its body
+    /// gets the shared lease, and its end releases the key only if no other
+    /// guard of the hold is left.
     ///
     /// Stopping the body cannot undo what it already did: writes it made may
     /// land after another holder's. Where that matters, have the protected
@@ -298,14 +378,31 @@ impl Lock {
         F: FnOnce(Lease) -> Fut,
         Fut: Future<Output = T>,
     {
-        self.inner.run(body).await
+        match self.acting_owner() {
+            None => self.inner.run(body).await,
+            Some(owner) => self.inner.run_as(&owner, body).await,
+        }
     }
 
     /// A lock over `engine` (the builder's last step).
     pub(crate) fn from_engine(engine: Engine<MutexLease>) -> Lock {
         Lock {
             inner: Arc::new(engine),
+            owner: None,
         }
+    }
+
+    /// This lock's owner over another engine.
+    fn with_engine(&self, engine: Engine<MutexLease>) -> Lock {
+        Lock {
+            inner: Arc::new(engine),
+            owner: self.owner.clone(),
+        }
+    }
+
+    /// Whose acquires these are: the lock's owner, else the task's scope's.
+    fn acting_owner(&self) -> Option<Owner> {
+        self.owner.clone().or_else(Owner::current)
     }
 
     /// The engine, for `diagnose`.
@@ -326,6 +423,7 @@ impl fmt::Debug for Lock {
             .field("fence_key", &inner.kind.fence_key())
             .field("topology", &inner.topology)
             .field("notify", &inner.topology.wake_ups().is_some())
+            .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
 }
@@ -349,6 +447,11 @@ mod tests {
         is_send(&lock.acquire());
         is_send(&lock.try_acquire());
         is_send(&lock.run(|_| async {}));
+        let owner = Owner::new();
+        is_send(&lock.acquire_as(&owner));
+        is_send(&Owner::scope(lock.acquire()));
+        is_send(&owner.clone().scoped(lock.run(|_| async {})));
+        is_send(&lock.is_held_by(&guard.handoff()));
         is_send(&guard.extend(DEFAULT_TTL));
         is_send(&guard.is_held());
         is_send(&resource.set(1, "v"));
@@ -365,5 +468,7 @@ mod tests {
         is_send_sync::<crate::Error>();
         is_send_sync::<crate::fence::FencedResource>();
         is_send_sync::<crate::fence::FencedWrite>();
+        is_send_sync::<Owner>();
+        is_send_sync::<crate::Handoff>();
     }
 }

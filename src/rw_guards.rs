@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::guard_methods::guard_methods;
+use crate::handoff::Handoff;
 use crate::hold::Hold;
 use crate::rw_lease::{ReadLease, WriteLease};
 use crate::rw_upgrade::Registration;
@@ -44,6 +45,15 @@ pub struct WriteGuard {
 }
 
 impl WriteGuard {
+    /// This write hold's proof for a process trusted with it, as
+    /// [`LockGuard::handoff`](crate::LockGuard::handoff): the lock's key
+    /// holds the writer's token as a plain lock's does, so
+    /// [`Lock::is_held_by`](crate::Lock::is_held_by) checks it. The token
+    /// is a secret: see [`Handoff`].
+    pub fn handoff(&self) -> Handoff {
+        Handoff::of(self.key(), self.hold.token(), None)
+    }
+
     pub(crate) fn new(hold: Hold<WriteLease>, registered: Registration) -> WriteGuard {
         WriteGuard {
             hold,

@@ -216,7 +216,46 @@ async fn the_readmes_semaphore_user_can_do_everything_a_semaphore_does() {
     }
 }
 
-/// The README's commands for a user that takes fair locks, on top of the
+#[tokio::test]
+async fn the_guides_read_write_lock_user_can_read_and_write() {
+    let server = RedisServer::start();
+    let mut rules = LOCK_USER_RULES.to_vec();
+    rules.extend_from_slice(SEMAPHORE_COMMANDS);
+    rules.push("+exists");
+    let url = user(&server, "rw", &rules);
+    let lock = redis_mutex::RwLock::builder("locks:config")
+        .ttl(Duration::from_millis(600))
+        .wait(WaitPolicy::timeout(Duration::from_millis(300)))
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    let mut read = lock.read().await.unwrap();
+    assert_eq!(lock.readers().await.unwrap(), 1);
+    read.auto_renew().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!read.is_lost(), "renewal works");
+    // A writer waits (polling, without wake-ups) and gives up: its mark goes.
+    let writer = lock.clone();
+    let error = tokio::spawn(async move { writer.write().await.unwrap_err() })
+        .await
+        .unwrap();
+    assert!(error.is_busy(), "{error:?}");
+    assert!(!server.exists("{locks:config}:writer-waiting"));
+    read.release().await.unwrap();
+    lock.write().await.unwrap().release().await.unwrap();
+    let rules: Vec<&str> = rules.into_iter().filter(|r| *r != "+exists").collect();
+    let url = user(&server, "rw2", &rules);
+    let lock = redis_mutex::RwLock::builder("locks:config")
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    assert!(matches!(
+        lock.read().await,
+        Err(Error::PermissionDenied { .. })
+    ));
+}
+
+/// The guide's commands for a user that takes fair locks, on top of the
 /// lock user's, and those its wake-ups need.
 const FAIR_COMMANDS: &[&str] = &[
     "+time",

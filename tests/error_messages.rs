@@ -38,8 +38,20 @@ async fn every_message_names_its_cause() {
 
     server.cmd(&["HSET", "jobs", "a", "b"]);
     let wrong = lock.try_acquire().await.unwrap_err();
-    assert!(show("WrongType", &wrong).ends_with("(a foreign lock format, such as a Redisson hash?): WRONGTYPE Operation against a key holding the wrong kind of value"));
+    assert!(show("WrongType", &wrong).ends_with("(a lock is a string, a semaphore a sorted set; or a foreign lock format, such as a Redisson hash?): WRONGTYPE Operation against a key holding the wrong kind of value"));
     server.cmd(&["DEL", "jobs"]);
+
+    let rw = redis_mutex::RwLock::builder("cfg")
+        .connect(server.url())
+        .await
+        .unwrap();
+    let read = rw.read().await.unwrap();
+    let upgrade = rw.write().await.unwrap_err();
+    assert_eq!(
+        show("WaitsForItself", &upgrade),
+        "read-write lock \"cfg\": this task holds its read hold, so a write hold would wait for itself (upgrading a read to the write, and reading under the write, are refused: release first)"
+    );
+    read.release().await.unwrap();
 
     // Full: more used than allowed, and nothing may be evicted.
     server.cmd(&["DEBUG", "POPULATE", "2000", "fill", "64"]);

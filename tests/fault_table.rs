@@ -1,5 +1,7 @@
 //! `docs/faults.md` cannot drift from the suite: every test its fault table
-//! names must exist, and every test of `tests/faults.rs` must be in it.
+//! names must exist, and every test of `tests/faults.rs` must be in it. Each
+//! name links to its file in the repository, so that the table's links work
+//! on docs.rs too, where it is the guide's Faults chapter.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -29,6 +31,11 @@ fn tabled_tests(doc: &str) -> Vec<(String, String)> {
                 let (file, function) = name
                     .split_once("::")
                     .unwrap_or_else(|| panic!("{name:?} is not file::function in: {row}"));
+                let linked = format!("[`{name}`][tests/{file}.rs]");
+                assert!(
+                    cells[3].contains(&linked),
+                    "write {name} as {linked} (a link to the file, which works on docs.rs) in: {row}"
+                );
                 (file.to_owned(), function.to_owned())
             })
             .collect();
@@ -89,18 +96,44 @@ fn every_fault_test_is_in_the_table() {
     );
 }
 
+/// The link definition `[tests/FILE.rs]: URL` that the table's links use.
+fn file_link(file: &str) -> String {
+    format!(
+        "[tests/{file}.rs]: https://github.com/redis-mutex/redis-mutex/blob/main/tests/{file}.rs"
+    )
+}
+
 #[test]
-fn the_readme_points_to_the_table() {
-    assert!(read("README.md").contains("docs/faults.md"));
+fn every_tested_file_the_table_links_to_is_defined() {
+    let doc = read("docs/faults.md");
+    let files: BTreeSet<String> = tabled_tests(&doc).into_iter().map(|(f, _)| f).collect();
+    for file in files {
+        let definition = file_link(&file);
+        assert!(
+            doc.lines().any(|line| line == definition),
+            "docs/faults.md links to tests/{file}.rs without the line: {definition}"
+        );
+    }
+}
+
+#[test]
+fn the_guide_includes_the_table_and_the_readme_points_to_it() {
+    assert!(read("src/guide.rs").contains(r#""../docs/faults.md""#));
+    assert!(read("README.md").contains("redis_mutex/guide/faults/index.html"));
 }
 
 #[test]
 fn the_parser_finds_names_and_rejects_malformed_rows() {
     let doc = "| a | b | c | d |\n|---|---|---|---|\n".to_owned()
-        + &"| f | i | g | `x::y`, `z::w` |\n".repeat(20);
+        + &"| f | i | g | [`x::y`][tests/x.rs], [`z::w`][tests/z.rs] |\n".repeat(20);
     let names = tabled_tests(&doc);
     assert_eq!(names.len(), 40);
     assert_eq!(names[1], ("z".to_owned(), "w".to_owned()));
+    let unlinked = doc.replace("[`x::y`][tests/x.rs]", "`x::y`");
+    assert!(
+        std::panic::catch_unwind(|| tabled_tests(&unlinked)).is_err(),
+        "a test name without its link is refused"
+    );
     let source =
         "#[tokio::test]\nasync fn one() {}\n#[test]\n#[ignore]\nfn two() {}\nfn helper() {}\n";
     assert_eq!(

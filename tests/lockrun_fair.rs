@@ -116,3 +116,24 @@ fn a_redlock_and_fair_with_shared_are_usage_errors() {
         .unwrap();
     assert_eq!(output.status.code(), Some(64), "{output:?}");
 }
+
+/// A `--fair` lockrun under a `--fair` lockrun on the same key re-enters
+/// its parent's hold (the key holds the parent's token, as a plain lock's
+/// would) instead of queueing behind it.
+#[test]
+fn a_nested_fair_run_reenters_its_parents_hold() {
+    let server = RedisServer::start();
+    let inner = format!(
+        "{} --url {} --fair --key nested -n -- true",
+        lockrun_bin().display(),
+        server.url()
+    );
+    let output = lockrun(
+        &server,
+        &["--fair", "--key", "nested", "--", "sh", "-c", &inner],
+    )
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(!server.exists("{nested}:queue"), "the inner run queued");
+}

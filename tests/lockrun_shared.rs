@@ -116,3 +116,37 @@ fn status_names_shared_holders_and_shared_conflicts_with_permits_and_fence() {
     holder.kill().unwrap();
     let _ = holder.wait();
 }
+
+/// A shared run nested under an exclusive run of the same key re-enters
+/// the parent's hold (it would otherwise wait for its own parent); an
+/// exclusive run nested under a shared one would be an upgrade, and waits
+/// like any other writer (here: exits 75 at once).
+#[test]
+fn a_shared_run_under_an_exclusive_parent_re_enters_and_the_reverse_waits() {
+    let server = RedisServer::start();
+    let bin = lockrun_bin().to_str().unwrap().to_owned();
+    let url = server.url();
+    let nested = |outer: &[&str], inner: &[&str]| {
+        let mut args = vec!["--key", "cfg"];
+        args.extend_from_slice(outer);
+        args.extend_from_slice(&["--", &bin, "--url", &url, "--key", "cfg"]);
+        args.extend_from_slice(inner);
+        args.extend_from_slice(&["--", "echo", "inner ran"]);
+        lockrun(&server, &args).output().unwrap()
+    };
+    let shared_under_exclusive = nested(&[], &["--shared"]);
+    assert!(
+        shared_under_exclusive.status.success(),
+        "{shared_under_exclusive:?}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&shared_under_exclusive.stdout),
+        "inner ran\n"
+    );
+    let exclusive_under_shared = nested(&["--shared"], &["-n"]);
+    assert_eq!(
+        exclusive_under_shared.status.code(),
+        Some(75),
+        "{exclusive_under_shared:?}"
+    );
+}

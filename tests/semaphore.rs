@@ -425,6 +425,13 @@ async fn a_release_wakes_a_waiter_at_once() {
         support::subscribers(&server, "{sem:wake}:released") == 1
     })
     .await;
+    // Waiting, it neither spins nor polls: it sleeps until the release
+    // (after the subscription it tries once more, and asks for the
+    // holder: a spinning waiter sends hundreds).
+    server.reset_stats();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = server.command_calls("evalsha");
+    assert!(sent <= 4, "{sent} scripts sent while waiting 500 ms");
     let mut holders = holders.into_iter();
     let released = Instant::now();
     holders.next().unwrap().release().await.unwrap();
@@ -685,4 +692,57 @@ async fn run_holds_a_renewed_permit_for_the_work() {
         .unwrap();
     assert!(value, "the permit was held (renewed) through the work");
     assert_eq!(semaphore.in_use().await.unwrap(), 0);
+}
+
+/// The kind's contract, on the scripts themselves (the crate's own Lua,
+/// sent raw): an acquire resent with the same token answers "ours already"
+/// and takes nothing more.
+#[tokio::test]
+async fn a_resent_acquire_is_answered_ours_already_and_takes_no_second_permit() {
+    let server = RedisServer::start();
+    let acquire = redis::Script::new(
+        &[
+            include_str!("../src/lua/server_now.lua"),
+            include_str!("../src/lua/permit_members.lua"),
+            include_str!("../src/lua/permit_acquire.lua"),
+        ]
+        .concat(),
+    );
+    let mut connection = server.conn().await;
+    for expected in [1, 2, 2] {
+        let answer: i64 = acquire
+            .key("sem:resend")
+            .arg("a-token")
+            .arg(30_000)
+            .arg(5)
+            .arg(2)
+            .invoke_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(answer, expected);
+    }
+    let members: u32 = redis::from_redis_value(server.cmd(&["ZCARD", "sem:resend"])).unwrap();
+    assert_eq!(members, 2, "one hold of 2 permits");
+}
+
+/// A semaphore whose holders all vanished without releasing leaves no key
+/// behind once their permits expired: the set expires with its last member.
+#[tokio::test]
+async fn an_abandoned_semaphore_leaves_no_key_behind() {
+    let server = RedisServer::start();
+    let semaphore = Semaphore::builder("sem:abandoned", 3)
+        .ttl(Duration::from_millis(200))
+        .connect(server.url())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        // As if the holder's process died: no release, no background one.
+        std::mem::forget(semaphore.acquire().await.unwrap());
+    }
+    assert!(server.pttl("sem:abandoned") > 0, "the set has an expiry");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !server.exists("sem:abandoned"),
+        "the set expired with its permits"
+    );
 }

@@ -8,7 +8,8 @@ use clap::Parser;
 pub const EX_USAGE: u8 = 64;
 /// Redis unreachable or no quorum after the whole wait (`EX_UNAVAILABLE`).
 pub const EX_UNAVAILABLE: u8 = 69;
-/// The lock was lost while the command ran (`EX_SOFTWARE`).
+/// The lock was lost while the command ran, or, for a nested run, before
+/// it (`EX_SOFTWARE`).
 pub const EX_SOFTWARE: u8 = 70;
 /// The lock was busy for the whole wait (`EX_TEMPFAIL`).
 pub const EX_TEMPFAIL: u8 = 75;
@@ -19,7 +20,9 @@ Exit status:
   128+N  the command was ended by signal N (or lockrun was, before it started)
   64     usage: bad arguments or a bad --url
   69     Redis unreachable, or no quorum, after retrying for the whole --wait
-  70     the lock was lost while the command ran (the command was stopped)
+  70     the lock was lost while the command ran (the command was stopped);
+         nested: the lock inherited from the outer lockrun was lost (the
+         command did not run)
   75     the lock (or, with --permits, every permit) was busy for the whole --wait
          (-E changes it); with --status: held
   126    the command could not be run
@@ -31,6 +34,12 @@ the group once), every process left in the group gets SIGTERM, then SIGKILL
 after --grace, and the lock is released only once the group is gone.
 SIGUSR1 and SIGUSR2 are passed on to the group. On Linux the command is
 killed if lockrun itself is killed (SIGKILL, OOM killer).
+
+Nested runs: the command gets LOCKRUN_HOLDS, the tokens of the locks it
+runs under. A lockrun --key K run by it (at any depth) checks with Redis
+that K still holds its token and runs at once, leaving renewal and release
+to the outer lockrun (exit 70 if the outer lockrun lost K). The tokens are
+secrets: whoever can read the command's environment can release the lock.
 ";
 
 /// Runs a command while holding a distributed lock on Redis: flock(1)

@@ -39,14 +39,19 @@ pub struct Group {
 /// thread, which lives as long as lockrun (the death signal follows the
 /// thread that forked). With `watchdog`, the write end of the watchdog's
 /// pipe (close-on-exec), the child writes its pid there before it execs,
-/// so the watchdog knows the group before the command runs.
+/// so the watchdog knows the group before the command runs. `holds` is
+/// the command's `LOCKRUN_HOLDS` (see `nested`).
 pub fn spawn(
     argv: &[String],
     fence: Option<u64>,
+    holds: &str,
     watchdog: Option<std::os::fd::RawFd>,
 ) -> io::Result<Group> {
     let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]).process_group(0);
+    command
+        .args(&argv[1..])
+        .process_group(0)
+        .env(crate::nested::HOLDS_ENV, holds);
     if let Some(fence) = fence {
         command.env("LOCKRUN_FENCE", fence.to_string());
     }

@@ -26,6 +26,7 @@ pub enum Wanted {
 }
 
 /// The lease the command runs under.
+#[derive(Debug)]
 pub enum Held {
     Lock(LockGuard),
     Write(WriteGuard),
@@ -163,6 +164,17 @@ impl Held {
             Held::Read(guard) => guard.lost().await,
             Held::Permit(permit) => permit.lost().await,
             Held::Fair(guard) => guard.lost().await,
+        }
+    }
+
+    /// What a child lockrun needs to re-enter this hold: only an exclusive
+    /// one, whose key holds our token as a plain lock's does.
+    pub fn handoff(&self) -> Option<redis_mutex::Handoff> {
+        match self {
+            Held::Lock(guard) => Some(guard.handoff()),
+            Held::Write(guard) => Some(guard.handoff()),
+            Held::Fair(guard) => Some(guard.handoff()),
+            Held::Read(_) | Held::Permit(_) => None,
         }
     }
 

@@ -13,6 +13,7 @@ mod cli;
 mod group;
 #[cfg(unix)]
 mod lease;
+mod nested;
 #[cfg(unix)]
 mod progress;
 #[cfg(unix)]
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
     use clap::Parser;
 
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    redact::remember(&raw);
+    redact::remember(&raw, nested::secrets());
     let args = match cli::Args::try_parse_from(&raw) {
         Ok(args) => args,
         Err(e) => {

@@ -1,7 +1,7 @@
 //! Every line lockrun prints goes through [`say`], which blanks the
-//! passwords of every URL it was given (arguments and `$REDIS_URL`), so no
-//! path (a clap error echoing an argument, a redis error naming its URL)
-//! prints one.
+//! passwords of every URL it was given (arguments and `$REDIS_URL`) and the
+//! tokens of the holds it inherited (`LOCKRUN_HOLDS`), so no path (a clap
+//! error echoing an argument, a redis error naming its URL) prints one.
 
 use std::ffi::OsString;
 use std::sync::OnceLock;
@@ -10,10 +10,10 @@ static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
 
 /// Remembers the secrets in lockrun's arguments and `$REDIS_URL`: the
 /// user-info part (`user:password`) of anything that looks like a URL, and
-/// its password, raw and percent-decoded.
-pub fn remember(args: &[OsString]) {
+/// its password, raw and percent-decoded; and `tokens`.
+pub fn remember(args: &[OsString], tokens: Vec<String>) {
     let env = std::env::var_os("REDIS_URL");
-    let mut secrets = Vec::new();
+    let mut secrets = tokens;
     for text in args.iter().chain(env.as_ref()) {
         let text = text.to_string_lossy();
         let Some((_, rest)) = text.split_once("://") else {

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use redis_mutex::{Error, Locks, WaitPolicy};
+use redis_mutex::{Error, Lock, Locks, WaitPolicy};
 use tokio::time::Instant;
 
 use crate::cli::{Args, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 use crate::group::{self, Stop};
-use crate::lease::{Held, Wanted};
+use crate::lease::Wanted;
+use crate::nested::{self, Held};
 use crate::progress;
 use crate::redact::say;
 use crate::signals::{self, Signals};
@@ -61,11 +62,16 @@ async fn lock_and_run(args: &Args, deadline: Instant, signals: &mut Signals) -> 
         if args.status {
             return Ok(Err(status::status(args, &wanted).await?));
         }
+        // Re-entered under an outer lockrun's exclusive hold of this key
+        // (a shared run under it too: it would wait for its own parent).
+        if let (Some(handoff), Some(lock)) = (nested::inherited_hold(key), wanted.lock()) {
+            return re_enter(args, deadline, lock, handoff).await;
+        }
         let acquire = retrying(deadline, || {
             wanted.acquire_timeout(deadline.saturating_duration_since(Instant::now()))
         });
         let guard = progress::while_waiting(progress::wanted(args), &wanted, acquire).await?;
-        Ok(Ok(guard))
+        Ok(Ok(Held::Own(guard)))
     };
     let acquired: redis_mutex::Result<Result<Held, u8>> = tokio::select! {
         acquired = acquired => acquired,
@@ -75,7 +81,7 @@ async fn lock_and_run(args: &Args, deadline: Instant, signals: &mut Signals) -> 
         }
     };
     match acquired {
-        Ok(Ok(guard)) => run_command(args, guard, signals).await,
+        Ok(Ok(held)) => run_command(args, held, signals).await,
         Ok(Err(status_code)) => status_code,
         Err(e) if e.is_busy() => {
             if !args.quiet {
@@ -92,6 +98,32 @@ async fn lock_and_run(args: &Args, deadline: Instant, signals: &mut Signals) -> 
             EX_UNAVAILABLE
         }
     }
+}
+
+/// A nested run's check of the hold it inherited (see `nested`): the
+/// hold to run under, or the exit code of a refusal.
+async fn re_enter(
+    args: &Args,
+    deadline: Instant,
+    lock: &Lock,
+    handoff: redis_mutex::Handoff,
+) -> redis_mutex::Result<Result<Held, u8>> {
+    if args.fence && handoff.fence().is_none() {
+        say(format!(
+            "--fence: the lockrun this one runs under holds {:?} without --fence, so there is no fencing token to pass on",
+            handoff.key()
+        ));
+        return Ok(Err(EX_USAGE));
+    }
+    if !retrying(deadline, || lock.is_held_by(&handoff)).await? {
+        say(format!(
+            "the lock {:?} inherited from the lockrun this one runs under ({}) is not held by it any more: it was lost; the command did not run",
+            handoff.key(),
+            nested::HOLDS_ENV
+        ));
+        return Ok(Err(EX_SOFTWARE));
+    }
+    Ok(Ok(Held::Inherited(handoff)))
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or fails retryably
@@ -158,7 +190,8 @@ async fn run_command(args: &Args, guard: Held, signals: &mut Signals) -> u8 {
         .inspect_err(|e| say(format!("warning: no watchdog ({e}); if lockrun is killed, the command's grandchildren may outlive it")))
         .ok();
     let watchdog_fd = watchdog.as_ref().map(watchdog::Watchdog::fd);
-    let mut group = match group::spawn(&args.command, guard.fence(), watchdog_fd) {
+    let holds = guard.for_command();
+    let mut group = match group::spawn(&args.command, guard.fence(), &holds, watchdog_fd) {
         Ok(group) => group,
         Err(e) => {
             if let Some(watchdog) = watchdog {

@@ -1,4 +1,4 @@
-//! Semaphores on a Redis Cluster: the permits of each key live on the
+//! Semaphores and read-write locks on a Redis Cluster: the permits of each key live on the
 //! key's master, the limit holds under contention on keys of every master,
 //! and a release wakes a waiter through the sharded channel (SPUBLISH) in
 //! the key's shard.
@@ -128,4 +128,65 @@ async fn a_release_wakes_a_waiter_in_the_keys_shard() {
         released.elapsed()
     );
     next.release().await.unwrap();
+}
+
+/// A read-write lock on a Cluster: its three keys in the key's slot (on the
+/// key's master), readers sharing, a writer alone, and the last reader's
+/// release waking the writer through the sharded channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_write_lock_lives_in_its_keys_slot_and_wakes_through_its_shard() {
+    let cluster = RedisCluster::start();
+    let key = "rw-cluster";
+    let owner = cluster.owner_of(key);
+    let lock = redis_mutex::RwLock::builder(key)
+        .ttl(Duration::from_secs(30))
+        .wait(
+            WaitPolicy::timeout(Duration::from_secs(20))
+                .backoff(Duration::from_secs(5), Duration::from_secs(5)),
+        )
+        .connect_cluster(cluster.seeds())
+        .await
+        .unwrap();
+    let first = lock.read().await.unwrap();
+    let second = lock.try_read().await.unwrap().expect("readers share");
+    assert!(cluster.masters[owner].exists("{rw-cluster}:readers"));
+    let writer = tokio::spawn({
+        let lock = lock.clone();
+        async move { lock.write().await.unwrap() }
+    });
+    eventually(
+        Duration::from_secs(5),
+        "the writer's mark and subscription",
+        || {
+            let (_, count): (String, i64) = redis::from_redis_value(cluster.masters[owner].cmd(&[
+                "PUBSUB",
+                "SHARDNUMSUB",
+                "{rw-cluster}:readers-released",
+            ]))
+            .unwrap();
+            count == 1 && cluster.masters[owner].exists("{rw-cluster}:writer-waiting")
+        },
+    )
+    .await;
+    first.release().await.unwrap();
+    let released = Instant::now();
+    second.release().await.unwrap();
+    let write = tokio::time::timeout(Duration::from_secs(4), writer)
+        .await
+        .expect("woken")
+        .unwrap();
+    assert!(
+        released.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        released.elapsed()
+    );
+    assert!(
+        cluster.masters[owner].exists(key),
+        "the writer's key on the same master"
+    );
+    write.release().await.unwrap();
+    for (master, server) in cluster.masters.iter().enumerate() {
+        let keys: Vec<String> = redis::from_redis_value(server.cmd(&["KEYS", "*"])).unwrap();
+        assert!(keys.is_empty(), "master {master} kept {keys:?}");
+    }
 }
