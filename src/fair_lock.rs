@@ -57,10 +57,12 @@ use crate::retry::WaitPolicy;
 ///   `benches/fair.rs` (2 ms holds, loopback, every handoff to a waiting
 ///   task): 7.2 commands sent per handoff with 8 waiters and 8.6 with 64
 ///   (default lock: 8.3 and 10.1), about 40 commands run inside the scripts
-///   (default: 3 to 4), a handoff p50 1.3 (8 waiters) to 1.5 (64) times the
-///   default lock's. Where tasks ask again at once, the default lock gave 8
-///   tasks between 74 and 177 of 1,000 sections, and 64 tasks between 0
-///   and 46; the fair lock gave every task its even share, ±1.
+///   (default: 3 to 4), a handoff p50 1.3 to 1.5 times the default lock's
+///   (two runs, 8 and 64 waiters; the p99s are the shared machine's). Where
+///   tasks ask again at once, the default lock gave 8 tasks between 74 and
+///   177 of 1,000 sections in one run (109 and 137 in another), and 64
+///   tasks between 0 and 46 (1 and 57); the fair lock gave every task its
+///   even share, ±1, in both.
 /// - **On the wire** the key as given holds the holder's token like a
 ///   plain lock: a plain [`Lock`](crate::Lock) (or redis-py's, or
 ///   redsync's) on the key excludes fair holders and waiters, and is
