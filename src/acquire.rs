@@ -110,12 +110,17 @@ impl<K: Kind> Engine<K> {
         policy: WaitPolicy,
         started: Instant,
     ) -> Result<Hold<K>> {
-        let mut waiter = Waiter::new(&self.kind, policy.start(started), self.topology.wake_ups());
         let mut pending = PendingAcquire {
             engine: self,
             token: Some(Token::generate()?),
             maybe_set: false,
         };
+        let mut waiter = Waiter::new(
+            &self.kind,
+            pending.token_str(),
+            policy.start(started),
+            self.topology.wake_ups(),
+        );
         // The whole call ends by the wait's deadline, a stalled attempt
         // included, except that each attempt gets at least one attempt floor
         // (the last one starts at the deadline). A floor past any instant (a

@@ -29,6 +29,7 @@ chapters! {
     reentrant: "../docs/guide/reentrant.md",
     semaphore: "../docs/guide/semaphore.md",
     rwlock: "../docs/guide/rwlock.md",
+    fair: "../docs/guide/fair.md",
     fencing: "../docs/guide/fencing.md",
     redlock: "../docs/guide/redlock.md",
     cluster: "../docs/guide/cluster.md",

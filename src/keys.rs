@@ -45,6 +45,14 @@ const WRITE_INTENT_SUFFIX: &str = ":writer-waiting";
 
 const READERS_CHANNEL_SUFFIX: &str = ":readers-released";
 
+const QUEUE_SUFFIX: &str = ":queue";
+
+const QUEUE_EXPIRY_SUFFIX: &str = ":queue-expiry";
+
+/// What a fair lock's waiter's channel adds after the key; the waiter's id
+/// follows.
+const TURN_CHANNEL_SUFFIX: &str = ":turn:";
+
 /// What the release channel's name puts before a key with a `}`: no braces,
 /// so the channel keeps the key's hash tag.
 const CHANNEL_PREFIX: &str = "released:";
@@ -123,6 +131,24 @@ pub(crate) fn readers_channel(key: &str) -> Result<String> {
 /// The mark of a writer waiting for a read-write lock's readers on `key`.
 pub(crate) fn write_intent_key(key: &str) -> Result<String> {
     companion_key(key, WRITE_INTENT_SUFFIX, "for a read-write lock")
+}
+
+/// The queue of a fair lock on `key`: waiters' tokens scored by their
+/// place in line.
+pub(crate) fn queue_key(key: &str) -> Result<String> {
+    companion_key(key, QUEUE_SUFFIX, "for a fair lock")
+}
+
+/// When each place in a fair lock's queue lapses: waiters' tokens scored by
+/// an instant of the server's clock.
+pub(crate) fn queue_expiry_key(key: &str) -> Result<String> {
+    companion_key(key, QUEUE_EXPIRY_SUFFIX, "for a fair lock")
+}
+
+/// The start of the name of a fair lock's waiter's own channel (its id
+/// follows): in `key`'s slot, as the companion keys are.
+pub(crate) fn turn_channel_prefix(key: &str) -> Result<String> {
+    companion_key(key, TURN_CHANNEL_SUFFIX, "for a fair lock")
 }
 
 /// The channel a release of `key` is announced on: `{key}:released` when the
@@ -347,6 +373,21 @@ mod tests {
         for key in ["a}b", "foo{}bar", "{}"] {
             assert!(!shares_slot(key), "{key}");
         }
+    }
+
+    #[test]
+    fn a_fair_locks_names_share_its_slot() {
+        for key in ["orders", "{orders}:lock", "a{b"] {
+            for name in [
+                queue_key(key).unwrap(),
+                queue_expiry_key(key).unwrap(),
+                format!("{}{}", turn_channel_prefix(key).unwrap(), "f".repeat(40)),
+            ] {
+                assert_eq!(slot(key), slot(&name), "{key:?} vs {name:?}");
+            }
+        }
+        assert_eq!(queue_key("orders").unwrap(), "{orders}:queue");
+        assert!(queue_key("a}b").is_err());
     }
 
     #[test]

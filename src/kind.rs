@@ -17,7 +17,12 @@
 //!   [`Grant::AlreadyOurs`], never a second hold.
 //! - A kind that leaves marks while busy ([`Grant::Queued`]) removes them
 //!   in its release script, and in its acquire script once the lease is
-//!   taken.
+//!   taken. A mark that lives only as long as its waiter keeps sending
+//!   attempts names the longest pause between them
+//!   ([`Kind::refresh_every`]).
+//! - A kind whose waiters each listen on their own channel
+//!   ([`Kind::waiter_channel`]) runs on one node only: a Redlock attempt
+//!   can spend a token, and the waiter keeps the channel of its first one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +71,20 @@ pub(crate) trait Kind: Send + Sync + 'static {
 
     /// The channel its releases are announced on.
     fn channel(&self) -> &str;
+
+    /// The channel a waiter with `token` listens on, when it is not
+    /// [`channel`](Kind::channel): a kind that wakes its waiters one at a
+    /// time, each on its own channel (a fair lock's queue).
+    fn waiter_channel(&self, _token: &str) -> Option<String> {
+        None
+    }
+
+    /// The longest a waiter may sleep between two attempts, when each
+    /// attempt keeps its mark alive (a place in a queue, which lapses if
+    /// its waiter stops sending them): every wait is cut there.
+    fn refresh_every(&self) -> Option<Duration> {
+        None
+    }
 
     /// Takes the lease for `token` for `ttl` if it is free.
     fn acquire(&self, token: &str, ttl: Duration) -> Request;

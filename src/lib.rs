@@ -24,12 +24,13 @@
 //   lock, and a forced unlock), fence; guard_methods (what every later
 //   kind's guard offers); permit_set (the semaphore's scripts), semaphore,
 //   permit; rw_lease (the read-write lock's scripts), rw_upgrade (which
-//   task holds what), rw_guards, rwlock
-//   lock, and a forced unlock), fence, handoff (a hold's proof for another
-//   process)
+//   task holds what), rw_guards, rwlock; handoff (a hold's proof for
+//   another process); fair_lease (the fair lock's queue and scripts),
+//   fair_guard, fair_lock
 // - facade: settings (what the builders set), connect (how they reach
 //   servers), sources (finishing methods of one-server kinds), builder
-//   (one key), semaphore_builder, rwlock_builder, locks (any key), diagnose, this file
+//   (one key), semaphore_builder, rwlock_builder, fair_lock_builder, locks
+//   (any key), diagnose, this file
 // - beside the facade, for code without async (`blocking`): blocking_rt
 //   (the crate's runtime), blocking_hold (any kind), blocking_guard,
 //   blocking_lock, blocking_locks,
@@ -60,6 +61,10 @@ mod connection;
 mod diagnose;
 mod engine;
 mod error;
+mod fair_guard;
+mod fair_lease;
+mod fair_lock;
+mod fair_lock_builder;
 mod fence;
 mod guard;
 mod guard_methods;
@@ -122,6 +127,10 @@ pub use builder::LockBuilder;
 pub use connection::LockConnection;
 pub use diagnose::{ServerReport, Weakness};
 pub use error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
+pub use fair_guard::FairGuard;
+pub use fair_lease::{DEFAULT_WAITER_TTL, MAX_WAITER_TTL, MIN_WAITER_TTL};
+pub use fair_lock::FairLock;
+pub use fair_lock_builder::FairLockBuilder;
 pub use fence::{FencedResource, FencedWrite};
 pub use guard::LockGuard;
 pub use handoff::Handoff;

@@ -17,6 +17,9 @@ use redis::IntoConnectionInfo;
 use crate::builder::lease_of;
 use crate::connection::LockConnection;
 use crate::error::Result;
+use crate::fair_lease::{DEFAULT_WAITER_TTL, FairLease};
+use crate::fair_lock::{self, FairLock};
+use crate::fair_lock_builder::fair_lock_of;
 use crate::keys;
 use crate::lock::Lock;
 use crate::mutex::MutexLease;
@@ -164,6 +167,24 @@ impl Locks {
             return Err(rwlock::quorum_refused());
         }
         Ok(rwlock_of(&shared.checked, shared.topology.clone(), kinds))
+    }
+
+    /// A [`FairLock`] on `key` (after the prefix), its waiters' places
+    /// living [`DEFAULT_WAITER_TTL`](crate::DEFAULT_WAITER_TTL) (see
+    /// [`FairLock::with_waiter_ttl`]), sharing this value's connection,
+    /// wake-ups and defaults (fencing aside). No I/O.
+    ///
+    /// Fails with [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+    /// for an empty key, a key with a `}` outside a hash tag (its queue
+    /// could not share its Cluster slot), or when this is a Redlock quorum.
+    pub fn fair_lock(&self, key: impl AsRef<str>) -> Result<FairLock> {
+        let shared = &*self.inner;
+        let key = self.full_key(key.as_ref())?;
+        let kind = FairLease::new(&key, DEFAULT_WAITER_TTL)?;
+        if shared.topology.single_node().is_none() {
+            return Err(fair_lock::quorum_refused());
+        }
+        Ok(fair_lock_of(&shared.checked, shared.topology.clone(), kind))
     }
 
     /// `key` after the prefix, checked.

@@ -18,10 +18,16 @@
 //!   announce (another library), an unknown holder, and wake-ups that are
 //!   not complete (one node of a Redlock) are also polled for under the
 //!   wait policy's backoff.
-//! - A wait never ends past the wait policy's deadline.
+//! - A wait never ends past the wait policy's deadline, nor past the
+//!   kind's [`refresh_every`](Kind::refresh_every): a waiter whose mark
+//!   lives by its attempts keeps it alive while it waits.
+//! - A waiter listens on the kind's channel, or on its own when the kind
+//!   names one for its token ([`Kind::waiter_channel`]).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
+use rand::RngExt;
 use tokio::time::Instant;
 
 use crate::channels::{Event, HeldUntil, Subscription};
@@ -42,6 +48,8 @@ fn after(now: Instant, wait: Duration) -> Instant {
 /// The waiting part of one `acquire`.
 pub(crate) struct Waiter<'a, K> {
     kind: &'a K,
+    /// Where this waiter hears releases.
+    channel: Cow<'a, str>,
     backoff: Backoff,
     wake_ups: Option<WakeUps<'a>>,
     subscription: Option<Subscription>,
@@ -61,13 +69,24 @@ enum Next {
 impl<'a, K: Kind> Waiter<'a, K> {
     /// Made before the first attempt. When others in the process already
     /// wait on the key, with a live subscription, the first attempt is
-    /// covered too, and a busy answer needs no second try.
-    pub(crate) fn new(kind: &'a K, backoff: Backoff, wake_ups: Option<WakeUps<'a>>) -> Self {
+    /// covered too, and a busy answer needs no second try. `token` is the
+    /// acquire's (for a kind whose waiters have channels of their own).
+    pub(crate) fn new(
+        kind: &'a K,
+        token: &str,
+        backoff: Backoff,
+        wake_ups: Option<WakeUps<'a>>,
+    ) -> Self {
+        let channel = match kind.waiter_channel(token) {
+            Some(own) => Cow::Owned(own),
+            None => Cow::Borrowed(kind.channel()),
+        };
         let mut subscription =
-            wake_ups.and_then(|wake| wake.notifier.join_if_live(kind.key(), kind.channel()));
+            wake_ups.and_then(|wake| wake.notifier.join_if_live(kind.key(), &channel));
         let live = subscription.as_mut().is_some_and(Subscription::arm);
         Waiter {
             kind,
+            channel,
             backoff,
             wake_ups,
             subscription,
@@ -82,9 +101,14 @@ impl<'a, K: Kind> Waiter<'a, K> {
     /// share of the subscription, and passes on a release wake-up it took.
     pub(crate) async fn wait(&mut self) -> bool {
         let now = Instant::now();
-        let Some(left) = self.backoff.time_left(now) else {
+        let Some(mut left) = self.backoff.time_left(now) else {
             return false;
         };
+        if let Some(every) = self.kind.refresh_every() {
+            // Anywhere in its second half: waiters that queued together do
+            // not all keep their marks alive in the same instant.
+            left = left.min(rand::rng().random_range(every / 2..=every));
+        }
         let Some(wake) = self.wake_ups else {
             return self.back_off(now, left).await;
         };
@@ -93,9 +117,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
             // holder will announce its release in turn.
             Some(subscription) => subscription.woken = false,
             None => {
-                self.subscription = wake
-                    .notifier
-                    .subscribe(self.kind.key(), self.kind.channel());
+                self.subscription = wake.notifier.subscribe(self.kind.key(), &self.channel);
             }
         }
         let Some(subscription) = self.subscription.as_mut() else {

@@ -254,3 +254,77 @@ async fn the_guides_read_write_lock_user_can_read_and_write() {
         Err(Error::PermissionDenied { .. })
     ));
 }
+
+/// The guide's commands for a user that takes fair locks, on top of the
+/// lock user's, and those its wake-ups need.
+const FAIR_COMMANDS: &[&str] = &[
+    "+time",
+    "+zrange",
+    "+zrangebyscore",
+    "+zremrangebyscore",
+    "+zadd",
+    "+zrem",
+    "+zscore",
+    "+zcount",
+    "+pexpireat",
+    "+exists",
+    "+pttl",
+    "+publish",
+    "+subscribe",
+    "+unsubscribe",
+    "&{locks:*",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_fair_lock_user_can_do_everything_a_fair_lock_does() {
+    let server = RedisServer::start();
+    let mut rules = LOCK_USER_RULES.to_vec();
+    rules.extend_from_slice(FAIR_COMMANDS);
+    let url = user(&server, "queuer", &rules);
+    let lock = redis_mutex::FairLock::builder("locks:queue")
+        .ttl(Duration::from_millis(600))
+        .waiter_ttl(Duration::from_secs(30))
+        .wait(WaitPolicy::timeout(Duration::from_secs(5)))
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    // A place that lapsed long ago: pruned by the first script.
+    server.cmd(&["ZADD", "{locks:queue}:queue", "1", "ghost"]);
+    server.cmd(&["ZADD", "{locks:queue}:queue-expiry", "1", "ghost"]);
+    let mut guard = lock.acquire().await.unwrap();
+    assert!(lock.try_acquire().await.unwrap().is_none(), "busy");
+    let waiter = tokio::spawn({
+        let lock = lock.clone();
+        async move { lock.acquire().await.unwrap() }
+    });
+    let started = std::time::Instant::now();
+    while lock.waiting().await.unwrap() != 1 {
+        assert!(started.elapsed() < Duration::from_secs(2), "not in line");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(guard.is_held().await.unwrap());
+    guard.extend(Duration::from_millis(600)).await.unwrap();
+    guard.auto_renew().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!guard.is_lost(), "renewal works");
+    // Woken by the release (its keep-alive is 5 s or more away).
+    let released = std::time::Instant::now();
+    guard.release().await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .expect("the waiter got its turn")
+        .unwrap();
+    assert!(released.elapsed() < Duration::from_millis(500), "not woken");
+    // A waiter first in line that gives up while the lock is held.
+    let err = lock
+        .acquire_timeout(Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(err.is_busy(), "{err}");
+    next.release().await.unwrap();
+    redis_mutex::flush_releases(Duration::from_secs(2)).await;
+    assert!(!server.exists("{locks:queue}:queue"));
+    // Every command of every script was allowed.
+    let log: Vec<redis::Value> = redis::from_redis_value(server.cmd(&["ACL", "LOG"])).unwrap();
+    assert!(log.is_empty(), "refused: {log:?}");
+}

@@ -7,7 +7,9 @@ mod support;
 #[cfg(not(feature = "cluster"))]
 #[test]
 fn cluster_tests_skipped_without_the_cluster_feature() {
-    support::skipped("tests/cluster.rs is compiled out: run with `--features cluster`");
+    support::skipped(
+        "tests/cluster.rs and tests/cluster_fair.rs are compiled out: run with `--features cluster`",
+    );
 }
 
 #[cfg(not(feature = "tracing"))]

@@ -114,6 +114,12 @@ pub struct Args {
     #[arg(short, long, conflicts_with = "permits")]
     pub shared: bool,
 
+    /// Wait in line: lockruns with --fair on KEY run in the order they
+    /// started waiting, a new one behind those already waiting (not on a
+    /// Redlock)
+    #[arg(long, conflicts_with_all = ["permits", "shared", "fence"])]
+    pub fair: bool,
+
     /// Take one of N permits of a semaphore on KEY instead of the lock: at
     /// most N commands run at once on every host (not on a Redlock: give
     /// one --url, or --cluster)

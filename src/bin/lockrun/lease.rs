@@ -1,14 +1,17 @@
 //! What lockrun takes on `--key`: the write of a read-write lock (exclusive,
 //! the default: on the wire a plain lock, that also waits for `--shared`
 //! holders), a read of it (`--shared`), one of N permits of a semaphore
-//! (`--permits N`), or a plain lock (with `--fence`, or on a Redlock, where
-//! read-write locks are not offered); and the hold it runs the command
-//! under. One type each, so the rest of lockrun is written once for every
+//! (`--permits N`), a fair lock (`--fair`: served in the order lockruns
+//! started waiting), or a plain lock (with `--fence`, or on a Redlock,
+//! where read-write locks are not offered); and the hold it runs the
+//! command under. One type each, so the rest of lockrun is written once for every
 //! kind.
 
 use std::time::Duration;
 
-use redis_mutex::{Lock, LockGuard, Locks, Permit, ReadGuard, RwLock, Semaphore, WriteGuard};
+use redis_mutex::{
+    FairGuard, FairLock, Lock, LockGuard, Locks, Permit, ReadGuard, RwLock, Semaphore, WriteGuard,
+};
 
 use crate::cli::Args;
 
@@ -19,6 +22,7 @@ pub enum Wanted {
     Write { rw: RwLock, inspect: Lock },
     Read { rw: RwLock, inspect: Lock },
     Permit(Semaphore),
+    Fair { fair: FairLock, inspect: Lock },
 }
 
 /// The lease the command runs under.
@@ -28,6 +32,7 @@ pub enum Held {
     Write(WriteGuard),
     Read(ReadGuard),
     Permit(Permit),
+    Fair(FairGuard),
 }
 
 impl Wanted {
@@ -36,6 +41,10 @@ impl Wanted {
         let redlock = args.urls.len() > 1 && !args.cluster;
         Ok(match args.permits {
             Some(permits) => Wanted::Permit(locks.semaphore(key, permits)?),
+            None if args.fair => Wanted::Fair {
+                fair: locks.fair_lock(key)?,
+                inspect: locks.lock(key)?,
+            },
             None if args.shared => Wanted::Read {
                 rw: locks.rwlock(key)?,
                 inspect: locks.lock(key)?,
@@ -58,7 +67,8 @@ impl Wanted {
         match self {
             Wanted::Lock(lock)
             | Wanted::Write { inspect: lock, .. }
-            | Wanted::Read { inspect: lock, .. } => Some(lock),
+            | Wanted::Read { inspect: lock, .. }
+            | Wanted::Fair { inspect: lock, .. } => Some(lock),
             Wanted::Permit(_) => None,
         }
     }
@@ -68,6 +78,7 @@ impl Wanted {
             Wanted::Lock(lock) => lock.key(),
             Wanted::Write { rw, .. } | Wanted::Read { rw, .. } => rw.key(),
             Wanted::Permit(semaphore) => semaphore.key(),
+            Wanted::Fair { fair, .. } => fair.key(),
         }
     }
 
@@ -77,11 +88,13 @@ impl Wanted {
             Wanted::Write { rw, .. } => Held::Write(rw.write_timeout(max_wait).await?),
             Wanted::Read { rw, .. } => Held::Read(rw.read_timeout(max_wait).await?),
             Wanted::Permit(semaphore) => Held::Permit(semaphore.acquire_timeout(max_wait).await?),
+            Wanted::Fair { fair, .. } => Held::Fair(fair.acquire_timeout(max_wait).await?),
         })
     }
 
     /// Who holds it, for the waiting line: the holder's lease (and the
-    /// readers, for a read-write lock), or how many permits are taken.
+    /// readers, for a read-write lock; the line, for a fair lock), or how
+    /// many permits are taken.
     pub async fn holder(&self) -> redis_mutex::Result<String> {
         Ok(match self {
             Wanted::Lock(lock) => describe_holder(lock).await?,
@@ -95,6 +108,11 @@ impl Wanted {
                 "{} of {} permits taken",
                 semaphore.in_use().await?,
                 semaphore.permits()
+            ),
+            Wanted::Fair { fair, inspect } => format!(
+                "{}, {} in line",
+                describe_holder(inspect).await?,
+                fair.waiting().await?
             ),
         })
     }
@@ -117,6 +135,7 @@ impl Held {
             Held::Write(guard) => guard.key(),
             Held::Read(guard) => guard.key(),
             Held::Permit(permit) => permit.key(),
+            Held::Fair(guard) => guard.key(),
         }
     }
 
@@ -124,7 +143,7 @@ impl Held {
     pub fn fence(&self) -> Option<u64> {
         match self {
             Held::Lock(guard) => guard.fence(),
-            Held::Write(_) | Held::Read(_) | Held::Permit(_) => None,
+            Held::Write(_) | Held::Read(_) | Held::Permit(_) | Held::Fair(_) => None,
         }
     }
 
@@ -134,6 +153,7 @@ impl Held {
             Held::Write(guard) => guard.is_lost(),
             Held::Read(guard) => guard.is_lost(),
             Held::Permit(permit) => permit.is_lost(),
+            Held::Fair(guard) => guard.is_lost(),
         }
     }
 
@@ -143,6 +163,7 @@ impl Held {
             Held::Write(guard) => guard.lost().await,
             Held::Read(guard) => guard.lost().await,
             Held::Permit(permit) => permit.lost().await,
+            Held::Fair(guard) => guard.lost().await,
         }
     }
 
@@ -152,6 +173,7 @@ impl Held {
         match self {
             Held::Lock(guard) => Some(guard.handoff()),
             Held::Write(guard) => Some(guard.handoff()),
+            Held::Fair(guard) => Some(guard.handoff()),
             Held::Read(_) | Held::Permit(_) => None,
         }
     }
@@ -162,6 +184,7 @@ impl Held {
             Held::Write(guard) => guard.release().await,
             Held::Read(guard) => guard.release().await,
             Held::Permit(permit) => permit.release().await,
+            Held::Fair(guard) => guard.release().await,
         }
     }
 }

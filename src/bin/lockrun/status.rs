@@ -25,6 +25,13 @@ pub async fn status(args: &Args, wanted: &Wanted) -> redis_mutex::Result<u8> {
             return Ok(EX_TEMPFAIL);
         }
     }
+    if let Wanted::Fair { fair, .. } = wanted {
+        println!(
+            "{:?}: {} in line (--fair)",
+            fair.key(),
+            fair.waiting().await?
+        );
+    }
     let Some(lock) = wanted.lock() else {
         return Ok(0);
     };
