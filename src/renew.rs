@@ -101,7 +101,7 @@ async fn renew<K: Kind>(
         if lease.is_lost() {
             // Over by its deadline while we slept (a loss Redis answered
             // was counted by that extend).
-            metrics::lost(&engine.meter, &lease, LossReason::Deadline);
+            lost_by_deadline(&engine, &lease);
             return;
         }
         let now = Instant::now();
@@ -114,12 +114,7 @@ async fn renew<K: Kind>(
         };
         // An answer after the deadline is worthless: the lease is lost then.
         let Some(left) = lease.deadline().checked_duration_since(now) else {
-            #[cfg(feature = "tracing")]
-            crate::trace::lost(
-                engine.key(),
-                "no renewal succeeded before the lease's deadline",
-            );
-            metrics::lost(&engine.meter, &lease, LossReason::Deadline);
+            lost_by_deadline(&engine, &lease);
             return;
         };
         match tokio::time::timeout(left, engine.extend(&token, &lease, ttl)).await {
@@ -131,17 +126,12 @@ async fn renew<K: Kind>(
             }
             // Answered after the deadline: the lease is over already.
             Ok(Err(_)) if lease.is_lost() => {
-                metrics::lost(&engine.meter, &lease, LossReason::Deadline);
+                lost_by_deadline(&engine, &lease);
                 return;
             }
             // No answer by the deadline: the lease is lost by the clock.
             Err(_) => {
-                #[cfg(feature = "tracing")]
-                crate::trace::lost(
-                    engine.key(),
-                    "no renewal succeeded before the lease's deadline",
-                );
-                metrics::lost(&engine.meter, &lease, LossReason::Deadline);
+                lost_by_deadline(&engine, &lease);
                 return;
             }
             // A Redis error: try again next interval; if none succeeds
@@ -153,4 +143,17 @@ async fn renew<K: Kind>(
             }
         }
     }
+}
+
+/// Records a loss by the clock: no extend succeeded before the deadline.
+/// Every such path of the task ends here, so the log and the metrics see
+/// each loss once, whichever way the deadline was noticed (asleep, an
+/// extend timed out, or one failed after it).
+fn lost_by_deadline<K: Kind>(engine: &Engine<K>, lease: &Lease) {
+    #[cfg(feature = "tracing")]
+    crate::trace::lost(
+        engine.key(),
+        "no renewal succeeded before the lease's deadline",
+    );
+    metrics::lost(&engine.meter, lease, LossReason::Deadline);
 }
