@@ -19,6 +19,7 @@ use crate::metrics::{self, LossReason, Meter};
 use crate::quorum;
 use crate::replicas::ReplicaSync;
 use crate::retry::WaitPolicy;
+use crate::scripts::Request;
 use crate::token::Token;
 use crate::topology::Topology;
 use crate::ttl::{ClockDrift, check_ttl};
@@ -103,5 +104,24 @@ impl<K: Kind> Engine<K> {
         Error::NotHeld {
             key: self.key().to_owned(),
         }
+    }
+
+    /// Sends `request`, a read-only script that counts the kind's live
+    /// members on the server's clock (permits taken, readers, places in
+    /// line), and returns the count. One node (or the Cluster node that
+    /// owns the key) only: a Redlock quorum has no one count, and gets
+    /// `on_quorum()`, the kind's reason for refusing quorums.
+    pub(crate) async fn count_members(
+        &self,
+        request: Request,
+        on_quorum: fn() -> Error,
+    ) -> Result<u32> {
+        let Some(node) = self.topology.single_node() else {
+            return Err(on_quorum());
+        };
+        node.send(request)
+            .await
+            .and_then(|reply| Ok(redis::from_redis_value::<u32>(reply)?))
+            .map_err(|e| Error::from_redis(Operation::Inspect, self.key(), e))
     }
 }

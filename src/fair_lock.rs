@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::Engine;
-use crate::error::{Error, Operation, Result};
+use crate::error::{Error, Result};
 use crate::fair_guard::FairGuard;
 use crate::fair_lease::FairLease;
 use crate::lease::Lease;
@@ -181,13 +181,9 @@ impl FairLock {
     /// clock. One round trip; the answer may be stale at once.
     pub async fn waiting(&self) -> Result<u32> {
         let engine = &*self.inner;
-        let Some(node) = engine.topology.single_node() else {
-            return Err(quorum_refused());
-        };
-        node.send(engine.kind.waiting())
+        engine
+            .count_members(engine.kind.waiting(), quorum_refused)
             .await
-            .and_then(|reply| Ok(redis::from_redis_value::<u32>(reply)?))
-            .map_err(|e| Error::from_redis(Operation::Inspect, self.key(), e))
     }
 
     pub(crate) fn from_engine(engine: Engine<FairLease>) -> FairLock {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::Engine;
-use crate::error::{Error, Operation, Result};
+use crate::error::{Error, Result};
 use crate::kind::Kind;
 use crate::lease::Lease;
 use crate::retry::WaitPolicy;
@@ -172,13 +172,9 @@ impl RwLock {
     /// round trip; the answer may be stale at once.
     pub async fn readers(&self) -> Result<u32> {
         let engine = &*self.read;
-        let Some(node) = engine.topology.single_node() else {
-            return Err(quorum_refused());
-        };
-        node.send(engine.kind.readers())
+        engine
+            .count_members(engine.kind.readers(), quorum_refused)
             .await
-            .and_then(|reply| Ok(redis::from_redis_value::<u32>(reply)?))
-            .map_err(|e| Error::from_redis(Operation::Inspect, self.key(), e))
     }
 
     pub(crate) fn from_engines(read: Engine<ReadLease>, write: Engine<WriteLease>) -> RwLock {

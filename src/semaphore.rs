@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::Engine;
-use crate::error::{Error, Operation, Result};
+use crate::error::{Error, Result};
 use crate::lease::Lease;
 use crate::permit::Permit;
 use crate::permit_set::PermitSet;
@@ -160,15 +160,9 @@ impl Semaphore {
     /// not counted). One round trip; the answer may be stale at once.
     pub async fn in_use(&self) -> Result<u32> {
         let engine = &*self.inner;
-        let Some(node) = engine.topology.single_node() else {
-            return Err(quorum_refused());
-        };
-        let reply = node
-            .send(engine.kind.in_use())
+        engine
+            .count_members(engine.kind.in_use(), quorum_refused)
             .await
-            .and_then(|reply| Ok(redis::from_redis_value::<u32>(reply)?))
-            .map_err(|e| Error::from_redis(Operation::Inspect, self.key(), e))?;
-        Ok(reply)
     }
 
     pub(crate) fn from_engine(engine: Engine<PermitSet>) -> Semaphore {
