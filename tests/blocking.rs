@@ -8,7 +8,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -343,14 +343,7 @@ fn contend_blocking(lock: blocking::Lock, url: &str, local: &AtomicU32) {
 }
 
 fn spawn_child(scenario: &str, url: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            scenario,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    support::ignored_test_process(scenario)
         .env(URL_ENV, url)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

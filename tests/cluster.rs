@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redis_mutex::{Lock, LockGuard, Locks, WaitPolicy};
-use support::cluster::{RedisCluster, get_on_replica};
+use support::cluster::{RedisCluster, get_on_replica, key_per_master};
 use support::{eventually, time_handoff, time_handoffs};
 
 /// The keys a master holds (`KEYS *` is local to a node in a cluster).
@@ -428,20 +428,6 @@ fn shard_subscribers(cluster: &RedisCluster, master: usize, channel: &str) -> i6
         redis::from_redis_value(cluster.masters[master].cmd(&["PUBSUB", "SHARDNUMSUB", channel]))
             .unwrap();
     count
-}
-
-/// One key per master, named `prefix:N`, in master order.
-fn key_per_master(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
-    let mut keys: Vec<Option<String>> = vec![None; 3];
-    for i in 0.. {
-        let key = format!("{prefix}:{i}");
-        let owner = cluster.owner_of(&key);
-        keys[owner].get_or_insert(key);
-        if keys.iter().all(Option::is_some) {
-            return keys.into_iter().flatten().collect();
-        }
-    }
-    unreachable!()
 }
 
 /// A task that waits for `lock` and returns its guard.

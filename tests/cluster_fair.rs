@@ -11,20 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis_mutex::{FairLock, Locks, WaitPolicy};
-use support::cluster::RedisCluster;
-
-/// One key per master, in master order.
-fn key_per_master(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
-    let mut keys: Vec<Option<String>> = vec![None; 3];
-    for i in 0.. {
-        let key = format!("{prefix}:{i}");
-        keys[cluster.owner_of(&key)].get_or_insert(key);
-        if keys.iter().all(Option::is_some) {
-            break;
-        }
-    }
-    keys.into_iter().flatten().collect()
-}
+use support::cluster::{RedisCluster, key_per_master};
 
 fn in_line(cluster: &RedisCluster, key: &str) -> i64 {
     let master = &cluster.masters[cluster.owner_of(key)];

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -82,14 +82,7 @@ async fn run_contenders(url: &str, tasks: usize, connections: usize) {
 }
 
 fn spawn_contender_process(url: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "contender_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    support::ignored_test_process("contender_process")
         .env(CONTENDER_URL_ENV, url)
         .spawn()
         .unwrap()

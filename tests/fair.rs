@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,14 +35,7 @@ if redis.call("INCR", KEYS[1]) ~= 1 then redis.call("INCR", KEYS[2]) end
 "#;
 
 fn spawn_process(test: &str, url: &str, process: usize) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            test,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    support::ignored_test_process(test)
         .env(URL_ENV, url)
         .env(PROCESS_ENV, process.to_string())
         .spawn()

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -77,14 +77,7 @@ async fn fences_strictly_increase_in_acquisition_order_across_tasks_and_processe
     let url = server.url();
     let mut children: Vec<Child> = (0..ORDER_PROCESSES)
         .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "fencing_contender_process",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+            support::ignored_test_process("fencing_contender_process")
                 .env(ORDER_CONTENDER_URL_ENV, &url)
                 .spawn()
                 .unwrap()

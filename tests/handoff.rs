@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -122,14 +122,7 @@ async fn run_contenders(url: &str, tasks: usize, hold: Duration) {
 }
 
 fn spawn_contender_process(url: &str, hold: Duration) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "handoff_contender_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    support::ignored_test_process("handoff_contender_process")
         .env(CONTENDER_URL_ENV, url)
         .env(CONTENDER_HOLD_ENV, hold.as_millis().to_string())
         .spawn()

@@ -7,17 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{RedisServer, lockrun_bin, skipped};
-
-fn lockrun(server: &RedisServer, args: &[&str]) -> Command {
-    let mut command = Command::new(lockrun_bin());
-    command
-        .arg("--url")
-        .arg(server.url())
-        .args(args)
-        .env_remove("REDIS_URL");
-    command
-}
+use support::{RedisServer, lockrun, lockrun_bin, skipped};
 
 fn run(mut command: Command) -> Output {
     command.stdin(Stdio::null()).output().unwrap()

@@ -4,21 +4,9 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{RedisServer, lockrun_bin};
-
-fn lockrun(server: &RedisServer, args: &[&str]) -> Command {
-    let mut command = Command::new(lockrun_bin());
-    command
-        .arg("--url")
-        .arg(server.url())
-        .args(args)
-        .env_remove("REDIS_URL")
-        .stdin(Stdio::null());
-    command
-}
+use support::{RedisServer, lockrun, lockrun_bin};
 
 fn in_line(server: &RedisServer) -> i64 {
     redis::from_redis_value(server.cmd(&["ZCARD", "{nightly}:queue"])).unwrap()

@@ -3,21 +3,9 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{RedisServer, lockrun_bin};
-
-fn lockrun(server: &RedisServer, args: &[&str]) -> Command {
-    let mut command = Command::new(lockrun_bin());
-    command
-        .arg("--url")
-        .arg(server.url())
-        .args(args)
-        .env_remove("REDIS_URL")
-        .stdin(Stdio::null());
-    command
-}
+use support::{RedisServer, lockrun};
 
 /// Six lockruns started together on a semaphore of 2: each command marks
 /// itself present in a directory, counts the marks, stays 600 ms and

@@ -4,21 +4,9 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{RedisServer, lockrun_bin};
-
-fn lockrun(server: &RedisServer, args: &[&str]) -> Command {
-    let mut command = Command::new(lockrun_bin());
-    command
-        .arg("--url")
-        .arg(server.url())
-        .args(args)
-        .env_remove("REDIS_URL")
-        .stdin(Stdio::null());
-    command
-}
+use support::{RedisServer, lockrun, lockrun_bin};
 
 /// Each command marks itself present in `inside/`, counts the marks into
 /// its log, stays a while and leaves: the most counted is the most that

@@ -9,18 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{RedisServer, lockrun_bin};
+use support::RedisServer;
 
+/// lockrun leading a process group of its own, as under a shell's job
+/// control.
 fn lockrun(server: &RedisServer, args: &[&str]) -> Command {
-    let mut command = Command::new(lockrun_bin());
-    command
-        .arg("--url")
-        .arg(server.url())
-        .args(args)
-        .env_remove("REDIS_URL")
-        .stdin(Stdio::null())
-        // lockrun leads a group of its own, as under a shell's job control.
-        .process_group(0);
+    let mut command = support::lockrun(server, args);
+    command.process_group(0);
     command
 }
 

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -125,14 +125,7 @@ async fn twelve_contenders_in_three_processes_never_overlap() {
     let node_urls = urls(&servers).join(",");
     let mut children: Vec<Child> = (0..CHILD_PROCESSES)
         .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "contender_process",
-                    "--exact",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+            support::ignored_test_process("contender_process")
                 .env(NODES_ENV, &node_urls)
                 .env(DATA_ENV, data.url())
                 .spawn()

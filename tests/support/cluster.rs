@@ -254,6 +254,19 @@ fn map_of(value: &redis::Value) -> Option<Vec<(String, &redis::Value)>> {
     )
 }
 
+/// One key per master, named `prefix:N`, in master order.
+pub fn key_per_master(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<Option<String>> = vec![None; cluster.masters.len()];
+    for i in 0.. {
+        let key = format!("{prefix}:{i}");
+        keys[cluster.owner_of(&key)].get_or_insert(key);
+        if keys.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    keys.into_iter().flatten().collect()
+}
+
 /// `GET key` on a replica (after `READONLY`, or it answers `MOVED`).
 pub fn get_on_replica(replica: &RedisServer, key: &str) -> Option<String> {
     let mut con = replica.sync_conn();

@@ -439,6 +439,55 @@ pub async fn eventually(
     }
 }
 
+/// The command that runs `test`, an `#[ignore]`d test of this same test
+/// binary, alone in a child process: the way the tests put contenders in
+/// other OS processes. The child reads what it needs from the environment
+/// the caller adds; its output is not captured, so it shows in the parent's.
+pub fn ignored_test_process(test: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args([
+        test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command
+}
+
+/// `lockrun --url <server> <args>`, with no `REDIS_URL` from the caller's
+/// environment and stdin closed (a lockrun must not wait on a terminal).
+pub fn lockrun(server: &RedisServer, args: &[&str]) -> Command {
+    let mut command = Command::new(lockrun_bin());
+    command
+        .arg("--url")
+        .arg(server.url())
+        .args(args)
+        .env_remove("REDIS_URL")
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// Awaits `waiter`, a task blocked in an acquire when its holder was
+/// released at `released`, and checks that the release woke it at once
+/// (within 1 s, where a waiter that polls would sleep out its full
+/// wait); panics if it hangs for 4 s.
+pub async fn woken_at_once<T>(
+    released: std::time::Instant,
+    waiter: tokio::task::JoinHandle<T>,
+) -> T {
+    let got = tokio::time::timeout(std::time::Duration::from_secs(4), waiter)
+        .await
+        .expect("the waiter was not woken")
+        .unwrap();
+    assert!(
+        released.elapsed() < std::time::Duration::from_secs(1),
+        "woken {:?} after the release",
+        released.elapsed()
+    );
+    got
+}
+
 /// How many clients of `server` are subscribed to the (plain) `channel`.
 pub fn subscribers(server: &RedisServer, channel: &str) -> i64 {
     let (_, count): (String, i64) =
