@@ -24,7 +24,9 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterConfig};
 #[cfg(feature = "cluster")]
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, PushInfo, RedisError, RedisResult};
+use redis::{
+    AsyncConnectionConfig, Client, ErrorKind, PushInfo, RedisError, RedisResult, ServerErrorKind,
+};
 use tokio::time::Instant;
 
 use crate::channels::{Shared, Step};
@@ -125,8 +127,9 @@ pub(crate) async fn run(shared: Arc<Shared>, source: Source) {
                     async move { conn.subscribe(channel).await }
                 }))
                 .await;
-                if results.iter().any(|r| r.as_ref().is_err_and(unanswered)) {
-                    // No answer (timeout, broken connection): start over.
+                if results.iter().any(|r| r.as_ref().is_err_and(passing)) {
+                    // No answer (timeout, broken connection), or a cluster
+                    // in the middle of moving the slot: start over.
                     shared.lost(*epoch);
                     continue;
                 }
@@ -156,11 +159,22 @@ fn reconnect_pause(failures: u32) -> Duration {
     }
 }
 
-/// Whether a failed (un)subscribe went unanswered (a timeout, a broken
-/// connection), rather than refused: by the server (an error reply), or by
-/// the client before sending (a RESP2 cluster client cannot subscribe).
-fn unanswered(error: &RedisError) -> bool {
-    error.code().is_none() && error.kind() != ErrorKind::InvalidClientConfig
+/// Whether a failed subscribe may pass if tried again on a new connection,
+/// rather than refused for good (an ACL without the channel, a RESP2
+/// cluster client): it went unanswered (a timeout, a broken connection), or
+/// a cluster was moving the channel's slot (`MOVED` or `ASK` past the
+/// client's redirects, `TRYAGAIN`, `CLUSTERDOWN`: a slot moved while a
+/// waiter waits sends `SSUBSCRIBE` to a node that does not know yet that it
+/// owns the slot, while the old owner knows it does not), or the node was
+/// loading or had lost its master.
+fn passing(error: &RedisError) -> bool {
+    let unanswered = error.code().is_none() && error.kind() != ErrorKind::InvalidClientConfig;
+    unanswered
+        || error.is_cluster_error()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown)
+        )
 }
 
 /// The subscription connection: to one server, or to a cluster.
@@ -252,5 +266,34 @@ mod tests {
         let pauses: Vec<u128> = (0..10).map(|n| reconnect_pause(n).as_millis()).collect();
         assert_eq!(pauses, [0, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
         assert_eq!(reconnect_pause(u32::MAX), RECONNECT_MAX);
+    }
+
+    /// The classification only: a refusal for good is not asked again
+    /// until its waiters are gone, a passing failure reconnects.
+    #[test]
+    fn a_slot_on_the_move_is_tried_again_and_a_refusal_is_not() {
+        let server = |kind, code: &'static str| {
+            RedisError::from((ErrorKind::Server(kind), code, "detail".to_owned()))
+        };
+        for (kind, code) in [
+            (ServerErrorKind::Moved, "MOVED"),
+            (ServerErrorKind::Ask, "ASK"),
+            (ServerErrorKind::TryAgain, "TRYAGAIN"),
+            (ServerErrorKind::ClusterDown, "CLUSTERDOWN"),
+            (ServerErrorKind::BusyLoading, "LOADING"),
+            (ServerErrorKind::MasterDown, "MASTERDOWN"),
+        ] {
+            assert!(passing(&server(kind, code)), "{code}");
+        }
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(passing(&io));
+        for (kind, code) in [
+            (ServerErrorKind::NoPerm, "NOPERM"),
+            (ServerErrorKind::ResponseError, "ERR"),
+        ] {
+            assert!(!passing(&server(kind, code)), "{code}");
+        }
+        let resp2 = RedisError::from((ErrorKind::InvalidClientConfig, "RESP3 needed"));
+        assert!(!passing(&resp2));
     }
 }

@@ -161,12 +161,22 @@ impl RedisCluster {
         self.masters[from].cmd(&migrate);
     }
 
-    /// Announces `to` as the owner of `key`'s slot to every master.
+    /// Announces `to` as the owner of `key`'s slot to every master: to `to`
+    /// first, then to the old owner, then to the rest, the order Redis's
+    /// `CLUSTER SETSLOT` documentation (and `redis-cli --cluster reshard`)
+    /// uses. In another order there is a window where the old owner
+    /// answers `MOVED` to `to` and `to`, still importing, `MOVED` back, and
+    /// a command sent then fails once the client's redirects run out (the
+    /// cause of a rare failure of the cluster tests that move a waiter's
+    /// slot, whose waiter then acquired inside that window).
     pub fn finish_migration(&self, key: &str, to: usize) {
         let slot = self.slot(key).to_string();
         let to_id = self.node_id(to);
-        for master in &self.masters {
-            master.cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        let from = self.owner_of(key);
+        let mut order = vec![to, from];
+        order.extend((0..self.masters.len()).filter(|m| *m != to && *m != from));
+        for master in order {
+            self.masters[master].cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
         }
     }
 }
