@@ -57,9 +57,15 @@
 
 use std::time::Duration;
 
+pub use crate::blocking_fair_guard::FairGuard;
+pub use crate::blocking_fair_lock::{FairLock, FairLockBuilder};
 pub use crate::blocking_guard::LockGuard;
 pub use crate::blocking_lock::{Lock, LockBuilder};
 pub use crate::blocking_locks::{Locks, LocksBuilder};
+pub use crate::blocking_permit::Permit;
+pub use crate::blocking_rw_guards::{ReadGuard, WriteGuard};
+pub use crate::blocking_rwlock::{RwLock, RwLockBuilder};
+pub use crate::blocking_semaphore::{Semaphore, SemaphoreBuilder};
 
 use crate::blocking_rt;
 use crate::error::Result;
