@@ -15,31 +15,31 @@
 macro_rules! blocking_sources {
     ($out:ident, $builder:ident) => {
         #[doc = concat!(
-                            "Connects to the server at `url`. See [`crate::",
-                            stringify!($builder),
-                            "::connect`]."
-                        )]
+                                    "Connects to the server at `url`. See [`crate::",
+                                    stringify!($builder),
+                                    "::connect`]."
+                                )]
         pub fn connect(self, url: impl ::redis::IntoConnectionInfo) -> $crate::Result<$out> {
             let call = concat!("blocking::", stringify!($builder), "::connect");
             $crate::blocking_rt::wait(call, self.inner.connect(url)).map($out::new)
         }
 
         #[doc = concat!(
-                            "Connects through `client`. See [`crate::",
-                            stringify!($builder),
-                            "::client`]."
-                        )]
+                                    "Connects through `client`. See [`crate::",
+                                    stringify!($builder),
+                                    "::client`]."
+                                )]
         pub fn client(self, client: &::redis::Client) -> $crate::Result<$out> {
             let call = concat!("blocking::", stringify!($builder), "::client");
             $crate::blocking_rt::wait(call, self.inner.client(client)).map($out::new)
         }
 
         #[doc = concat!(
-                            "Builds over the Redis Cluster that `seeds` belong to (crate ",
-                            "feature `cluster` too). See [`crate::",
-                            stringify!($builder),
-                            "::connect_cluster`]."
-                        )]
+                                    "Builds over the Redis Cluster that `seeds` belong to (crate ",
+                                    "feature `cluster` too). See [`crate::",
+                                    stringify!($builder),
+                                    "::connect_cluster`]."
+                                )]
         #[cfg(feature = "cluster")]
         #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
         pub fn connect_cluster<U: ::redis::IntoConnectionInfo>(
@@ -51,11 +51,11 @@ macro_rules! blocking_sources {
         }
 
         #[doc = concat!(
-                            "Builds over a Redis Cluster from `client` (crate feature ",
-                            "`cluster` too). See [`crate::",
-                            stringify!($builder),
-                            "::cluster_client`]."
-                        )]
+                                    "Builds over a Redis Cluster from `client` (crate feature ",
+                                    "`cluster` too). See [`crate::",
+                                    stringify!($builder),
+                                    "::cluster_client`]."
+                                )]
         #[cfg(feature = "cluster")]
         #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
         pub fn cluster_client(

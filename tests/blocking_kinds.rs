@@ -223,6 +223,75 @@ fn fair_lock_serves_blocking_waiters_in_order() {
     );
 }
 
+/// How many holds of each kind the exiting process drops.
+const EXIT_HOLDS: usize = 5;
+
+/// The keys that the exiting process's holds live under.
+fn exit_keys() -> Vec<String> {
+    let mut keys = vec!["exit:sem".to_owned()];
+    for i in 0..EXIT_HOLDS {
+        keys.push(format!("{{exit:r{i}}}:readers"));
+        keys.push(format!("exit:w{i}"));
+        keys.push(format!("exit:f{i}"));
+    }
+    keys
+}
+
+#[test]
+fn a_process_that_exits_right_after_dropping_guards_of_every_kind_leaves_none() {
+    // The CLI case for every kind: guards dropped at the end of `main`,
+    // the process gone at once. Released in the background, most would
+    // stay until their TTL.
+    let server = RedisServer::start();
+    let mut child = child::spawn(
+        "drops_guards_of_every_kind_and_exits_process",
+        &server.url(),
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let left: Vec<String> = exit_keys()
+        .into_iter()
+        .filter(|key| server.exists(key))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "still held after the process exited: {left:?}"
+    );
+}
+
+/// Started by the test above: holds permits, reads, writes and fair locks,
+/// drops every guard, and exits the moment the last drop returns.
+#[test]
+#[ignore = "started as a separate process by a_process_that_exits_right_after_dropping_guards_of_every_kind_leaves_none"]
+fn drops_guards_of_every_kind_and_exits_process() {
+    let locks = redis_mutex::Locks::builder()
+        .prefix("exit:")
+        .ttl(Duration::from_secs(30))
+        .blocking()
+        .connect(child::url())
+        .unwrap();
+    let sem = locks.semaphore("sem", EXIT_HOLDS as u32).unwrap();
+    let permits: Vec<_> = (0..EXIT_HOLDS).map(|_| sem.acquire().unwrap()).collect();
+    let reads: Vec<_> = (0..EXIT_HOLDS)
+        .map(|i| locks.rwlock(format!("r{i}")).unwrap().read().unwrap())
+        .collect();
+    let writes: Vec<_> = (0..EXIT_HOLDS)
+        .map(|i| locks.rwlock(format!("w{i}")).unwrap().write().unwrap())
+        .collect();
+    let fair: Vec<_> = (0..EXIT_HOLDS)
+        .map(|i| locks.fair_lock(format!("f{i}")).unwrap().acquire().unwrap())
+        .collect();
+    let keys = exit_keys();
+    let mut admin = redis::Client::open(child::url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let held: usize = redis::cmd("EXISTS").arg(&keys).query(&mut admin).unwrap();
+    assert_eq!(held, keys.len(), "every hold is on the server");
+    drop((permits, reads, writes, fair));
+    std::process::exit(0);
+}
+
 /// Blocking handles and guards of each kind, made on a plain thread.
 struct MadeOutside {
     sem: blocking::Semaphore,
@@ -522,7 +591,12 @@ fn blocking_rw_process() {
         .map(|_| {
             let (rw, both_held, go_on) = (rw.clone(), both_held.clone(), go_on.clone());
             std::thread::spawn(move || {
-                let read = rw.read().unwrap();
+                // A failure ends the process: the barriers would wait for
+                // this thread for ever, and the parent for the child.
+                let read = rw.read().unwrap_or_else(|e| {
+                    eprintln!("a blocking reader failed: {e}");
+                    std::process::exit(1)
+                });
                 both_held.wait();
                 go_on.wait();
                 read.release().unwrap();
