@@ -1,12 +1,19 @@
 //! Locks for code without async (crate feature `blocking`): CLIs, sync
 //! services, build tools. A mirror of [`Lock`](crate::Lock),
-//! [`LockGuard`](crate::LockGuard) and [`Locks`](crate::Locks) whose calls
-//! block the calling thread: the same settings (built by the same builders,
-//! finished through [`LockBuilder::blocking`](crate::LockBuilder::blocking)
-//! and [`LocksBuilder::blocking`](crate::LocksBuilder::blocking)), the same
+//! [`LockGuard`](crate::LockGuard) and [`Locks`](crate::Locks), and of the
+//! other kinds of lease ([`Semaphore`] and [`Permit`], [`RwLock`] with
+//! [`ReadGuard`] and [`WriteGuard`], [`FairLock`] and [`FairGuard`]), whose
+//! calls block the calling thread: the same settings (built by the same
+//! builders, finished through `.blocking()`:
+//! [`LockBuilder::blocking`](crate::LockBuilder::blocking),
+//! [`SemaphoreBuilder::blocking`](crate::SemaphoreBuilder::blocking),
+//! [`RwLockBuilder::blocking`](crate::RwLockBuilder::blocking),
+//! [`FairLockBuilder::blocking`](crate::FairLockBuilder::blocking) and
+//! [`LocksBuilder::blocking`](crate::LocksBuilder::blocking)), the same
 //! errors, the same guarantees, the same wire format: a blocking holder and
-//! an async one (or redis-py, redsync, node-redlock) exclude each other on
-//! one key.
+//! an async one (or redis-py, redsync, node-redlock) of one key follow the
+//! kind's rule together (exclusion, the count of permits, readers and
+//! writers, the line of a fair lock).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -48,18 +55,24 @@
 //!
 //! # Dropping
 //!
-//! A [`LockGuard`] dropped without [`release`](LockGuard::release) releases
-//! the lock before `drop` returns, waiting at most one command timeout;
-//! what is still unanswered then goes on in the background. So a guard
-//! dropped by an early `?` or a panic frees its lock at once, not after its
-//! TTL. [`flush_releases`] waits for background releases before the
+//! A [`LockGuard`] (or any other blocking guard) dropped without
+//! [`release`](LockGuard::release) releases its hold before `drop`
+//! returns, waiting at most one command timeout; what is still unanswered
+//! then goes on in the background. So a guard dropped by an early `?` or a
+//! panic frees its hold at once, not after its TTL. [`flush_releases`] waits for background releases before the
 //! process exits.
 
 use std::time::Duration;
 
+pub use crate::blocking_fair_guard::FairGuard;
+pub use crate::blocking_fair_lock::{FairLock, FairLockBuilder};
 pub use crate::blocking_guard::LockGuard;
 pub use crate::blocking_lock::{Lock, LockBuilder};
 pub use crate::blocking_locks::{Locks, LocksBuilder};
+pub use crate::blocking_permit::Permit;
+pub use crate::blocking_rw_guards::{ReadGuard, WriteGuard};
+pub use crate::blocking_rwlock::{RwLock, RwLockBuilder};
+pub use crate::blocking_semaphore::{Semaphore, SemaphoreBuilder};
 
 use crate::blocking_rt;
 use crate::error::Result;

@@ -33,16 +33,18 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    pub(crate) fn new(guard: AsyncGuard, release_within: Duration) -> LockGuard {
+    pub(crate) fn new(guard: AsyncGuard) -> LockGuard {
         LockGuard {
-            inner: BlockingHold::new(
-                match guard.into_hold() {
-                    Ok(hold) => hold,
-                    Err(_) => unreachable!("the blocking API acquires without an owner"),
-                },
-                release_within,
-            ),
+            inner: BlockingHold::new(match guard.into_hold() {
+                Ok(hold) => hold,
+                Err(_) => unreachable!("the blocking API acquires without an owner"),
+            }),
         }
+    }
+
+    /// The blocking hold, for `run`.
+    pub(crate) fn into_inner(self) -> BlockingHold<MutexLease> {
+        self.inner
     }
 
     /// The key of the held lock.

@@ -1,7 +1,9 @@
 //! A hold of any kind of lease for the blocking API: the engine's
-//! [`Hold`], its calls run on the blocking runtime (`blocking_rt`), and a
-//! `Drop` that waits for the release. Each kind's blocking guard (the
-//! mutex's `blocking::LockGuard`) is this with its own docs and names.
+//! [`Hold`], its calls run on the blocking runtime (`blocking_rt`), a
+//! `Drop` that waits for the release, and the blocking `run` of every kind.
+//! Each kind's blocking guard (`blocking::LockGuard`, `Permit`,
+//! `ReadGuard`, `WriteGuard`, `FairGuard`) is this with its own docs and
+//! names (`blocking_guard_methods`).
 //!
 //! Invariants:
 //! - `Drop` outside a tokio runtime releases before it returns, bounded by
@@ -17,6 +19,7 @@ use crate::blocking_rt;
 use crate::error::{Error, Result};
 use crate::hold::Hold;
 use crate::kind::Kind;
+use crate::lease::Lease;
 
 /// A hold run from blocking code.
 pub(crate) struct BlockingHold<K: Kind> {
@@ -27,10 +30,10 @@ pub(crate) struct BlockingHold<K: Kind> {
 }
 
 impl<K: Kind> BlockingHold<K> {
-    pub(crate) fn new(hold: Hold<K>, release_within: Duration) -> BlockingHold<K> {
+    pub(crate) fn new(hold: Hold<K>) -> BlockingHold<K> {
         BlockingHold {
+            release_within: hold.release_floor(),
             hold: Some(hold),
-            release_within,
         }
     }
 
@@ -68,6 +71,28 @@ impl<K: Kind> BlockingHold<K> {
             Some(hold) => blocking_rt::wait(call, hold.release()),
             None => unreachable!("the hold is taken only by release and drop"),
         }
+    }
+}
+
+impl<K: Kind> BlockingHold<K> {
+    /// The blocking `run` of every kind: renews this hold on the blocking
+    /// runtime while `body` runs on the calling thread (which nothing can
+    /// stop from outside, so it runs to its end), then releases.
+    /// [`Error::Lost`] when the lease was lost meanwhile (`body`'s value is
+    /// dropped: work after the loss may have overlapped another holder's),
+    /// the release's answer otherwise.
+    pub(crate) fn run<T>(mut self, call: &'static str, body: impl FnOnce(Lease) -> T) -> Result<T> {
+        self.auto_renew()?;
+        let lease = self.hold().lease().clone();
+        let value = body(lease.clone());
+        let lost = lease.is_lost();
+        let released = self.release(call);
+        if lost {
+            return Err(Error::Lost {
+                key: lease.key().to_owned(),
+            });
+        }
+        released.map(|()| value)
     }
 }
 

@@ -11,8 +11,7 @@ use redis::IntoConnectionInfo;
 use crate::blocking_guard::LockGuard;
 use crate::blocking_rt;
 use crate::builder::LockBuilder as AsyncBuilder;
-use crate::error::{Error, Result};
-use crate::guard::LockGuard as AsyncGuard;
+use crate::error::Result;
 use crate::inspect::LockHolder;
 use crate::lease::Lease;
 use crate::lock::Lock as AsyncLock;
@@ -26,7 +25,8 @@ use crate::retry::WaitPolicy;
 ///
 /// Cheap to clone, `Send` and `Sync`: share it between threads. Every call
 /// blocks the calling thread; inside a tokio runtime each refuses with
-/// [`Error::BlockingInRuntime`] (see [the module](crate::blocking)).
+/// [`Error::BlockingInRuntime`](crate::Error::BlockingInRuntime) (see
+/// [the module](crate::blocking)).
 ///
 /// ```no_run
 /// # fn example() -> redis_mutex::Result<()> {
@@ -51,10 +51,6 @@ pub struct Lock {
 impl Lock {
     pub(crate) fn new(inner: AsyncLock) -> Lock {
         Lock { inner }
-    }
-
-    fn guard(&self, guard: AsyncGuard) -> LockGuard {
-        LockGuard::new(guard, self.inner.engine().topology.attempt_floor())
     }
 
     /// The async lock underneath, for what the blocking API does not
@@ -101,12 +97,12 @@ impl Lock {
     }
 
     /// Acquires the lock, waiting under its [`WaitPolicy`] while another
-    /// owner holds it; [`Error::Busy`] when the wait ends first. See
-    /// [`crate::Lock::acquire`] for the waiting, the bound on how long it
-    /// takes, and the other errors.
+    /// owner holds it; [`Error::Busy`](crate::Error::Busy) when the wait
+    /// ends first. See [`crate::Lock::acquire`] for the waiting, the bound
+    /// on how long it takes, and the other errors.
     pub fn acquire(&self) -> Result<LockGuard> {
         let guard = blocking_rt::wait("blocking::Lock::acquire", self.inner.acquire())?;
-        Ok(self.guard(guard))
+        Ok(LockGuard::new(guard))
     }
 
     /// Like [`acquire`](Lock::acquire), waiting at most `max_wait`. See
@@ -116,13 +112,13 @@ impl Lock {
             "blocking::Lock::acquire_timeout",
             self.inner.acquire_timeout(max_wait),
         )?;
-        Ok(self.guard(guard))
+        Ok(LockGuard::new(guard))
     }
 
     /// Makes one attempt: `Ok(None)` when another owner holds the lock.
     pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
         let guard = blocking_rt::wait("blocking::Lock::try_acquire", self.inner.try_acquire())?;
-        Ok(guard.map(|guard| self.guard(guard)))
+        Ok(guard.map(LockGuard::new))
     }
 
     /// Acquires the lock, runs `body` on this thread while a task of the
@@ -132,12 +128,14 @@ impl Lock {
     /// even when the lock is lost meanwhile (an extend answered "not ours",
     /// or the deadline passed with Redis silent); look at
     /// [`Lease::is_lost`] in long work to stop early. `run` then returns
-    /// [`Error::Lost`] and drops `body`'s value: work done after the loss
-    /// may have overlapped another holder's (fence it where that matters).
+    /// [`Error::Lost`](crate::Error::Lost) and drops `body`'s value: work
+    /// done after the loss may have overlapped another holder's (fence it
+    /// where that matters).
     ///
     /// Returns `body`'s value when the lock was ours to the end;
-    /// [`Error::NotHeld`] when it was lost only by the time of the release;
-    /// the acquire's error (e.g. [`Error::Busy`]) when it could not be had.
+    /// [`Error::NotHeld`](crate::Error::NotHeld) when it was lost only by
+    /// the time of the release; the acquire's error (e.g.
+    /// [`Error::Busy`](crate::Error::Busy)) when it could not be had.
     ///
     /// ```no_run
     /// # fn example(lock: redis_mutex::blocking::Lock) -> redis_mutex::Result<()> {
@@ -152,17 +150,9 @@ impl Lock {
     /// # Ok(()) }
     /// ```
     pub fn run<T>(&self, body: impl FnOnce(Lease) -> T) -> Result<T> {
-        let mut guard = self.acquire()?;
-        guard.auto_renew()?;
-        let value = body(guard.lease().clone());
-        let lost = guard.is_lost();
-        let released = guard.release();
-        if lost {
-            return Err(Error::Lost {
-                key: self.key().to_owned(),
-            });
-        }
-        released.map(|()| value)
+        self.acquire()?
+            .into_inner()
+            .run("blocking::Lock::run", body)
     }
 
     /// Who holds the lock now, if anyone. See [`crate::Lock::holder`].

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use redis::IntoConnectionInfo;
 
+use crate::blocking_fair_lock::FairLock;
 use crate::blocking_lock::Lock;
 use crate::blocking_rt;
+use crate::blocking_rwlock::RwLock;
+use crate::blocking_semaphore::Semaphore;
 use crate::error::Result;
 use crate::locks::{Locks as AsyncLocks, LocksBuilder as AsyncBuilder};
 use crate::retry::WaitPolicy;
@@ -40,6 +43,35 @@ impl Locks {
     /// connections and defaults. No I/O. See [`crate::Locks::lock`].
     pub fn lock(&self, key: impl AsRef<str>) -> Result<Lock> {
         self.inner.lock(key).map(Lock::new)
+    }
+
+    /// A [`blocking::Semaphore`](crate::blocking::Semaphore) of `permits`
+    /// permits on `key` (after the prefix), sharing this value's
+    /// connections and defaults. No I/O. See [`crate::Locks::semaphore`]
+    /// (refused on a Redlock quorum).
+    ///
+    /// ```no_run
+    /// # fn example(locks: redis_mutex::blocking::Locks) -> redis_mutex::Result<()> {
+    /// // At most 10 concurrent exports per tenant.
+    /// let permit = locks.semaphore("tenant:7:exports", 10)?.acquire()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn semaphore(&self, key: impl AsRef<str>, permits: u32) -> Result<Semaphore> {
+        self.inner.semaphore(key, permits).map(Semaphore::new)
+    }
+
+    /// A [`blocking::RwLock`](crate::blocking::RwLock) on `key` (after the
+    /// prefix), sharing this value's connections and defaults. No I/O. See
+    /// [`crate::Locks::rwlock`] (refused on a Redlock quorum).
+    pub fn rwlock(&self, key: impl AsRef<str>) -> Result<RwLock> {
+        self.inner.rwlock(key).map(RwLock::new)
+    }
+
+    /// A [`blocking::FairLock`](crate::blocking::FairLock) on `key` (after
+    /// the prefix), sharing this value's connections and defaults. No I/O.
+    /// See [`crate::Locks::fair_lock`] (refused on a Redlock quorum).
+    pub fn fair_lock(&self, key: impl AsRef<str>) -> Result<FairLock> {
+        self.inner.fair_lock(key).map(FairLock::new)
     }
 
     /// The async `Locks` underneath.

@@ -33,6 +33,12 @@ impl FairGuard {
 
     guard_methods!();
 
+    /// The engine's hold, for the blocking `FairGuard`.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn into_hold(self) -> Hold<FairLease> {
+        self.hold
+    }
+
     /// This hold's proof for a process trusted with it, as
     /// [`LockGuard::handoff`](crate::LockGuard::handoff): the lock's key
     /// holds this guard's token as a plain lock's does, so

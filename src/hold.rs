@@ -168,6 +168,13 @@ impl<K: Kind> Hold<K> {
         self.answered(result)
     }
 
+    /// How long a release by a blocking guard's `Drop` may wait: one
+    /// attempt's floor (`Topology::attempt_floor`), one command timeout.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn release_floor(&self) -> Duration {
+        self.engine.topology.attempt_floor()
+    }
+
     /// Releases as [`release`](Hold::release) does, but a release Redis
     /// did not answer (a timeout, a lost connection, a Redlock short of
     /// answers) is left to the drop, which resends it in the background:

@@ -32,8 +32,12 @@
 //   (one key), semaphore_builder, rwlock_builder, fair_lock_builder, locks
 //   (any key), diagnose, this file
 // - beside the facade, for code without async (`blocking`): blocking_rt
-//   (the crate's runtime), blocking_hold (any kind), blocking_guard,
-//   blocking_lock, blocking_locks,
+//   (the crate's runtime), blocking_hold (any kind, and the blocking
+//   `run`), blocking_guard_methods (what every later kind's blocking guard
+//   offers), blocking_sources (finishing methods of one-server kinds'
+//   blocking builders); blocking_guard, blocking_lock; blocking_permit,
+//   blocking_semaphore; blocking_rw_guards, blocking_rwlock;
+//   blocking_fair_guard, blocking_fair_lock; blocking_locks (any key),
 //   blocking (the public module)
 // - beside them, for users' tests (`test-server`): test_redis (one
 //   throwaway redis-server), test_cluster, test_server (the public module)
@@ -44,7 +48,13 @@ mod attempt;
 #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
 pub mod blocking;
 #[cfg(feature = "blocking")]
+mod blocking_fair_guard;
+#[cfg(feature = "blocking")]
+mod blocking_fair_lock;
+#[cfg(feature = "blocking")]
 mod blocking_guard;
+#[cfg(feature = "blocking")]
+mod blocking_guard_methods;
 #[cfg(feature = "blocking")]
 mod blocking_hold;
 #[cfg(feature = "blocking")]
@@ -52,7 +62,17 @@ mod blocking_lock;
 #[cfg(feature = "blocking")]
 mod blocking_locks;
 #[cfg(feature = "blocking")]
+mod blocking_permit;
+#[cfg(feature = "blocking")]
 mod blocking_rt;
+#[cfg(feature = "blocking")]
+mod blocking_rw_guards;
+#[cfg(feature = "blocking")]
+mod blocking_rwlock;
+#[cfg(feature = "blocking")]
+mod blocking_semaphore;
+#[cfg(feature = "blocking")]
+mod blocking_sources;
 mod builder;
 mod channels;
 mod clock;

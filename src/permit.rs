@@ -34,6 +34,12 @@ impl Permit {
 
     guard_methods!();
 
+    /// The engine's hold, for the blocking `Permit`.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn into_hold(self) -> Hold<PermitSet> {
+        self.hold
+    }
+
     /// How many permits this holds.
     pub fn permits(&self) -> u32 {
         self.hold.kind().count()

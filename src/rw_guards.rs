@@ -30,6 +30,13 @@ impl ReadGuard {
         }
     }
 
+    /// The engine's hold and this task's registration, for the blocking
+    /// `ReadGuard`.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn into_parts(self) -> (Hold<ReadLease>, Registration) {
+        (self.hold, self._registered)
+    }
+
     guard_methods!();
 }
 
@@ -59,6 +66,13 @@ impl WriteGuard {
             hold,
             _registered: registered,
         }
+    }
+
+    /// The engine's hold and this task's registration, for the blocking
+    /// `WriteGuard`.
+    #[cfg(feature = "blocking")]
+    pub(crate) fn into_parts(self) -> (Hold<WriteLease>, Registration) {
+        (self.hold, self._registered)
     }
 
     guard_methods!();

@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -17,9 +15,7 @@ use rand::RngExt;
 use redis::AsyncCommands;
 use redis_mutex::{Error, Lock, Locks, WaitPolicy, blocking};
 use support::RedisServer;
-
-/// The URL of the server, for a child process started by a test.
-const URL_ENV: &str = "REDIS_MUTEX_BLOCKING_URL";
+use support::child::{self, Steps};
 
 fn blocking_lock(url: &str, key: &str, ttl: Duration) -> blocking::Lock {
     Lock::builder(key)
@@ -138,7 +134,7 @@ fn a_process_that_exits_right_after_dropping_its_guards_leaves_no_lock() {
     // gone at once. Released in the background, most would be lost with
     // the process and stay until their TTL.
     let server = RedisServer::start();
-    let mut child = spawn_child("drops_guards_and_exits_process", &server.url());
+    let mut child = child::spawn("drops_guards_and_exits_process", &server.url());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     let left: Vec<usize> = (0..DROPPED_AT_EXIT)
@@ -155,7 +151,7 @@ fn a_process_that_exits_right_after_dropping_its_guards_leaves_no_lock() {
 #[test]
 #[ignore = "started as a separate process by a_process_that_exits_right_after_dropping_its_guards_leaves_no_lock"]
 fn drops_guards_and_exits_process() {
-    let url = std::env::var(URL_ENV).expect("run by the exit test");
+    let url = child::url();
     let locks = Locks::builder()
         .prefix("sync:exit:")
         .ttl(Duration::from_secs(30))
@@ -342,20 +338,11 @@ fn contend_blocking(lock: blocking::Lock, url: &str, local: &AtomicU32) {
     }
 }
 
-fn spawn_child(scenario: &str, url: &str) -> Child {
-    support::ignored_test_process(scenario)
-        .env(URL_ENV, url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_and_async_holders_in_two_processes_never_overlap() {
     let server = RedisServer::start();
     let url = server.url();
-    let mut child = spawn_child("blocking_contender_process", &url);
+    let mut child = child::spawn("blocking_contender_process", &url);
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut tasks = Vec::new();
     for _ in 0..ASYNC_TASKS {
@@ -386,7 +373,7 @@ async fn blocking_and_async_holders_in_two_processes_never_overlap() {
 #[test]
 #[ignore = "started as a separate process by blocking_and_async_holders_in_two_processes_never_overlap"]
 fn blocking_contender_process() {
-    let url = std::env::var(URL_ENV).expect("run by the mixed exclusion test");
+    let url = child::url();
     let lock = mixed_lock_builder()
         .blocking()
         .connect(url.as_str())
@@ -412,31 +399,20 @@ async fn a_blocking_holder_in_another_process_excludes_an_async_one_and_back() {
         .await
         .unwrap();
     let held_here = lock.acquire().await.unwrap();
-    let mut child = spawn_child("blocking_holder_process", &server.url());
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    // The child's steps, past the lines libtest prints around them.
-    let mut read_line = |line: &mut String| loop {
-        line.clear();
-        let read = tokio::task::block_in_place(|| stdout.read_line(line).unwrap());
-        assert!(read > 0, "the child ended early");
-        // libtest may have begun the line (`test name ... `).
-        if let Some((_, step)) = line.trim().split_once("step: ") {
-            return step.to_owned();
-        }
-    };
+    let mut child = child::spawn("blocking_holder_process", &server.url());
+    let mut steps = Steps::of(&mut child);
+    let mut next = || tokio::task::block_in_place(|| steps.next());
     // The child found it busy, and waits for it.
-    assert_eq!(read_line(&mut line), "busy");
+    assert_eq!(next(), "busy");
     held_here.release().await.unwrap();
-    assert_eq!(read_line(&mut line), "held");
+    assert_eq!(next(), "held");
     assert!(
         lock.try_acquire().await.unwrap().is_none(),
         "the child holds it"
     );
     // Let the child release, then the lock is ours again.
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "release").unwrap();
-    assert_eq!(read_line(&mut line), "released");
+    steps.tell("release");
+    assert_eq!(tokio::task::block_in_place(|| steps.next()), "released");
     lock.acquire().await.unwrap().release().await.unwrap();
     let status = tokio::task::block_in_place(|| child.wait().unwrap());
     assert!(status.success(), "{status}");
@@ -447,23 +423,17 @@ async fn a_blocking_holder_in_another_process_excludes_an_async_one_and_back() {
 #[test]
 #[ignore = "started as a separate process by a_blocking_holder_in_another_process_excludes_an_async_one_and_back"]
 fn blocking_holder_process() {
-    let url = std::env::var(URL_ENV).expect("run by the handoff test");
+    let url = child::url();
     let lock = Lock::builder("mixed:handoff")
         .wait(WaitPolicy::timeout(Duration::from_secs(10)))
         .blocking()
         .connect(url.as_str())
         .unwrap();
-    let say = |what: &str| {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "step: {what}").unwrap();
-        out.flush().unwrap();
-    };
     assert!(lock.try_acquire().unwrap().is_none(), "held by the parent");
-    say("busy");
+    child::say("busy");
     let guard = lock.acquire().unwrap();
-    say("held");
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).unwrap();
+    child::say("held");
+    child::wait_for_parent();
     guard.release().unwrap();
-    say("released");
+    child::say("released");
 }

@@ -29,5 +29,7 @@ fn metrics_tests_skipped_without_the_metrics_feature() {
 #[cfg(not(feature = "blocking"))]
 #[test]
 fn blocking_tests_skipped_without_the_blocking_feature() {
-    support::skipped("tests/blocking.rs is compiled out: run with `--features blocking`");
+    support::skipped(
+        "tests/blocking.rs and tests/blocking_kinds.rs are compiled out: run with `--features blocking`",
+    );
 }

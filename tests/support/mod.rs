@@ -14,6 +14,7 @@
 //! tests running in parallel on the threads of one test binary never share state.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod cluster;
 pub mod proxy;
 pub mod tls;
