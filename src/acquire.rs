@@ -179,7 +179,11 @@ impl<K: Kind> Engine<K> {
                         }
                         return Err(error);
                     }
-                    return pending.into_hold(from, fence);
+                    let hold = pending.into_hold(from, fence);
+                    if hold.is_ok() {
+                        waiter.acquired(self.ttl);
+                    }
+                    return hold;
                 }
                 AcquireStep::Fail { error, maybe_set } => {
                     pending.maybe_set = maybe_set;

@@ -338,8 +338,8 @@ pub(crate) struct Subscription {
     /// it covers; `None` once it fired.
     armed: Option<Pin<Box<OwnedNotified>>>,
     /// This waiter took a release wake-up and its attempt has not failed
-    /// (yet): if it leaves now (it got the lock, failed, or was dropped),
-    /// the next waiter is woken in its place.
+    /// (yet): if it leaves now (it failed, was dropped, or got a lease that
+    /// others may share), the next waiter is woken in its place.
     pub(crate) woken: bool,
 }
 

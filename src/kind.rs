@@ -86,6 +86,17 @@ pub(crate) trait Kind: Send + Sync + 'static {
         None
     }
 
+    /// Whether a grant excludes every other holder until its release or
+    /// expiry (a mutex). A woken waiter that got such a lease has used up
+    /// the release it was woken for: it passes no wake-up on, and tells the
+    /// channel's other waiters instead that the lease is held until its TTL
+    /// at the latest (what the inspection of a passed-on wake-up would have
+    /// found). A lease that others may share (read holds, permits) passes
+    /// the wake-up on, so that the next waiter may take its share.
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     /// Takes the lease for `token` for `ttl` if it is free.
     fn acquire(&self, token: &str, ttl: Duration) -> Request;
 

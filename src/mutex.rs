@@ -136,6 +136,10 @@ impl Kind for MutexLease {
         &self.channel
     }
 
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     fn acquire(&self, token: &str, ttl: Duration) -> Request {
         match &self.fence_key {
             None => {

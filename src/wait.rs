@@ -21,6 +21,10 @@
 //! - A wait never ends past the wait policy's deadline, nor past the
 //!   kind's [`refresh_every`](Kind::refresh_every): a waiter whose mark
 //!   lives by its attempts keeps it alive while it waits.
+//! - One release wakes one waiter per process. A woken waiter that leaves
+//!   without the lease passes the wake-up on; one that got an exclusive
+//!   lease keeps it and shows the others the new holder's TTL instead
+//!   ([`Waiter::acquired`]), so that none waits past it.
 //! - A waiter listens on the kind's channel, or on its own when the kind
 //!   names one for its token ([`Kind::waiter_channel`]).
 
@@ -148,6 +152,25 @@ impl<'a, K: Kind> Waiter<'a, K> {
         // the next attempt (nothing is awaited in between).
         self.live = subscription.arm();
         true
+    }
+
+    /// The acquire got the lease, `ttl` from now at the latest. A waiter of
+    /// an [exclusive](Kind::exclusive) lease keeps the release it was woken
+    /// for, and shows the channel's other waiters how long the lease is
+    /// held; else its wake-up is passed on when it is dropped. Not on a
+    /// Redlock, whose wake-ups are incomplete anyway.
+    pub(crate) fn acquired(&mut self, ttl: Duration) {
+        let complete = self.wake_ups.is_some_and(|wake| wake.complete);
+        if let Some(subscription) = self.subscription.as_mut()
+            && complete
+            && self.kind.exclusive()
+        {
+            subscription.woken = false;
+            subscription.saw_holder(Some(HeldUntil {
+                expires: after(Instant::now(), ttl),
+                announces: true,
+            }));
+        }
     }
 
     /// No pub/sub: the wait policy's backoff.

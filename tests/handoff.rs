@@ -493,6 +493,55 @@ async fn joining_waiters_on_a_live_channel_try_once() {
     joined.await.unwrap();
 }
 
+/// A release wakes one waiter of the process, and the one woken that takes
+/// the lock keeps the wake-up: no second waiter tries (`SET`) or looks at
+/// the new holder (`PTTL`), and the release costs the woken waiter's `SET`
+/// alone. The others still follow the new holder's TTL (see
+/// `after_a_local_handoff_the_other_waiters_follow_the_new_holders_ttl`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_release_wakes_one_local_waiter_and_the_winner_keeps_it() {
+    let server = RedisServer::start();
+    let client = server.client();
+    let key = "handoff:one";
+    let lock = notified_lock(&client, key, Duration::from_secs(10), sluggish()).await;
+    let holder = lock.acquire().await.unwrap();
+    let (won, mut first) = tokio::sync::mpsc::unbounded_channel();
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let (lock, won) = (lock.clone(), won.clone());
+            tokio::spawn(async move {
+                let guard = lock.acquire().await.unwrap();
+                let _ = won.send(());
+                // Held past the test's counting.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                guard.release().await.unwrap();
+            })
+        })
+        .collect();
+    eventually(
+        Duration::from_secs(5),
+        "all four look at the holder",
+        || server.command_calls("pttl") >= 4,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.reset_stats();
+    holder.release().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(3), first.recv())
+        .await
+        .expect("a waiter was woken");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        server.command_calls("set"),
+        1,
+        "only the woken waiter tries"
+    );
+    assert_eq!(server.command_calls("pttl"), 0, "nobody inspects");
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
+}
+
 // --------------------------------------------------------------------------
 // The subscription connection
 // --------------------------------------------------------------------------
