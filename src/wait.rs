@@ -14,7 +14,9 @@
 //!   comes up (or back) makes it try again at once, covered from then on.
 //! - Expiry is not announced: every wait is bounded by the holder's expiry
 //!   as last seen here (asked after a busy answer, never on the uncontended
-//!   path, shared with the channel's other waiters). A holder that does not
+//!   path, shared with the channel's other waiters). A busy answer asks
+//!   only when no waiter here saw the holder since the last release heard
+//!   (one inspection per busy period and process, not one per waiter). A holder that does not
 //!   announce (another library), an unknown holder, and wake-ups that are
 //!   not complete (one node of a Redlock) are also polled for under the
 //!   wait policy's backoff.
@@ -166,10 +168,14 @@ impl<'a, K: Kind> Waiter<'a, K> {
             && self.kind.exclusive()
         {
             subscription.woken = false;
-            subscription.saw_holder(Some(HeldUntil {
-                expires: after(Instant::now(), ttl),
-                announces: true,
-            }));
+            let as_of = subscription.releases_heard();
+            subscription.saw_holder(
+                Some(HeldUntil {
+                    expires: after(Instant::now(), ttl),
+                    announces: true,
+                }),
+                as_of,
+            );
         }
     }
 
@@ -197,24 +203,34 @@ async fn look<K: Kind>(
     if live {
         if subscription.released_already() || !subscription.signal().live {
             again = true;
+        } else if wake.complete && subscription.known_holder(now).is_some() {
+            // Seen by a waiter here since the last release: the holder is
+            // the same, and sleeping until its expiry (or the release's
+            // wake-up) needs no inspection of this waiter's own.
         } else {
+            // Taken before the inspection: a release heard while it runs
+            // makes what it sees unfit for reuse.
+            let as_of = subscription.releases_heard();
             match wake.node.holder(kind).await {
                 // Gone from one node of several says nothing of the others:
                 // poll (below), or this loop would spin.
-                Holder::Gone if !wake.complete => subscription.saw_holder(None),
+                Holder::Gone if !wake.complete => subscription.saw_holder(None, as_of),
                 // Gone since the busy answer: try again now.
                 Holder::Gone => again = true,
                 Holder::Held { free_in, announces } => {
-                    subscription.saw_holder(Some(HeldUntil {
-                        // A foreign holder's TTL can be of any length.
-                        expires: after(Instant::now(), free_in),
-                        announces,
-                    }));
+                    subscription.saw_holder(
+                        Some(HeldUntil {
+                            // A foreign holder's TTL can be of any length.
+                            expires: after(Instant::now(), free_in),
+                            announces,
+                        }),
+                        as_of,
+                    );
                 }
                 // No TTL, or no answer: poll; an earlier holder's expiry
                 // means nothing now.
                 Holder::Unknown => {
-                    subscription.saw_holder(None);
+                    subscription.saw_holder(None, as_of);
                     poll_at = poll();
                 }
             }
