@@ -155,7 +155,7 @@ impl<K: Kind> Engine<K> {
                     },
                 },
             };
-            let failed = match step {
+            let (failed, holder_named) = match step {
                 AcquireStep::Acquired {
                     sent_at,
                     from_earlier_send,
@@ -193,6 +193,7 @@ impl<K: Kind> Engine<K> {
                     failed,
                     token_spent,
                     queued,
+                    announces,
                 } => {
                     // A mark left while queued (by this attempt or an
                     // earlier one) is released by token if the acquire
@@ -202,11 +203,11 @@ impl<K: Kind> Engine<K> {
                     if token_spent {
                         pending.token = Some(Token::generate()?);
                     }
-                    failed
+                    (failed, announces)
                 }
             };
             waiting.start(&self.meter);
-            if !waiter.wait().await {
+            if !waiter.wait(holder_named).await {
                 return Err(failed.unwrap_or_else(|| Error::Busy {
                     key: self.key().to_owned(),
                     waited: started.elapsed(),
@@ -346,7 +347,7 @@ return 0
             Ok(match redis::from_redis_value::<i64>(reply)? {
                 1 => Grant::Acquired { fence: None },
                 2 => Grant::AlreadyOurs { fence: None },
-                _ => Grant::Busy,
+                _ => Grant::Busy { announces: None },
             })
         }
         fn release(&self, token: &str, announce: bool) -> ScriptCall {

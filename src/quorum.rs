@@ -243,7 +243,7 @@ impl Quorum {
                     earlier_send = true;
                 }
                 // A quorum undoes every missed attempt, marks included.
-                Ok(Grant::Busy | Grant::Queued) => {
+                Ok(Grant::Busy { .. } | Grant::Queued) => {
                     busy += 1;
                     failures.push(NodeFailure {
                         node,
@@ -269,6 +269,7 @@ impl Quorum {
 
         if granted >= self.required {
             return AcquireStep::Retry {
+                announces: None,
                 queued: false,
                 failed: Some(Error::ValidityExpired {
                     operation: Operation::Acquire,
@@ -283,6 +284,7 @@ impl Quorum {
         // went wrong.
         if busy > self.len() - self.required {
             return AcquireStep::Retry {
+                announces: None,
                 queued: false,
                 failed: None,
                 token_spent: true,
@@ -305,6 +307,7 @@ impl Quorum {
         } else {
             // A split vote (with some node failing): another try may win.
             AcquireStep::Retry {
+                announces: None,
                 queued: false,
                 failed: Some(error),
                 token_spent: true,

@@ -102,10 +102,12 @@ impl<'a, K: Kind> Waiter<'a, K> {
 
     /// Waits after a busy answer until the next attempt is worth sending.
     /// `false` when the wait policy's deadline has passed: give up.
+    /// `named`: what the busy answer showed of the holder (see
+    /// `Grant::Busy`).
     ///
     /// Cancel safe: dropping it (with the `Waiter`) gives up this waiter's
     /// share of the subscription, and passes on a release wake-up it took.
-    pub(crate) async fn wait(&mut self) -> bool {
+    pub(crate) async fn wait(&mut self, named: Option<bool>) -> bool {
         let now = Instant::now();
         let Some(mut left) = self.backoff.time_left(now) else {
             return false;
@@ -133,7 +135,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
             subscription,
             self.live,
             wake,
-            self.kind,
+            (self.kind, named),
             &mut self.backoff,
             now,
         )
@@ -193,7 +195,7 @@ async fn look<K: Kind>(
     subscription: &mut Subscription,
     live: bool,
     wake: WakeUps<'_>,
-    kind: &K,
+    (kind, named): (&K, Option<bool>),
     backoff: &mut Backoff,
     now: Instant,
 ) -> Next {
@@ -211,7 +213,7 @@ async fn look<K: Kind>(
             // Taken before the inspection: a release heard while it runs
             // makes what it sees unfit for reuse.
             let as_of = subscription.releases_heard();
-            match wake.node.holder(kind).await {
+            match wake.node.holder_after_busy(kind, named).await {
                 // Gone from one node of several says nothing of the others:
                 // poll (below), or this loop would spin.
                 Holder::Gone if !wake.complete => subscription.saw_holder(None, as_of),

@@ -469,7 +469,7 @@ async fn keys_that_differ_only_by_a_hash_tag_wake_their_own_waiters() {
 /// at once, in the same script, by a foreign holder with a short TTL. The
 /// woken waiter's `SET` finds it busy and must look at the new holder
 /// instead of sleeping to the old one's expiry (10 s; it polls only every
-/// 5 s).
+/// 5 s). Each look is a `PTTL` alone: the busy answer named the holder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_heard_makes_the_next_busy_waiter_look_again() {
     let server = RedisServer::start();
@@ -486,6 +486,8 @@ async fn a_release_heard_makes_the_next_busy_waiter_look_again() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
+    // The busy `SET ... GET` named the holder: the look is a `PTTL` alone.
+    assert_eq!(server.command_calls("get"), 0, "no GET to inspect");
     let taken_over = Instant::now();
     server.cmd(&[
         "EVAL",
