@@ -341,11 +341,12 @@ fn handoff_run(
     (command_calls(&info), latencies)
 }
 
-fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
-    let mut ping = runtime.block_on(async {
+/// The p50 of 500 back-to-back `PING`s, in µs: one round trip.
+fn round_trip(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) -> f64 {
+    let mut samples = runtime.block_on(async {
         let mut connection = server.conn().await;
         let mut samples = Vec::new();
-        for _ in 0..2_000 {
+        for _ in 0..500 {
             let started = Instant::now();
             let _: String = redis::cmd("PING")
                 .query_async(&mut connection)
@@ -355,12 +356,15 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
         }
         samples
     });
-    let round_trip = percentiles(&mut ping)[0];
+    percentiles(&mut samples)[0]
+}
+
+fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
     println!(
-        "handoff: {HANDOFFS} handoffs a run; round trip = p50 of a back-to-back PING: {round_trip:.1} µs"
+        "handoff: {HANDOFFS} handoffs a run; RTs = p50 handoff / p50 of a back-to-back PING measured just before the run"
     );
     println!(
-        "{:>9} {:>7} {:>6} | {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} | {:>9} {:>7}",
+        "{:>9} {:>7} {:>6} | {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} | {:>9} {:>7} {:>7}",
         "processes",
         "waiters",
         "hold",
@@ -371,11 +375,13 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
         "PTTL",
         "(UN)SUB",
         "p50 µs",
-        "RTs"
+        "RTs",
+        "PING µs"
     );
     for processes in [1, 4] {
         for waiters in [8, 64, 256] {
             for hold in [Duration::ZERO, Duration::from_millis(2)] {
+                let round_trip = round_trip(runtime, server);
                 let (calls, mut latencies) = handoff_run(runtime, server, processes, waiters, hold);
                 let n = HANDOFFS as f64;
                 let per = |command: &str| *calls.get(command).unwrap_or(&0) as f64 / n;
@@ -393,7 +399,7 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
                 let evals = per("evalsha") + per("eval");
                 let p50 = percentiles(&mut latencies)[0];
                 println!(
-                    "{processes:>9} {waiters:>7} {:>4}ms | {all:>8.2} {:>5.2} {evals:>5.2} {:>5.2} {:>5.2} {:>7.2} | {p50:>9.1} {:>7.2}",
+                    "{processes:>9} {waiters:>7} {:>4}ms | {all:>8.2} {:>5.2} {evals:>5.2} {:>5.2} {:>5.2} {:>7.2} | {p50:>9.1} {:>7.2} {round_trip:>7.1}",
                     hold.as_millis(),
                     per("set"),
                     per("get") - evals,

@@ -235,7 +235,8 @@ impl<K: Kind> PendingAcquire<'_, K> {
         // An answer that came after the lease's validity proves nothing any
         // more: it may have expired and been taken meanwhile. No hold; the
         // token stays pending, so Drop releases it in the background.
-        if engine.drift.valid_until(valid_from, engine.ttl) <= Instant::now() {
+        let valid_until = engine.drift.valid_until(valid_from, engine.ttl);
+        if valid_until <= Instant::now() {
             return Err(Error::ValidityExpired {
                 operation: Operation::Acquire,
                 key: engine.key().to_owned(),
@@ -247,7 +248,7 @@ impl<K: Kind> PendingAcquire<'_, K> {
             unreachable!("token taken twice")
         };
         // From here the hold's Drop releases the lease if anything fails.
-        Hold::new(engine.clone(), token, fence, valid_from)
+        Hold::new(engine.clone(), token, fence, valid_from, valid_until)
     }
 }
 
