@@ -31,23 +31,19 @@ mod support;
 #[path = "floor/mod.rs"]
 mod floor;
 
-use floor::{RELEASE_LUA, floor_cycle};
+use floor::{RELEASE_LUA, cpu_time, floor_cycle};
 
-const CYCLES: usize = 6_400;
+/// Cycles per run; `CPU_CYCLES` overrides it (two callgrind runs of
+/// different lengths give the instructions per cycle without the start-up).
+fn cycles() -> usize {
+    std::env::var("CPU_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6_400)
+}
 const TASKS: usize = 32;
 
-/// User + system CPU time of this process so far.
-fn cpu_time() -> Duration {
-    // SAFETY: `getrusage` only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let of = |tv: libc::timeval| {
-        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
-    };
-    of(usage.ru_utime) + of(usage.ru_stime)
-}
-
-/// `cycles` acquire + release cycles spread over `tasks` tasks on distinct
+/// `cycles()` acquire + release cycles spread over `tasks` tasks on distinct
 /// keys, by the floor or by the lock.
 async fn run(connection: &MultiplexedConnection, locks: &[Lock], floor: bool, tasks: usize) {
     let script = redis::Script::new(RELEASE_LUA);
@@ -56,7 +52,7 @@ async fn run(connection: &MultiplexedConnection, locks: &[Lock], floor: bool, ta
         let (lock, mut connection, script) = (lock.clone(), connection.clone(), script.clone());
         set.spawn(async move {
             let key = format!("{}:floor", lock.key());
-            for _ in 0..CYCLES / tasks {
+            for _ in 0..cycles() / tasks {
                 if floor {
                     floor_cycle(&mut connection, &script, &key, "token-of-the-floor").await;
                 } else {
@@ -104,7 +100,7 @@ fn main() {
                 run(&connection, &locks, false, tasks).await;
                 lock += cpu_time() - started;
             }
-            let per_cycle = |total: Duration| total.as_secs_f64() * 1e6 / (2 * CYCLES) as f64;
+            let per_cycle = |total: Duration| total.as_secs_f64() * 1e6 / (2 * cycles()) as f64;
             println!(
                 "{tasks:>2} task(s): client CPU per acquire+release: floor {:.1} µs, Lock {:.1} µs, ratio {:.2}",
                 per_cycle(floor),

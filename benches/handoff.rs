@@ -32,6 +32,11 @@ use tokio::sync::watch;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "floor/mod.rs"]
+mod floor;
+
+use floor::{command_calls, percentiles};
+
 const HOLD: Duration = Duration::from_millis(2);
 const BLOCKS: usize = 5;
 const PINGS_PER_BLOCK: usize = 400;
@@ -44,16 +49,6 @@ fn waiters() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8)
-}
-
-/// p50, p90, p99 and the largest of `samples`, in µs.
-fn percentiles(samples: &mut [Duration]) -> [f64; 4] {
-    samples.sort();
-    let at = |q: f64| {
-        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
-        samples[i].as_secs_f64() * 1e6
-    };
-    [at(0.50), at(0.90), at(0.99), at(1.0)]
 }
 
 /// `count` PINGs on `connection`, each after `pause`.
@@ -129,17 +124,9 @@ async fn handoffs(lock: &Lock, handoffs: usize) -> Vec<Duration> {
         .collect()
 }
 
-/// `cmdstat_<name>:calls=N` of `INFO commandstats`, by command.
-fn command_calls(server: &support::RedisServer) -> BTreeMap<String, u64> {
-    server
-        .info("commandstats")
-        .lines()
-        .filter_map(|line| {
-            let (name, rest) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-            Some((name.to_owned(), calls.parse().ok()?))
-        })
-        .collect()
+/// `INFO commandstats` of `server`, by command.
+fn server_calls(server: &support::RedisServer) -> BTreeMap<String, u64> {
+    command_calls(&server.info("commandstats"))
 }
 
 /// Adds `calls` to `total`.
@@ -229,7 +216,7 @@ fn main() {
             paced.extend(block);
             server.reset_stats();
             let mut block = handoffs(&notified, HANDOFFS_PER_BLOCK).await;
-            add_calls(&mut notified_calls, command_calls(&server));
+            add_calls(&mut notified_calls, server_calls(&server));
             ratios.push(percentiles(&mut block)[0] / block_floor);
             notified_samples.extend(block);
         }
@@ -255,7 +242,7 @@ fn main() {
 
         server.reset_stats();
         let mut samples = handoffs(&polling, POLLING_HANDOFFS).await;
-        let calls = command_calls(&server);
+        let calls = server_calls(&server);
         report("polling (default WaitPolicy)", &mut samples, floor_p50);
         report_commands("polling (default WaitPolicy)", &calls, POLLING_HANDOFFS);
     });
@@ -349,7 +336,7 @@ async fn cluster() {
         paced.extend(pings(&ping, PINGS_PER_BLOCK, HOLD).await);
         owner.reset_stats();
         notified_samples.extend(handoffs(&notified, HANDOFFS_PER_BLOCK).await);
-        add_calls(&mut calls, command_calls(owner));
+        add_calls(&mut calls, server_calls(owner));
     }
     let floor_p50 = percentiles(&mut paced)[0];
     report("cluster floor: paced PING", &mut paced, floor_p50);
@@ -361,7 +348,7 @@ async fn cluster() {
     );
     owner.reset_stats();
     let mut samples = handoffs(&polling, POLLING_HANDOFFS).await;
-    let calls = command_calls(owner);
+    let calls = server_calls(owner);
     report("cluster polling", &mut samples, floor_p50);
     report_commands("cluster polling", &calls, POLLING_HANDOFFS);
 }

@@ -25,7 +25,7 @@ mod support;
 #[path = "floor/mod.rs"]
 mod floor;
 
-use floor::{RELEASE_LUA, floor_cycle};
+use floor::{RELEASE_LUA, cpu_time, floor_cycle};
 
 const TTL: Duration = Duration::from_secs(30);
 
@@ -108,18 +108,6 @@ fn bench(c: &mut Criterion) {
     assert!(!server.exists("bench:reentrant"));
 }
 
-/// User + system CPU time of this process so far.
-fn cpu_time() -> Duration {
-    // SAFETY: `getrusage` only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let of = |tv: libc::timeval| {
-        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
-    };
-    of(usage.ru_utime) + of(usage.ru_stime)
-}
-
-/// The outermost cycles again, timed by the client's CPU.
 fn bench_cpu(c: &mut Criterion) {
     let server = support::RedisServer::start();
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -16,6 +16,11 @@ use redis_mutex::RwLock;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "floor/mod.rs"]
+mod floor;
+
+use floor::{interleaved, rate};
+
 const CYCLES: u32 = 3_000;
 const ROUNDS: usize = 5;
 const NOW: &str = include_str!("../src/lua/server_now.lua");
@@ -92,11 +97,6 @@ async fn lock_cycles(lock: &RwLock, write: bool) -> Duration {
     started.elapsed()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
     let server = support::RedisServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -112,14 +112,12 @@ fn main() {
         for write in [false, true] {
             floor.cycles(&mut floor_connection, write).await;
             lock_cycles(&lock, write).await;
-            let (mut floors, mut ours) = (Vec::new(), Vec::new());
-            for _ in 0..ROUNDS {
-                let took = floor.cycles(&mut floor_connection, write).await;
-                floors.push(f64::from(CYCLES) / took.as_secs_f64());
-                let took = lock_cycles(&lock, write).await;
-                ours.push(f64::from(CYCLES) / took.as_secs_f64());
-            }
-            let (floor_rate, our_rate) = (median(floors), median(ours));
+            let (floor_rate, our_rate) = interleaved(
+                ROUNDS,
+                async || rate(CYCLES as usize, floor.cycles(&mut floor_connection, write).await),
+                async || rate(CYCLES as usize, lock_cycles(&lock, write).await),
+            )
+            .await;
             println!(
                 "rwlock {} + release, 1 task, uncontended: floor {floor_rate:.0} cycles/s, RwLock {our_rate:.0} cycles/s, ratio {:.3} (median of {ROUNDS} rounds of {CYCLES})",
                 if write { "write" } else { "read" },

@@ -17,6 +17,11 @@ use redis_mutex::Semaphore;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "floor/mod.rs"]
+mod floor;
+
+use floor::{interleaved, rate};
+
 const CYCLES: u32 = 3_000;
 const ROUNDS: usize = 5;
 
@@ -64,11 +69,6 @@ async fn semaphore_cycles(semaphore: &Semaphore) -> Duration {
     started.elapsed()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
     let server = support::RedisServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -89,14 +89,12 @@ fn main() {
         // Warm up: scripts loaded, connections busy once.
         floor_cycles(&mut floor_connection, &acquire, &release).await;
         semaphore_cycles(&semaphore).await;
-        let (mut floor, mut ours) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            let took = floor_cycles(&mut floor_connection, &acquire, &release).await;
-            floor.push(f64::from(CYCLES) / took.as_secs_f64());
-            let took = semaphore_cycles(&semaphore).await;
-            ours.push(f64::from(CYCLES) / took.as_secs_f64());
-        }
-        let (floor, ours) = (median(floor), median(ours));
+        let (floor, ours) = interleaved(
+            ROUNDS,
+            async || rate(CYCLES as usize, floor_cycles(&mut floor_connection, &acquire, &release).await),
+            async || rate(CYCLES as usize, semaphore_cycles(&semaphore).await),
+        )
+        .await;
         println!(
             "semaphore acquire + release, 1 task, uncontended: floor {floor:.0} cycles/s, Semaphore {ours:.0} cycles/s, ratio {:.3} (median of {ROUNDS} rounds of {CYCLES})",
             ours / floor

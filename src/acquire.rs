@@ -155,7 +155,7 @@ impl<K: Kind> Engine<K> {
                     },
                 },
             };
-            let failed = match step {
+            let (failed, holder_named) = match step {
                 AcquireStep::Acquired {
                     sent_at,
                     from_earlier_send,
@@ -179,7 +179,11 @@ impl<K: Kind> Engine<K> {
                         }
                         return Err(error);
                     }
-                    return pending.into_hold(from, fence);
+                    let hold = pending.into_hold(from, fence);
+                    if hold.is_ok() {
+                        waiter.acquired(self.ttl);
+                    }
+                    return hold;
                 }
                 AcquireStep::Fail { error, maybe_set } => {
                     pending.maybe_set = maybe_set;
@@ -189,6 +193,7 @@ impl<K: Kind> Engine<K> {
                     failed,
                     token_spent,
                     queued,
+                    announces,
                 } => {
                     // A mark left while queued (by this attempt or an
                     // earlier one) is released by token if the acquire
@@ -198,11 +203,11 @@ impl<K: Kind> Engine<K> {
                     if token_spent {
                         pending.token = Some(Token::generate()?);
                     }
-                    failed
+                    (failed, announces)
                 }
             };
             waiting.start(&self.meter);
-            if !waiter.wait().await {
+            if !waiter.wait(holder_named).await {
                 return Err(failed.unwrap_or_else(|| Error::Busy {
                     key: self.key().to_owned(),
                     waited: started.elapsed(),
@@ -230,7 +235,8 @@ impl<K: Kind> PendingAcquire<'_, K> {
         // An answer that came after the lease's validity proves nothing any
         // more: it may have expired and been taken meanwhile. No hold; the
         // token stays pending, so Drop releases it in the background.
-        if engine.drift.valid_until(valid_from, engine.ttl) <= Instant::now() {
+        let valid_until = engine.drift.valid_until(valid_from, engine.ttl);
+        if valid_until <= Instant::now() {
             return Err(Error::ValidityExpired {
                 operation: Operation::Acquire,
                 key: engine.key().to_owned(),
@@ -242,7 +248,7 @@ impl<K: Kind> PendingAcquire<'_, K> {
             unreachable!("token taken twice")
         };
         // From here the hold's Drop releases the lease if anything fails.
-        Hold::new(engine.clone(), token, fence, valid_from)
+        Hold::new(engine.clone(), token, fence, valid_from, valid_until)
     }
 }
 
@@ -342,7 +348,7 @@ return 0
             Ok(match redis::from_redis_value::<i64>(reply)? {
                 1 => Grant::Acquired { fence: None },
                 2 => Grant::AlreadyOurs { fence: None },
-                _ => Grant::Busy,
+                _ => Grant::Busy { announces: None },
             })
         }
         fn release(&self, token: &str, announce: bool) -> ScriptCall {

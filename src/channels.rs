@@ -69,6 +69,12 @@ struct Channel {
     /// The server refused the subscription (an ACL without the channel):
     /// not asked again while the channel has waiters, who poll meanwhile.
     refused: bool,
+    /// Releases heard on the channel so far.
+    releases: u64,
+    /// `releases` when the holder in `signal` was last seen: that holder
+    /// is still the holder as far as this process knows while no release
+    /// was heard since (one busy period), and until its expiry.
+    holder_as_of: u64,
 }
 
 /// What a channel's waiters share, besides the release wake-ups.
@@ -125,6 +131,8 @@ impl Shared {
                 signal: watch::channel(Signal { live, holder: None }).0,
                 released: Arc::new(Notify::new()),
                 refused: false,
+                releases: 0,
+                holder_as_of: 0,
             });
         entry.waiters += 1;
         let signal = entry.signal.subscribe();
@@ -175,7 +183,8 @@ impl Shared {
         // and the task subscribes it again, where its slot went.
         match (push.kind, channel) {
             (PushKind::Message | PushKind::SMessage, Some(channel)) => {
-                if let Some(entry) = state.channels.get(channel) {
+                if let Some(entry) = state.channels.get_mut(channel) {
+                    entry.releases += 1;
                     entry.released.notify_one();
                 }
             }
@@ -338,8 +347,8 @@ pub(crate) struct Subscription {
     /// it covers; `None` once it fired.
     armed: Option<Pin<Box<OwnedNotified>>>,
     /// This waiter took a release wake-up and its attempt has not failed
-    /// (yet): if it leaves now (it got the lock, failed, or was dropped),
-    /// the next waiter is woken in its place.
+    /// (yet): if it leaves now (it failed, was dropped, or got a lease that
+    /// others may share), the next waiter is woken in its place.
     pub(crate) woken: bool,
 }
 
@@ -383,11 +392,32 @@ impl Subscription {
         true
     }
 
-    /// Tells the channel's other waiters who holds the lock now (`None`:
-    /// not known).
-    pub(crate) fn saw_holder(&self, holder: Option<HeldUntil>) {
+    /// Releases heard on the channel so far: taken before an inspection,
+    /// given back with what it saw ([`saw_holder`](Self::saw_holder)).
+    pub(crate) fn releases_heard(&self) -> u64 {
         let state = self.shared.state();
-        if let Some(entry) = state.channels.get(&self.channel) {
+        state
+            .channels
+            .get(&self.channel)
+            .map_or(0, |entry| entry.releases)
+    }
+
+    /// The holder as seen by a waiter of this process since the last
+    /// release heard, if it has not expired by `now`: the same busy period,
+    /// so a busy answer needs no inspection of its own.
+    pub(crate) fn known_holder(&self, now: Instant) -> Option<HeldUntil> {
+        let state = self.shared.state();
+        let entry = state.channels.get(&self.channel)?;
+        let holder = entry.signal.borrow().holder?;
+        (entry.holder_as_of == entry.releases && holder.expires > now).then_some(holder)
+    }
+
+    /// Tells the channel's other waiters who holds the lock now (`None`:
+    /// not known), as seen after `as_of` releases were heard.
+    pub(crate) fn saw_holder(&self, holder: Option<HeldUntil>, as_of: u64) {
+        let mut state = self.shared.state();
+        if let Some(entry) = state.channels.get_mut(&self.channel) {
+            entry.holder_as_of = as_of;
             entry.signal.send_if_modified(|signal| {
                 let changed = signal.holder != holder;
                 signal.holder = holder;

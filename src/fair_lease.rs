@@ -202,7 +202,7 @@ impl Kind for FairLease {
             1 => Grant::Acquired { fence: None },
             2 => Grant::AlreadyOurs { fence: None },
             3 => Grant::Queued,
-            _ => Grant::Busy,
+            _ => Grant::Busy { announces: None },
         })
     }
 

@@ -47,17 +47,16 @@ pub(crate) struct Hold<K: Kind> {
 
 impl<K: Kind> Hold<K> {
     /// A hold that Redis just confirmed, with renewal started if the engine
-    /// asks for it. `valid_from` is when the confirming command was sent.
+    /// asks for it. `valid_from` is when the confirming command was sent,
+    /// `valid_until` the lease's deadline counted from it (computed once).
     pub(crate) fn new(
         engine: Arc<Engine<K>>,
         token: Token,
         fence: Option<u64>,
         valid_from: Instant,
+        valid_until: Instant,
     ) -> Result<Hold<K>> {
-        let lease = Lease::new(
-            engine.kind.key().clone(),
-            engine.drift.valid_until(valid_from, engine.ttl),
-        );
+        let lease = Lease::new(engine.kind.key().clone(), valid_until);
         let hold_until = engine.max_hold.and_then(|max| valid_from.checked_add(max));
         let auto_renew = engine.auto_renew;
         let mut hold = Hold {

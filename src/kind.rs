@@ -38,8 +38,11 @@ pub(crate) enum Grant {
     Acquired { fence: Option<u64> },
     /// The lease was ours already: an earlier send of the same token landed.
     AlreadyOurs { fence: Option<u64> },
-    /// Held by others; nothing was changed.
-    Busy,
+    /// Held by others; nothing was changed. `announces`: when the answer
+    /// named the holder, whether it announces its release (a client of this
+    /// crate); a waiter's inspection then asks only for its TTL
+    /// ([`Kind::holder_ttl`]).
+    Busy { announces: Option<bool> },
     /// Held by others, and this send left a mark of our token that makes
     /// others wait behind us (a writer's intent to write, a place in a
     /// queue). The mark expires by itself; a release by our token removes
@@ -86,6 +89,17 @@ pub(crate) trait Kind: Send + Sync + 'static {
         None
     }
 
+    /// Whether a grant excludes every other holder until its release or
+    /// expiry (a mutex). A woken waiter that got such a lease has used up
+    /// the release it was woken for: it passes no wake-up on, and tells the
+    /// channel's other waiters instead that the lease is held until its TTL
+    /// at the latest (what the inspection of a passed-on wake-up would have
+    /// found). A lease that others may share (read holds, permits) passes
+    /// the wake-up on, so that the next waiter may take its share.
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     /// Takes the lease for `token` for `ttl` if it is free.
     fn acquire(&self, token: &str, ttl: Duration) -> Request;
 
@@ -107,4 +121,16 @@ pub(crate) trait Kind: Send + Sync + 'static {
     fn holder(&self) -> Request;
 
     fn read_holder(&self, reply: Value) -> Holder;
+
+    /// Asks only how long the lease is held, for a waiter whose busy answer
+    /// named the holder already; `None`: ask [`holder`](Kind::holder).
+    fn holder_ttl(&self) -> Option<Request> {
+        None
+    }
+
+    /// Reads [`holder_ttl`](Kind::holder_ttl)'s reply, for a holder that
+    /// `announces` (or not) its release.
+    fn read_holder_ttl(&self, _reply: Value, _announces: bool) -> Holder {
+        Holder::Unknown
+    }
 }

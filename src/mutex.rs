@@ -136,6 +136,10 @@ impl Kind for MutexLease {
         &self.channel
     }
 
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     fn acquire(&self, token: &str, ttl: Duration) -> Request {
         match &self.fence_key {
             None => {
@@ -167,12 +171,14 @@ impl Kind for MutexLease {
             return Ok(match previous {
                 None => Grant::Acquired { fence: None },
                 Some(holder) if holder == token.as_bytes() => Grant::AlreadyOurs { fence: None },
-                Some(_) => Grant::Busy,
+                Some(holder) => Grant::Busy {
+                    announces: Some(token::has_token_format(&holder)),
+                },
             });
         }
         let reply: Option<(i64, u64)> = redis::from_redis_value(reply)?;
         Ok(match reply {
-            None => Grant::Busy,
+            None => Grant::Busy { announces: None },
             Some((1, fence)) => Grant::Acquired { fence: Some(fence) },
             Some((2, fence)) => Grant::AlreadyOurs { fence: Some(fence) },
             Some((state, _)) => {
@@ -216,6 +222,24 @@ impl Kind for MutexLease {
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(&*self.key).cmd("PTTL").arg(&*self.key);
         Request::Pipeline(pipe)
+    }
+
+    /// `PTTL` alone: the busy `SET ... GET` named the holder already.
+    fn holder_ttl(&self) -> Option<Request> {
+        let mut pttl = redis::cmd("PTTL");
+        pttl.arg(&*self.key);
+        Some(Request::Cmd(pttl))
+    }
+
+    fn read_holder_ttl(&self, reply: Value, announces: bool) -> Holder {
+        match redis::from_redis_value::<i64>(reply) {
+            Ok(-2) => Holder::Gone,
+            Ok(ttl) if ttl >= 0 => Holder::Held {
+                free_in: Duration::from_millis(u64::try_from(ttl).unwrap_or(0) + 1),
+                announces,
+            },
+            _ => Holder::Unknown,
+        }
     }
 
     /// A holder of this crate announces its release, so only its expiry

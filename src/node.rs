@@ -185,6 +185,18 @@ impl Node {
     }
 
     /// Inspect, for a waiter: who holds the lease and until when.
+    /// Who holds the lease, for a waiter: only its TTL when the busy answer
+    /// named the holder (`announces`) and the kind can ask for that alone.
+    pub(crate) async fn holder_after_busy<K: Kind>(&self, kind: &K, named: Option<bool>) -> Holder {
+        let (Some(announces), Some(request)) = (named, kind.holder_ttl()) else {
+            return self.holder(kind).await;
+        };
+        match self.send(request).await {
+            Ok(reply) => kind.read_holder_ttl(reply, announces),
+            Err(_) => Holder::Unknown,
+        }
+    }
+
     pub(crate) async fn holder<K: Kind>(&self, kind: &K) -> Holder {
         match self.send(kind.holder()).await {
             Ok(reply) => kind.read_holder(reply),

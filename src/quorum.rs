@@ -8,7 +8,10 @@
 //!   timeout, never the lease;
 //! - a step counts when a majority (N/2 + 1) of the nodes did it;
 //! - an acquire is valid for TTL - elapsed - drift, with elapsed measured
-//!   from before the first send to the last answer;
+//!   from before the first send to the answer that made the majority: it
+//!   returns then, without waiting for slower nodes (whose `SET`, if it
+//!   lands, is part of the same hold: every release and extend goes to all
+//!   nodes by token, and a dropped guard releases on all);
 //! - an acquire that misses the majority, or has no validity left, releases
 //!   its token on *every* node, including those that timed out or failed:
 //!   their `SET` may still have landed.
@@ -24,7 +27,7 @@ use crate::error::{Error, NodeFailure, NodeFailureReason, Operation, Result};
 use crate::identity::{Identities, ServerId, Voters};
 use crate::kind::{Grant, Kind};
 use crate::node::Node;
-use crate::rt::{join_all, join_enough};
+use crate::rt::{join_enough, join_until};
 use crate::ttl::ClockDrift;
 
 /// The longest per-node timeout a Redlock uses unless set. The Redis docs
@@ -210,9 +213,30 @@ impl Quorum {
         // While some node is unidentified, every step asks every node again,
         // beside the acquire: a node identified now votes from the next one.
         let learn = !identified_now && !self.identities.complete();
+        // Decided once a majority granted it, unless identities are being
+        // learnt (that round waits for every node anyway).
+        let required = self.required;
+        let granted_enough = |replies: &[Option<Reply<Grant>>]| {
+            !learn
+                && replies
+                    .iter()
+                    .flatten()
+                    .filter(|reply| {
+                        matches!(
+                            reply,
+                            Ok(Grant::Acquired { .. } | Grant::AlreadyOurs { .. })
+                        )
+                    })
+                    .count()
+                    >= required
+        };
         let sent_at = Instant::now();
         let (mut replies, round) = tokio::join!(
-            self.on_nodes(&voters, |node| node.acquire(kind, token, ttl)),
+            self.on_nodes_until(
+                &voters,
+                |node| node.acquire(kind, token, ttl),
+                granted_enough
+            ),
             async {
                 match learn {
                     true => Some(self.identify().await),
@@ -236,6 +260,8 @@ impl Quorum {
         let (mut granted, mut busy, mut earlier_send) = (0, 0, false);
         let mut failures = Vec::new();
         for (node, reply) in replies.into_iter().enumerate() {
+            // Still running when a majority had granted it: not a failure.
+            let Some(reply) = reply else { continue };
             match reply {
                 Ok(Grant::Acquired { .. }) => granted += 1,
                 Ok(Grant::AlreadyOurs { .. }) => {
@@ -243,7 +269,7 @@ impl Quorum {
                     earlier_send = true;
                 }
                 // A quorum undoes every missed attempt, marks included.
-                Ok(Grant::Busy | Grant::Queued) => {
+                Ok(Grant::Busy { .. } | Grant::Queued) => {
                     busy += 1;
                     failures.push(NodeFailure {
                         node,
@@ -269,6 +295,7 @@ impl Quorum {
 
         if granted >= self.required {
             return AcquireStep::Retry {
+                announces: None,
                 queued: false,
                 failed: Some(Error::ValidityExpired {
                     operation: Operation::Acquire,
@@ -283,6 +310,7 @@ impl Quorum {
         // went wrong.
         if busy > self.len() - self.required {
             return AcquireStep::Retry {
+                announces: None,
                 queued: false,
                 failed: None,
                 token_spent: true,
@@ -305,6 +333,7 @@ impl Quorum {
         } else {
             // A split vote (with some node failing): another try may win.
             AcquireStep::Retry {
+                announces: None,
                 queued: false,
                 failed: Some(error),
                 token_spent: true,
@@ -427,29 +456,54 @@ impl Quorum {
         F: Fn(&'a Node) -> Fut,
         Fut: Future<Output = RedisResult<T>> + 'a,
     {
+        self.on_nodes_until(voters, step, |_| false)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// [`on_nodes`](Self::on_nodes) until `decided` says the answers so far
+    /// settle the step: `None` for the nodes still running then (their
+    /// futures dropped; what they sent may still land).
+    async fn on_nodes_until<'a, T, F, Fut>(
+        &'a self,
+        voters: &Voters,
+        step: F,
+        decided: impl Fn(&[Option<Reply<T>>]) -> bool,
+    ) -> Vec<Option<Reply<T>>>
+    where
+        F: Fn(&'a Node) -> Fut,
+        Fut: Future<Output = RedisResult<T>> + 'a,
+    {
         let timeout = self.node_timeout;
-        join_all(self.nodes.iter().enumerate().map(|(index, node)| {
-            let sent = voters.includes(index).then(|| step(node));
-            async move {
-                let Some(sent) = sent else {
-                    return Err(NodeFailureReason::Unidentified(None));
-                };
-                match tokio::time::timeout(timeout, sent).await {
-                    Ok(Ok(answer)) => Ok(answer),
-                    Ok(Err(e)) => Err(NodeFailureReason::from_redis(e)),
-                    Err(_elapsed) => Err(NodeFailureReason::TimedOut(timeout)),
+        join_until(
+            self.nodes.iter().enumerate().map(|(index, node)| {
+                let sent = voters.includes(index).then(|| step(node));
+                async move {
+                    let Some(sent) = sent else {
+                        return Err(NodeFailureReason::Unidentified(None));
+                    };
+                    match tokio::time::timeout(timeout, sent).await {
+                        Ok(Ok(answer)) => Ok(answer),
+                        Ok(Err(e)) => Err(NodeFailureReason::from_redis(e)),
+                        Err(_elapsed) => Err(NodeFailureReason::TimedOut(timeout)),
+                    }
                 }
-            }
-        }))
+            }),
+            decided,
+        )
         .await
     }
 }
 
 /// Says, for each node that did not vote, why it is unidentified: what its
 /// answer to this step's identification round was.
-fn explain_unidentified<T>(replies: &mut [Reply<T>], answers: Vec<Reply<ServerId>>) {
+fn explain_unidentified<T>(replies: &mut [Option<Reply<T>>], answers: Vec<Reply<ServerId>>) {
     for (reply, answer) in replies.iter_mut().zip(answers) {
-        if let (Err(NodeFailureReason::Unidentified(why)), Err(failed)) = (&mut *reply, answer) {
+        if let (Some(Err(NodeFailureReason::Unidentified(why))), Err(failed)) =
+            (&mut *reply, answer)
+        {
             *why = Some(Box::new(failed));
         }
     }

@@ -141,6 +141,35 @@ pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) ->
         .collect()
 }
 
+/// Polls all `futures` concurrently like [`join_all`] until `decided` says
+/// the outputs so far settle the question. Outputs in order; `None` for the
+/// futures still running then (dropped).
+pub(crate) async fn join_until<F: Future>(
+    futures: impl IntoIterator<Item = F>,
+    decided: impl Fn(&[Option<F::Output>]) -> bool,
+) -> Vec<Option<F::Output>> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if !pending || decided(&outputs) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outputs
+}
+
 /// Polls all `futures` concurrently like [`join_all`], but once `enough` of
 /// the outputs satisfy `counts`, waits at most `grace` more for the rest.
 /// Outputs in order; `None` for the futures still running then (dropped).
@@ -196,6 +225,22 @@ mod tests {
         assert_eq!(outputs, [4, 3, 2, 1, 0]);
         // Sequentially it would take 200 ms.
         assert!(started.elapsed() < Duration::from_millis(150));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn join_until_stops_once_decided_and_drops_the_rest() {
+        let started = Instant::now();
+        // Decided by three outputs; the fourth would take an hour.
+        let outputs = join_until(
+            [10u64, 20, 30, 3_600_000].map(|ms| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                ms
+            }),
+            |outputs| outputs.iter().flatten().count() >= 3,
+        )
+        .await;
+        assert_eq!(outputs, [Some(10), Some(20), Some(30), None]);
+        assert_eq!(started.elapsed(), Duration::from_millis(30));
     }
 
     #[tokio::test(start_paused = true)]

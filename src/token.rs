@@ -1,9 +1,21 @@
 //! Lock tokens: the random value that proves which owner holds a lock.
+//!
+//! Invariants:
+//! - Every token is 160 bits from a CSPRNG seeded by the operating system:
+//!   a ChaCha12 generator per thread ([`StdRng`]), seeded from `getrandom`
+//!   on the thread's first token and again every [`TOKENS_PER_SEED`]
+//!   tokens, so that the uncontended path makes no system call for it.
+//! - A forked child never repeats its parent's tokens: a fork (counted by a
+//!   `pthread_atfork` handler) makes every thread's generator reseed before
+//!   its next token. Two holders with one token would both pass the
+//!   token check.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use rand::TryRng;
-use rand::rngs::SysRng;
+use rand::rngs::{StdRng, SysRng};
+use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 
@@ -15,19 +27,78 @@ const TOKEN_BYTES: usize = 20;
 /// logs, far too few to forge one.
 const SHOWN_HEX_DIGITS: usize = 6;
 
-/// A lock token: 160 random bits from the OS CSPRNG, as 40 lowercase hex
+/// Tokens drawn from one seed: 20 KiB of output, below the 64 KiB after
+/// which rand's own `ThreadRng` reseeds.
+const TOKENS_PER_SEED: u32 = 1024;
+
+/// Forks of this process so far, as its children count them.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// A thread's generator: the forks it was seeded after, and the tokens left
+/// before the next seed.
+struct Source {
+    rng: StdRng,
+    forks: u64,
+    left: u32,
+}
+
+thread_local! {
+    static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
+}
+
+/// Counts forks from the first token on (async-signal-safe: one atomic add).
+#[cfg(unix)]
+fn count_forks() {
+    extern "C" fn forked() {
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a handler that only adds to an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forked)) };
+    });
+}
+
+#[cfg(not(unix))]
+fn count_forks() {}
+
+/// `bytes` from this thread's generator, reseeded from the OS when due.
+fn fill(bytes: &mut [u8]) -> Result<()> {
+    SOURCE.with_borrow_mut(|source| {
+        let forks = FORKS.load(Ordering::Relaxed);
+        let fresh = match source {
+            Some(s) if s.left > 0 && s.forks == forks => s,
+            _ => {
+                count_forks();
+                let forks = FORKS.load(Ordering::Relaxed);
+                let rng = StdRng::try_from_rng(&mut SysRng).map_err(Error::Random)?;
+                source.insert(Source {
+                    rng,
+                    forks,
+                    left: TOKENS_PER_SEED,
+                })
+            }
+        };
+        fresh.left -= 1;
+        fresh.rng.fill_bytes(bytes);
+        Ok(())
+    })
+}
+
+/// A lock token: 160 random bits from a CSPRNG seeded by the OS, as 40 lowercase hex
 /// characters on the wire.
 ///
-/// A fresh token is made for every acquisition, straight from the operating
-/// system (`getrandom`), so tokens are unique across processes, forks and
-/// restarts. `Debug` shows only a short prefix.
+/// A fresh token is made for every acquisition, from a generator seeded by
+/// the operating system (see the module's invariants), so tokens are unique
+/// across threads, processes, forks and restarts. `Debug` shows only a
+/// short prefix.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Token(String);
 
 impl Token {
     pub(crate) fn generate() -> Result<Token> {
         let mut bytes = [0u8; TOKEN_BYTES];
-        SysRng.try_fill_bytes(&mut bytes).map_err(Error::Random)?;
+        fill(&mut bytes)?;
         let mut hex = String::with_capacity(TOKEN_BYTES * 2);
         for byte in bytes {
             hex.push(char::from(HEX[usize::from(byte >> 4)]));
@@ -94,6 +165,37 @@ mod tests {
         ] {
             assert!(!has_token_format(foreign.as_bytes()), "{foreign}");
         }
+    }
+
+    /// A child's generator is its parent's, copied by `fork`: unless the
+    /// fork makes it reseed, parent and child draw the same next token.
+    #[cfg(unix)]
+    #[test]
+    fn a_forked_child_draws_other_tokens_than_its_parent() {
+        Token::generate().unwrap(); // Seeded, and forks counted.
+        let mut pipe = [0; 2];
+        // SAFETY: a pipe for the child's token; the child only draws a
+        // token, writes it and exits without unwinding.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let token = Token::generate().map(|t| t.0).unwrap_or_default();
+            unsafe {
+                libc::write(pipe[1], token.as_ptr().cast(), token.len());
+                libc::_exit(0);
+            }
+        }
+        let parent = Token::generate().unwrap();
+        let mut child = [0u8; TOKEN_BYTES * 2];
+        let read = unsafe { libc::read(pipe[0], child.as_mut_ptr().cast(), child.len()) };
+        unsafe {
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+            libc::close(pipe[0]);
+            libc::close(pipe[1]);
+        }
+        assert_eq!(read, child.len() as isize, "the child drew a token");
+        assert_ne!(&child[..], parent.as_str().as_bytes());
     }
 
     #[test]

@@ -185,12 +185,14 @@ impl Topology {
                 from_earlier_send: true,
                 fence,
             },
-            Ok(Grant::Busy) => AcquireStep::Retry {
+            Ok(Grant::Busy { announces }) => AcquireStep::Retry {
                 failed: None,
                 token_spent: false,
                 queued: false,
+                announces,
             },
             Ok(Grant::Queued) => AcquireStep::Retry {
+                announces: None,
                 failed: None,
                 token_spent: false,
                 queued: true,

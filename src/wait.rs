@@ -14,13 +14,19 @@
 //!   comes up (or back) makes it try again at once, covered from then on.
 //! - Expiry is not announced: every wait is bounded by the holder's expiry
 //!   as last seen here (asked after a busy answer, never on the uncontended
-//!   path, shared with the channel's other waiters). A holder that does not
+//!   path, shared with the channel's other waiters). A busy answer asks
+//!   only when no waiter here saw the holder since the last release heard
+//!   (one inspection per busy period and process, not one per waiter). A holder that does not
 //!   announce (another library), an unknown holder, and wake-ups that are
 //!   not complete (one node of a Redlock) are also polled for under the
 //!   wait policy's backoff.
 //! - A wait never ends past the wait policy's deadline, nor past the
 //!   kind's [`refresh_every`](Kind::refresh_every): a waiter whose mark
 //!   lives by its attempts keeps it alive while it waits.
+//! - One release wakes one waiter per process. A woken waiter that leaves
+//!   without the lease passes the wake-up on; one that got an exclusive
+//!   lease keeps it and shows the others the new holder's TTL instead
+//!   ([`Waiter::acquired`]), so that none waits past it.
 //! - A waiter listens on the kind's channel, or on its own when the kind
 //!   names one for its token ([`Kind::waiter_channel`]).
 
@@ -96,10 +102,12 @@ impl<'a, K: Kind> Waiter<'a, K> {
 
     /// Waits after a busy answer until the next attempt is worth sending.
     /// `false` when the wait policy's deadline has passed: give up.
+    /// `named`: what the busy answer showed of the holder (see
+    /// `Grant::Busy`).
     ///
     /// Cancel safe: dropping it (with the `Waiter`) gives up this waiter's
     /// share of the subscription, and passes on a release wake-up it took.
-    pub(crate) async fn wait(&mut self) -> bool {
+    pub(crate) async fn wait(&mut self, named: Option<bool>) -> bool {
         let now = Instant::now();
         let Some(mut left) = self.backoff.time_left(now) else {
             return false;
@@ -127,7 +135,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
             subscription,
             self.live,
             wake,
-            self.kind,
+            (self.kind, named),
             &mut self.backoff,
             now,
         )
@@ -150,6 +158,29 @@ impl<'a, K: Kind> Waiter<'a, K> {
         true
     }
 
+    /// The acquire got the lease, `ttl` from now at the latest. A waiter of
+    /// an [exclusive](Kind::exclusive) lease keeps the release it was woken
+    /// for, and shows the channel's other waiters how long the lease is
+    /// held; else its wake-up is passed on when it is dropped. Not on a
+    /// Redlock, whose wake-ups are incomplete anyway.
+    pub(crate) fn acquired(&mut self, ttl: Duration) {
+        let complete = self.wake_ups.is_some_and(|wake| wake.complete);
+        if let Some(subscription) = self.subscription.as_mut()
+            && complete
+            && self.kind.exclusive()
+        {
+            subscription.woken = false;
+            let as_of = subscription.releases_heard();
+            subscription.saw_holder(
+                Some(HeldUntil {
+                    expires: after(Instant::now(), ttl),
+                    announces: true,
+                }),
+                as_of,
+            );
+        }
+    }
+
     /// No pub/sub: the wait policy's backoff.
     async fn back_off(&mut self, now: Instant, left: Duration) -> bool {
         let pause = self.backoff.next_sleep(now).unwrap_or(Duration::ZERO);
@@ -164,7 +195,7 @@ async fn look<K: Kind>(
     subscription: &mut Subscription,
     live: bool,
     wake: WakeUps<'_>,
-    kind: &K,
+    (kind, named): (&K, Option<bool>),
     backoff: &mut Backoff,
     now: Instant,
 ) -> Next {
@@ -174,24 +205,34 @@ async fn look<K: Kind>(
     if live {
         if subscription.released_already() || !subscription.signal().live {
             again = true;
+        } else if wake.complete && subscription.known_holder(now).is_some() {
+            // Seen by a waiter here since the last release: the holder is
+            // the same, and sleeping until its expiry (or the release's
+            // wake-up) needs no inspection of this waiter's own.
         } else {
-            match wake.node.holder(kind).await {
+            // Taken before the inspection: a release heard while it runs
+            // makes what it sees unfit for reuse.
+            let as_of = subscription.releases_heard();
+            match wake.node.holder_after_busy(kind, named).await {
                 // Gone from one node of several says nothing of the others:
                 // poll (below), or this loop would spin.
-                Holder::Gone if !wake.complete => subscription.saw_holder(None),
+                Holder::Gone if !wake.complete => subscription.saw_holder(None, as_of),
                 // Gone since the busy answer: try again now.
                 Holder::Gone => again = true,
                 Holder::Held { free_in, announces } => {
-                    subscription.saw_holder(Some(HeldUntil {
-                        // A foreign holder's TTL can be of any length.
-                        expires: after(Instant::now(), free_in),
-                        announces,
-                    }));
+                    subscription.saw_holder(
+                        Some(HeldUntil {
+                            // A foreign holder's TTL can be of any length.
+                            expires: after(Instant::now(), free_in),
+                            announces,
+                        }),
+                        as_of,
+                    );
                 }
                 // No TTL, or no answer: poll; an earlier holder's expiry
                 // means nothing now.
                 Holder::Unknown => {
-                    subscription.saw_holder(None);
+                    subscription.saw_holder(None, as_of);
                     poll_at = poll();
                 }
             }

@@ -457,9 +457,51 @@ async fn keys_that_differ_only_by_a_hash_tag_wake_their_own_waiters() {
     tagged_guard.release().await.unwrap();
 }
 
+/// What a waiter saw of the holder serves the process's other waiters only
+/// until the next release it hears: here a release (announced) is followed
+/// at once, in the same script, by a foreign holder with a short TTL. The
+/// woken waiter's `SET` finds it busy and must look at the new holder
+/// instead of sleeping to the old one's expiry (10 s; it polls only every
+/// 5 s). Each look is a `PTTL` alone: the busy answer named the holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_heard_makes_the_next_busy_waiter_look_again() {
+    let server = RedisServer::start();
+    let client = server.client();
+    let key = "handoff:again";
+    let lock = notified_lock(&client, key, Duration::from_secs(10), sluggish()).await;
+    let _holder = lock.acquire().await.unwrap();
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    eventually(Duration::from_secs(5), "the waiter looked", || {
+        server.command_calls("pttl") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The busy `SET ... GET` named the holder: the look is a `PTTL` alone.
+    assert_eq!(server.command_calls("get"), 0, "no GET to inspect");
+    let taken_over = Instant::now();
+    server.cmd(&[
+        "EVAL",
+        r#"redis.call("SET", KEYS[1], "foreign", "PX", 300) redis.call("PUBLISH", ARGV[1], "") return 1"#,
+        "1",
+        key,
+        "{handoff:again}:released",
+    ]);
+    let guard = tokio::time::timeout(Duration::from_secs(3), waiter)
+        .await
+        .expect("the waiter slept to the old holder's expiry")
+        .unwrap();
+    let waited = taken_over.elapsed();
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    guard.release().await.unwrap();
+}
+
 /// A waiter that joins a key others in the process already wait on is
-/// covered from its first attempt: one SET and one inspection, then it
-/// waits (a waiter that subscribes afresh needs a second try).
+/// covered from its first attempt: one SET, then it waits (a waiter that
+/// subscribes afresh needs a second try). No inspection: a waiter here saw
+/// the holder since the last release, so its expiry is known.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_waiters_on_a_live_channel_try_once() {
     let server = RedisServer::start();
@@ -480,10 +522,61 @@ async fn joining_waiters_on_a_live_channel_try_once() {
     let joined = waiter(lock.clone());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.command_calls("set"), 1);
-    assert_eq!(server.command_calls("pttl"), 1);
+    assert_eq!(
+        server.command_calls("pttl"),
+        0,
+        "one inspection per busy period"
+    );
     holder.release().await.unwrap();
     first.await.unwrap();
     joined.await.unwrap();
+}
+
+/// A release wakes one waiter of the process, and the one woken that takes
+/// the lock keeps the wake-up: no second waiter tries (`SET`) or looks at
+/// the new holder (`PTTL`), and the release costs the woken waiter's `SET`
+/// alone. The others still follow the new holder's TTL (see
+/// `after_a_local_handoff_the_other_waiters_follow_the_new_holders_ttl`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_release_wakes_one_local_waiter_and_the_winner_keeps_it() {
+    let server = RedisServer::start();
+    let client = server.client();
+    let key = "handoff:one";
+    let lock = notified_lock(&client, key, Duration::from_secs(10), sluggish()).await;
+    let holder = lock.acquire().await.unwrap();
+    let (won, mut first) = tokio::sync::mpsc::unbounded_channel();
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let (lock, won) = (lock.clone(), won.clone());
+            tokio::spawn(async move {
+                let guard = lock.acquire().await.unwrap();
+                let _ = won.send(());
+                // Held past the test's counting.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                guard.release().await.unwrap();
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(5), "all four tried", || {
+        server.command_calls("set") >= 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.reset_stats();
+    holder.release().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(3), first.recv())
+        .await
+        .expect("a waiter was woken");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        server.command_calls("set"),
+        1,
+        "only the woken waiter tries"
+    );
+    assert_eq!(server.command_calls("pttl"), 0, "nobody inspects");
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
 }
 
 // --------------------------------------------------------------------------

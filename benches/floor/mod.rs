@@ -1,6 +1,8 @@
 //! The floor every bench compares the lock with: the raw `redis` crate
 //! doing the same two commands by hand (`SET key token NX PX 30000`, then
-//! a compare-and-delete by `EVALSHA`).
+//! a compare-and-delete by `EVALSHA`), and the helpers the benches share
+//! (medians of interleaved rounds, percentiles, CPU time, command counts).
+#![allow(dead_code)]
 
 /// The compare-and-delete anyone would write by hand. The crate's release
 /// script also publishes a wake-up for waiters after the `DEL`: a `PUBLISH`
@@ -41,4 +43,64 @@ pub async fn floor_cycle(
         .await
         .unwrap();
     assert_eq!(deleted, 1);
+}
+
+/// The median of `values` (the upper middle one of an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// `rounds` rounds of the floor and of the crate, interleaved (floor,
+/// ours, floor, ours, ...) so that both see the same load on a shared
+/// machine; each call returns its round's rate. The medians, floor first.
+pub async fn interleaved(
+    rounds: usize,
+    mut floor: impl AsyncFnMut() -> f64,
+    mut ours: impl AsyncFnMut() -> f64,
+) -> (f64, f64) {
+    let (mut floors, mut theirs) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        floors.push(floor().await);
+        theirs.push(ours().await);
+    }
+    (median(floors), median(theirs))
+}
+
+/// `count` per second of `took`.
+pub fn rate(count: usize, took: std::time::Duration) -> f64 {
+    count as f64 / took.as_secs_f64()
+}
+
+/// User + system CPU time of this process so far.
+pub fn cpu_time() -> std::time::Duration {
+    // SAFETY: `getrusage` only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let of = |tv: libc::timeval| {
+        std::time::Duration::from_secs(tv.tv_sec as u64)
+            + std::time::Duration::from_micros(tv.tv_usec as u64)
+    };
+    of(usage.ru_utime) + of(usage.ru_stime)
+}
+
+/// p50, p90, p99 and the largest of `samples`, in µs.
+pub fn percentiles(samples: &mut [std::time::Duration]) -> [f64; 4] {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].as_secs_f64() * 1e6
+    };
+    [at(0.50), at(0.90), at(0.99), at(1.0)]
+}
+
+/// `cmdstat_<name>:calls=N` of an `INFO commandstats` text, by command.
+pub fn command_calls(info: &str) -> std::collections::BTreeMap<String, u64> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
 }

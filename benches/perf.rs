@@ -1,0 +1,517 @@
+//! The performance figures of the README, each against a floor measured in
+//! the same run:
+//!
+//! - `throughput`: uncontended acquire + release cycles/s, 1 task and 32
+//!   tasks on distinct keys, as a ratio to the raw `redis` crate sending the
+//!   same two commands on the same connection (median of interleaved
+//!   rounds).
+//! - `handoff`: commands per handoff (`INFO commandstats`, the release
+//!   script's own `GET`, `DEL` and `PUBLISH` included) with 8, 64 and 256
+//!   waiters on one key, in 1 process and spread over 4, with zero hold and
+//!   2 ms holds; and the p50 handoff (one holder's `release()` returning to
+//!   the next holder's `acquire()` returning) in round trips (the p50 of a
+//!   back-to-back `PING` on the same server).
+//! - `memory`: heap bytes and tokio tasks per idle `Lock`, per held lock
+//!   and per waiting task (a counting allocator).
+//!
+//! ```sh
+//! cargo bench --bench perf                 # all three
+//! cargo bench --bench perf -- handoff      # one of them
+//! ```
+//!
+//! In a handoff run each process has `waiters / processes + 1` tasks; a
+//! task that released does not compete again until another task of its
+//! process took the lock, so every handoff goes to a task that was waiting
+//! and about `waiters` tasks wait at any time. Each holder `INCR`s a counter
+//! (not counted) to number the acquisitions; the holder of the 50th resets
+//! the server's statistics and that of the 50 + `HANDOFFS`th reads them
+//! while it still holds the lock.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis_mutex::{Lock, WaitPolicy};
+use tokio::sync::watch;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[path = "floor/mod.rs"]
+mod floor;
+
+use floor::{
+    RELEASE_LUA, command_calls, cpu_time, floor_cycle, interleaved, median, percentiles, rate,
+};
+
+/// Heap bytes allocated and not yet freed, by everything in the process.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+struct Counting;
+
+// SAFETY: the system allocator does the work; this only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const ROUNDS: usize = 7;
+const CYCLES: usize = 3_200;
+const TASKS: usize = 32;
+const WARM_UP: u64 = 50;
+const HANDOFFS: u64 = 400;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        return child(&args[1..]);
+    }
+    let only = args.iter().find(|arg| !arg.starts_with('-'));
+    let wanted = |section: &str| only.is_none_or(|only| section.contains(only.as_str()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = support::RedisServer::start();
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        cpu_model()
+    );
+    if wanted("throughput") {
+        runtime.block_on(throughput(&server));
+    }
+    if wanted("handoff") {
+        handoff(&runtime, &server);
+    }
+    if wanted("memory") {
+        runtime.block_on(memory(&server));
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// `CYCLES` cycles over `tasks` tasks on distinct keys; cycles/s.
+async fn cycles(connection: &MultiplexedConnection, locks: &[Lock], floor: bool) -> f64 {
+    let script = redis::Script::new(RELEASE_LUA);
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for lock in locks {
+        let (lock, mut connection, script) = (lock.clone(), connection.clone(), script.clone());
+        let per_task = CYCLES / locks.len();
+        set.spawn(async move {
+            let key = format!("{}:floor", lock.key());
+            for _ in 0..per_task {
+                if floor {
+                    floor_cycle(&mut connection, &script, &key, "token-of-the-floor").await;
+                } else {
+                    lock.acquire().await.unwrap().release().await.unwrap();
+                }
+            }
+        });
+    }
+    set.join_all().await;
+    rate(CYCLES, started.elapsed())
+}
+
+async fn throughput(server: &support::RedisServer) {
+    let connection = server.conn().await;
+    let locks: Vec<Lock> = (0..TASKS)
+        .map(|i| {
+            Lock::builder(format!("perf:{i}"))
+                .build(connection.clone())
+                .unwrap()
+        })
+        .collect();
+    for tasks in [1, TASKS] {
+        let locks = &locks[..tasks];
+        // Warm up both: scripts loaded, the connection busy once.
+        cycles(&connection, locks, true).await;
+        cycles(&connection, locks, false).await;
+        // Client CPU per cycle too: less disturbed than wall time by other
+        // work on a shared machine.
+        let (mut floor_cpu, mut our_cpu) = (Vec::new(), Vec::new());
+        let timed = async |floor: bool, cpu: &mut Vec<f64>| {
+            let started = cpu_time();
+            let rate = cycles(&connection, locks, floor).await;
+            cpu.push((cpu_time() - started).as_secs_f64() * 1e6 / CYCLES as f64);
+            rate
+        };
+        let (floor, ours) = interleaved(
+            ROUNDS,
+            async || timed(true, &mut floor_cpu).await,
+            async || timed(false, &mut our_cpu).await,
+        )
+        .await;
+        let (floor_cpu, our_cpu) = (median(floor_cpu), median(our_cpu));
+        println!(
+            "throughput, {tasks:>2} task(s) on distinct keys: floor {floor:>7.0} cycles/s, Lock {ours:>7.0} cycles/s, ratio {:.3}; client CPU per cycle: floor {floor_cpu:.1} µs, Lock {our_cpu:.1} µs, ratio {:.3} (medians of {ROUNDS} interleaved rounds of {CYCLES})",
+            ours / floor,
+            our_cpu / floor_cpu
+        );
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: comparable across the processes of one machine.
+fn monotonic_ns() -> u64 {
+    // SAFETY: `clock_gettime` only writes the struct it is given.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// One acquisition: its number, when `acquire()` returned and when its
+/// `release()` returned (ns).
+#[derive(Clone, Copy)]
+struct Held {
+    number: u64,
+    acquired: u64,
+    released: u64,
+}
+
+/// The keys of one handoff run.
+fn run_keys(run: &str) -> (String, String, String) {
+    (
+        format!("perf:handoff:{run}"),
+        format!("perf:count:{run}"),
+        format!("perf:stats:{run}"),
+    )
+}
+
+/// `tasks` tasks taking the lock of `run` in turn (see the module doc)
+/// until the counter passes `WARM_UP + HANDOFFS`.
+async fn take_turns(url: &str, run: &str, tasks: usize, hold: Duration) -> Vec<Held> {
+    let (key, count, stats) = run_keys(run);
+    let client = redis::Client::open(url).unwrap();
+    let connection = client.get_multiplexed_async_connection().await.unwrap();
+    let lock = Lock::builder(&key)
+        .ttl(Duration::from_secs(30))
+        .wait(WaitPolicy::timeout(Duration::from_secs(120)))
+        .notify_with(&client)
+        .build(connection.clone())
+        .unwrap();
+    let taken = Arc::new(watch::channel(0u64).0);
+    let end = WARM_UP + HANDOFFS;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let (lock, taken, mut admin) = (lock.clone(), taken.clone(), connection.clone());
+        let (count, stats) = (count.clone(), stats.clone());
+        set.spawn(async move {
+            let mut seen = taken.subscribe();
+            let mut held = Vec::new();
+            loop {
+                let guard = lock.acquire().await.unwrap();
+                let acquired = monotonic_ns();
+                // Only a holder counts, so no other task here moves it now.
+                taken.send_modify(|n| *n += 1);
+                let mine = *taken.borrow();
+                let number: u64 = redis::cmd("INCR")
+                    .arg(&count)
+                    .query_async(&mut admin)
+                    .await
+                    .unwrap();
+                if number == WARM_UP {
+                    let () = redis::cmd("CONFIG")
+                        .arg("RESETSTAT")
+                        .query_async(&mut admin)
+                        .await
+                        .unwrap();
+                } else if number == end {
+                    let info: String = redis::cmd("INFO")
+                        .arg("commandstats")
+                        .query_async(&mut admin)
+                        .await
+                        .unwrap();
+                    let () = redis::cmd("SET")
+                        .arg(&stats)
+                        .arg(info)
+                        .query_async(&mut admin)
+                        .await
+                        .unwrap();
+                }
+                if !hold.is_zero() {
+                    tokio::time::sleep(hold).await;
+                }
+                guard.release().await.unwrap();
+                held.push(Held {
+                    number,
+                    acquired,
+                    released: monotonic_ns(),
+                });
+                if number > end {
+                    return held;
+                }
+                // No barging: wait until another task here took it.
+                let _ = seen.wait_for(|&n| n > mine).await;
+            }
+        });
+    }
+    set.join_all().await.concat()
+}
+
+/// A child process of a handoff run: `url run tasks hold_us`; prints its
+/// acquisitions, one a line.
+fn child(args: &[String]) {
+    let [url, run, tasks, hold_us] = args else {
+        panic!("--child url run tasks hold_us")
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let hold = Duration::from_micros(hold_us.parse().unwrap());
+    let held = runtime.block_on(take_turns(url, run, tasks.parse().unwrap(), hold));
+    for h in held {
+        println!("held {} {} {}", h.number, h.acquired, h.released);
+    }
+}
+
+/// One handoff run: `waiters` waiters over `processes` processes.
+fn handoff_run(
+    runtime: &tokio::runtime::Runtime,
+    server: &support::RedisServer,
+    processes: usize,
+    waiters: usize,
+    hold: Duration,
+) -> (BTreeMap<String, u64>, Vec<Duration>) {
+    let run = format!("{processes}p{waiters}w{}us", hold.as_micros());
+    let (_, _, stats) = run_keys(&run);
+    let tasks = waiters / processes + 1;
+    let held = if processes == 1 {
+        runtime.block_on(take_turns(&server.url(), &run, tasks, hold))
+    } else {
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..processes)
+            .map(|_| {
+                Command::new(&exe)
+                    .args(["--child", &server.url(), &run, &tasks.to_string()])
+                    .arg(hold.as_micros().to_string())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .flat_map(|child| {
+                let out = child.wait_with_output().unwrap();
+                assert!(out.status.success(), "a child failed");
+                String::from_utf8(out.stdout)
+                    .unwrap()
+                    .lines()
+                    .filter_map(|line| {
+                        let mut fields = line.strip_prefix("held ")?.split(' ');
+                        let mut next = || fields.next()?.parse().ok();
+                        Some(Held {
+                            number: next()?,
+                            acquired: next()?,
+                            released: next()?,
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let info: String = redis::from_redis_value(server.cmd(&["GET", &stats])).unwrap();
+    let mut by_number: Vec<Held> = held;
+    by_number.sort_by_key(|h| h.number);
+    let latencies = by_number
+        .windows(2)
+        .filter(|pair| pair[0].number >= WARM_UP && pair[1].number <= WARM_UP + HANDOFFS)
+        .map(|pair| Duration::from_nanos(pair[1].acquired.saturating_sub(pair[0].released)))
+        .collect();
+    (command_calls(&info), latencies)
+}
+
+/// The p50 of 500 back-to-back `PING`s, in µs: one round trip.
+fn round_trip(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) -> f64 {
+    let mut samples = runtime.block_on(async {
+        let mut connection = server.conn().await;
+        let mut samples = Vec::new();
+        for _ in 0..500 {
+            let started = Instant::now();
+            let _: String = redis::cmd("PING")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            samples.push(started.elapsed());
+        }
+        samples
+    });
+    percentiles(&mut samples)[0]
+}
+
+fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
+    println!(
+        "handoff: {HANDOFFS} handoffs a run; RTs = p50 handoff / p50 of a back-to-back PING measured just before the run"
+    );
+    println!(
+        "{:>9} {:>7} {:>6} | {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} | {:>9} {:>7} {:>7}",
+        "processes",
+        "waiters",
+        "hold",
+        "commands",
+        "SET",
+        "EVAL",
+        "GET",
+        "PTTL",
+        "(UN)SUB",
+        "p50 µs",
+        "RTs",
+        "PING µs"
+    );
+    for processes in [1, 4] {
+        for waiters in [8, 64, 256] {
+            for hold in [Duration::ZERO, Duration::from_millis(2)] {
+                let round_trip = round_trip(runtime, server);
+                let (calls, mut latencies) = handoff_run(runtime, server, processes, waiters, hold);
+                let n = HANDOFFS as f64;
+                let per = |command: &str| *calls.get(command).unwrap_or(&0) as f64 / n;
+                let all: f64 = calls
+                    .iter()
+                    .filter(|(command, _)| {
+                        !matches!(
+                            command.as_str(),
+                            "info" | "config|resetstat" | "ping" | "incr"
+                        )
+                    })
+                    .map(|(_, calls)| *calls as f64 / n)
+                    .sum();
+                // The release script runs a GET and a DEL inside each EVALSHA.
+                let evals = per("evalsha") + per("eval");
+                let p50 = percentiles(&mut latencies)[0];
+                println!(
+                    "{processes:>9} {waiters:>7} {:>4}ms | {all:>8.2} {:>5.2} {evals:>5.2} {:>5.2} {:>5.2} {:>7.2} | {p50:>9.1} {:>7.2} {round_trip:>7.1}",
+                    hold.as_millis(),
+                    per("set"),
+                    per("get") - evals,
+                    per("pttl"),
+                    per("subscribe") + per("unsubscribe"),
+                    p50 / round_trip,
+                );
+            }
+        }
+    }
+    println!(
+        "(commands: all the server ran per handoff, the release script's GET, DEL and PUBLISH included; GET: outside scripts)"
+    );
+}
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+async fn memory(server: &support::RedisServer) {
+    const N: usize = 1_000;
+    let client = server.client();
+    let connection = server.conn().await;
+    let tasks = support::alive_tasks;
+
+    let (bytes, alive) = (live(), tasks());
+    let idle: Vec<Lock> = (0..N)
+        .map(|i| {
+            Lock::builder(format!("perf:memory:{i}"))
+                .notify_with(&client)
+                .build(connection.clone())
+                .unwrap()
+        })
+        .collect();
+    println!(
+        "memory: idle Lock (notify_with): {} bytes, {} tasks each",
+        (live() - bytes) / N as isize,
+        (tasks() - alive) as f64 / N as f64
+    );
+
+    let (bytes, alive) = (live(), tasks());
+    let mut guards = Vec::with_capacity(N);
+    for lock in &idle {
+        guards.push(lock.acquire().await.unwrap());
+    }
+    println!(
+        "memory: held lock, no renewal: {} bytes, {} tasks each (the guard and its state)",
+        (live() - bytes) / N as isize,
+        (tasks() - alive) as f64 / N as f64
+    );
+    for guard in guards.drain(..) {
+        guard.release().await.unwrap();
+    }
+    let renewing: Vec<Lock> = (0..N)
+        .map(|i| {
+            Lock::builder(format!("perf:memory:renewed:{i}"))
+                .auto_renew(true)
+                .build(connection.clone())
+                .unwrap()
+        })
+        .collect();
+    let (bytes, alive) = (live(), tasks());
+    for lock in &renewing {
+        guards.push(lock.acquire().await.unwrap());
+    }
+    println!(
+        "memory: held lock, auto_renew: {} bytes, {} tasks each",
+        (live() - bytes) / N as isize,
+        (tasks() - alive) as f64 / N as f64
+    );
+    for guard in guards.drain(..) {
+        guard.release().await.unwrap();
+    }
+
+    // Waiters on one key held by another lock of the same key.
+    let holder = idle[0].acquire().await.unwrap();
+    let lock = Lock::builder(idle[0].key())
+        .wait(WaitPolicy::timeout(Duration::from_secs(60)))
+        .notify_with(&client)
+        .build(connection.clone())
+        .unwrap();
+    let (bytes, alive) = (live(), tasks());
+    let waiting: Vec<_> = (0..N)
+        .map(|_| {
+            let lock = lock.clone();
+            tokio::spawn(async move {
+                let _ = lock.acquire().await;
+            })
+        })
+        .collect();
+    // All subscribed and asleep.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "memory: waiting task: {} bytes each (its acquire future and task included), {} tasks each besides its own (the process's subscription task is shared)",
+        (live() - bytes) / N as isize,
+        (tasks() - alive - N) as f64 / N as f64
+    );
+    for task in &waiting {
+        task.abort();
+    }
+    holder.release().await.unwrap();
+}
