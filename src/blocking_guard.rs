@@ -2,14 +2,11 @@
 //! blocking hold (`blocking_hold`) of the mutex kind, with the mutex's docs.
 
 use std::fmt;
-use std::time::Duration;
 
-use tokio::time::Instant;
-
+use crate::blocking_guard_methods::blocking_guard_methods;
 use crate::blocking_hold::BlockingHold;
-use crate::error::Result;
 use crate::guard::LockGuard as AsyncGuard;
-use crate::lease::Lease;
+use crate::handoff::Handoff;
 use crate::mutex::MutexLease;
 
 /// A held lock, from [`blocking::Lock::acquire`](crate::blocking::Lock::acquire)
@@ -47,16 +44,7 @@ impl LockGuard {
         self.inner
     }
 
-    /// The key of the held lock.
-    pub fn key(&self) -> &str {
-        self.inner.hold().key()
-    }
-
-    /// The lease: deadline and loss, to hand to other threads. See
-    /// [`crate::LockGuard::lease`].
-    pub fn lease(&self) -> &Lease {
-        self.inner.hold().lease()
-    }
+    blocking_guard_methods!("LockGuard");
 
     /// The fencing token of this acquisition, with
     /// [`fencing(true)`](crate::LockBuilder::fencing). See
@@ -65,58 +53,12 @@ impl LockGuard {
         self.inner.hold().fence()
     }
 
-    /// Until when this process can trust it holds the lock. See
-    /// [`crate::LockGuard::deadline`].
-    pub fn deadline(&self) -> Instant {
-        self.lease().deadline()
-    }
-
-    /// How long until the [`deadline`](LockGuard::deadline); zero once
-    /// passed or once the lock is lost.
-    pub fn remaining(&self) -> Duration {
-        self.lease().remaining()
-    }
-
-    /// Whether the lock is known lost. Asks nothing of Redis; see
-    /// [`crate::LockGuard::is_lost`].
-    pub fn is_lost(&self) -> bool {
-        self.lease().is_lost()
-    }
-
-    /// Starts renewing the lock: a task of the blocking runtime extends it
-    /// about every TTL/3 while your thread works (computes, sleeps, blocks
-    /// on I/O), until the guard is released or dropped, the lock is lost or
-    /// [`max_hold`](crate::LockBuilder::max_hold) is reached. Does nothing if
-    /// renewal runs already (a lock built with
-    /// [`auto_renew(true)`](crate::LockBuilder::auto_renew)). See
-    /// [`crate::LockGuard::auto_renew`].
-    ///
-    /// Fails only when the blocking runtime cannot start.
-    pub fn auto_renew(&mut self) -> Result<()> {
-        self.inner.auto_renew()
-    }
-
-    /// Asks Redis whether the key still holds this guard's token. See
-    /// [`crate::LockGuard::is_held`].
-    pub fn is_held(&self) -> Result<bool> {
-        self.inner.is_held("blocking::LockGuard::is_held")
-    }
-
-    /// Sets the lock to expire `ttl` from now, if it is still ours. See
-    /// [`crate::LockGuard::extend`].
-    pub fn extend(&self, ttl: Duration) -> Result<()> {
-        self.inner.extend("blocking::LockGuard::extend", ttl)
-    }
-
-    /// Releases the lock if it is still ours: `Ok(())` when it was,
-    /// [`Error::NotHeld`](crate::Error::NotHeld) when it had expired or
-    /// another owner held it. See [`crate::LockGuard::release`].
-    ///
-    /// Inside a tokio runtime it fails with
-    /// [`Error::BlockingInRuntime`](crate::Error::BlockingInRuntime), and
-    /// the lock is released in the background, as by `Drop`.
-    pub fn release(self) -> Result<()> {
-        self.inner.release("blocking::LockGuard::release")
+    /// This hold's proof for a process trusted with it, checked there by
+    /// [`blocking::Lock::is_held_by`](crate::blocking::Lock::is_held_by).
+    /// See [`crate::LockGuard::handoff`]; the token is a secret (see
+    /// [`Handoff`]).
+    pub fn handoff(&self) -> Handoff {
+        Handoff::of(self.key(), self.inner.hold().token(), self.fence())
     }
 }
 

@@ -1,16 +1,14 @@
 //! The methods every blocking guard of a kind of lease offers over its
 //! blocking hold (`blocking_hold`), written once for the blocking guards of
-//! the kinds after the mutex ([`blocking_guard_methods!`]), as
-//! `guard_methods` is for their async twins;
-//! [`blocking::LockGuard`](crate::blocking::LockGuard) has the same ones,
-//! with the mutex's longer docs.
+//! every kind ([`blocking_guard_methods!`]), as `guard_methods` is for
+//! their async twins.
 //!
 //! Invariants:
-//! - Every method that talks to Redis runs on the blocking runtime and is
+//! - Every method that talks to Redis or waits runs on the blocking runtime and is
 //!   refused inside a tokio runtime with `Error::BlockingInRuntime`, named
 //!   `blocking::<Guard>::<method>`; the others ask nothing of Redis.
 
-/// `key`, `lease`, `deadline`, `remaining`, `is_lost`, `auto_renew`,
+/// `key`, `lease`, `deadline`, `remaining`, `is_lost`, `wait_lost`, `auto_renew`,
 /// `is_held`, `extend` and `release`, for a blocking guard type named
 /// `$name` (in errors) with an `inner: BlockingHold<_>` field.
 macro_rules! blocking_guard_methods {
@@ -42,6 +40,17 @@ macro_rules! blocking_guard_methods {
         /// ours", or the deadline passed. Asks nothing of Redis.
         pub fn is_lost(&self) -> bool {
             self.lease().is_lost()
+        }
+
+        /// Blocks until the lease is lost (an extend answered "not ours",
+        /// or the deadline passed with Redis silent) or `max` has passed:
+        /// `Ok(true)` when it was lost, `Ok(false)` when it is still held.
+        /// The blocking twin of the async guards' `lost()`, for a thread
+        /// that watches the hold while others work. Sends nothing to Redis;
+        /// refused inside a tokio runtime.
+        pub fn wait_lost(&self, max: ::std::time::Duration) -> $crate::Result<bool> {
+            self.inner
+                .wait_lost(concat!("blocking::", $name, "::wait_lost"), max)
         }
 
         /// Starts renewing the lease: a task of the blocking runtime extends

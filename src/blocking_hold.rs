@@ -57,6 +57,15 @@ impl<K: Kind> BlockingHold<K> {
         blocking_rt::wait(call, self.hold().is_held())
     }
 
+    /// Whether the lease is lost within `max`, waited for on the blocking
+    /// runtime (where renewal, which finds a loss, runs).
+    pub(crate) fn wait_lost(&self, call: &'static str, max: Duration) -> Result<bool> {
+        let lease = self.hold().lease();
+        blocking_rt::block_on(call, async {
+            tokio::time::timeout(max, lease.lost()).await.is_ok()
+        })
+    }
+
     pub(crate) fn extend(&self, call: &'static str, ttl: Duration) -> Result<()> {
         blocking_rt::wait(call, self.hold().extend(ttl))
     }

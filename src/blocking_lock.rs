@@ -6,12 +6,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::IntoConnectionInfo;
-
 use crate::blocking_guard::LockGuard;
 use crate::blocking_rt;
+use crate::blocking_sources::blocking_sources;
 use crate::builder::LockBuilder as AsyncBuilder;
 use crate::error::Result;
+use crate::handoff::Handoff;
 use crate::inspect::LockHolder;
 use crate::lease::Lease;
 use crate::lock::Lock as AsyncLock;
@@ -165,6 +165,12 @@ impl Lock {
         blocking_rt::wait("blocking::Lock::is_locked", self.inner.is_locked())
     }
 
+    /// Whether the hold `handoff` proves is still live on this lock's
+    /// servers; one `GET`, which only reads. See [`crate::Lock::is_held_by`].
+    pub fn is_held_by(&self, handoff: &Handoff) -> Result<bool> {
+        blocking_rt::wait("blocking::Lock::is_held_by", self.inner.is_held_by(handoff))
+    }
+
     /// Deletes the lock whoever holds it. See [`crate::Lock::force_unlock`].
     pub fn force_unlock(&self) -> Result<bool> {
         blocking_rt::wait("blocking::Lock::force_unlock", self.inner.force_unlock())
@@ -207,43 +213,5 @@ pub struct LockBuilder {
 }
 
 impl LockBuilder {
-    /// Connects to the server at `url`. See
-    /// [`crate::LockBuilder::connect`].
-    pub fn connect(self, url: impl IntoConnectionInfo) -> Result<Lock> {
-        blocking_rt::wait("blocking::LockBuilder::connect", self.inner.connect(url)).map(Lock::new)
-    }
-
-    /// Connects through `client`. See [`crate::LockBuilder::client`].
-    pub fn client(self, client: &redis::Client) -> Result<Lock> {
-        blocking_rt::wait("blocking::LockBuilder::client", self.inner.client(client)).map(Lock::new)
-    }
-
-    /// A Redlock over a connection to each of `urls`. See
-    /// [`crate::LockBuilder::connect_quorum`].
-    pub fn connect_quorum<U: IntoConnectionInfo>(
-        self,
-        urls: impl IntoIterator<Item = U>,
-    ) -> Result<Lock> {
-        let call = "blocking::LockBuilder::connect_quorum";
-        blocking_rt::wait(call, self.inner.connect_quorum(urls)).map(Lock::new)
-    }
-
-    /// A Redlock over a connection from each of `clients`. See
-    /// [`crate::LockBuilder::clients_quorum`].
-    pub fn clients_quorum(self, clients: &[redis::Client]) -> Result<Lock> {
-        let call = "blocking::LockBuilder::clients_quorum";
-        blocking_rt::wait(call, self.inner.clients_quorum(clients)).map(Lock::new)
-    }
-
-    /// A lock on the Redis Cluster that `seeds` belong to (crate feature
-    /// `cluster` too). See [`crate::LockBuilder::connect_cluster`].
-    #[cfg(feature = "cluster")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-    pub fn connect_cluster<U: IntoConnectionInfo>(
-        self,
-        seeds: impl IntoIterator<Item = U>,
-    ) -> Result<Lock> {
-        let call = "blocking::LockBuilder::connect_cluster";
-        blocking_rt::wait(call, self.inner.connect_cluster(seeds)).map(Lock::new)
-    }
+    blocking_sources!(Lock, LockBuilder, quorum);
 }

@@ -6,13 +6,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::IntoConnectionInfo;
-
 use crate::blocking_fair_lock::FairLock;
 use crate::blocking_lock::Lock;
-use crate::blocking_rt;
 use crate::blocking_rwlock::RwLock;
 use crate::blocking_semaphore::Semaphore;
+use crate::blocking_sources::blocking_sources;
 use crate::error::Result;
 use crate::locks::{Locks as AsyncLocks, LocksBuilder as AsyncBuilder};
 use crate::retry::WaitPolicy;
@@ -39,6 +37,10 @@ pub struct Locks {
 }
 
 impl Locks {
+    fn new(inner: AsyncLocks) -> Locks {
+        Locks { inner }
+    }
+
     /// A lock on `key` (after the prefix), sharing this value's
     /// connections and defaults. No I/O. See [`crate::Locks::lock`].
     pub fn lock(&self, key: impl AsRef<str>) -> Result<Lock> {
@@ -126,45 +128,5 @@ pub struct LocksBuilder {
 }
 
 impl LocksBuilder {
-    /// Locks over a connection to `url`. See [`crate::LocksBuilder::connect`].
-    pub fn connect(self, url: impl IntoConnectionInfo) -> Result<Locks> {
-        let call = "blocking::LocksBuilder::connect";
-        blocking_rt::wait(call, self.inner.connect(url)).map(|inner| Locks { inner })
-    }
-
-    /// Locks over a connection from `client`. See
-    /// [`crate::LocksBuilder::client`].
-    pub fn client(self, client: &redis::Client) -> Result<Locks> {
-        let call = "blocking::LocksBuilder::client";
-        blocking_rt::wait(call, self.inner.client(client)).map(|inner| Locks { inner })
-    }
-
-    /// Redlocks over a connection to each of `urls`. See
-    /// [`crate::LocksBuilder::connect_quorum`].
-    pub fn connect_quorum<U: IntoConnectionInfo>(
-        self,
-        urls: impl IntoIterator<Item = U>,
-    ) -> Result<Locks> {
-        let call = "blocking::LocksBuilder::connect_quorum";
-        blocking_rt::wait(call, self.inner.connect_quorum(urls)).map(|inner| Locks { inner })
-    }
-
-    /// Redlocks over a connection from each of `clients`. See
-    /// [`crate::LocksBuilder::clients_quorum`].
-    pub fn clients_quorum(self, clients: &[redis::Client]) -> Result<Locks> {
-        let call = "blocking::LocksBuilder::clients_quorum";
-        blocking_rt::wait(call, self.inner.clients_quorum(clients)).map(|inner| Locks { inner })
-    }
-
-    /// Locks on the Redis Cluster that `seeds` belong to (crate feature
-    /// `cluster` too). See [`crate::LocksBuilder::connect_cluster`].
-    #[cfg(feature = "cluster")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-    pub fn connect_cluster<U: IntoConnectionInfo>(
-        self,
-        seeds: impl IntoIterator<Item = U>,
-    ) -> Result<Locks> {
-        let call = "blocking::LocksBuilder::connect_cluster";
-        blocking_rt::wait(call, self.inner.connect_cluster(seeds)).map(|inner| Locks { inner })
-    }
+    blocking_sources!(Locks, LocksBuilder, quorum);
 }

@@ -1,7 +1,7 @@
-//! The finishing methods of a blocking builder whose kind of lease lives on
-//! one server or one Redis Cluster (not on a Redlock quorum): written once,
-//! for the blocking builders of every such kind ([`blocking_sources!`]), as
-//! `sources` is for their async twins.
+//! The finishing methods of a blocking builder: one server or one Redis
+//! Cluster for every kind of lease, and a Redlock quorum for the kinds that
+//! have one (the mutex and its factory), written once for every blocking
+//! builder ([`blocking_sources!`]), as `sources` is for their async twins.
 //!
 //! Invariants:
 //! - Each runs its async twin on the blocking runtime (so the connection's
@@ -11,8 +11,35 @@
 /// `connect`, `client` and, with the `cluster` feature, `connect_cluster`
 /// and `cluster_client`, for a blocking builder type named `$builder` with
 /// an `inner` field holding the async builder of the same name, finishing
-/// into the blocking `$out` (made by `$out::new` from the async one).
+/// into the blocking `$out` (made by `$out::new` from the async one); with
+/// `quorum`, also `connect_quorum` and `clients_quorum`.
 macro_rules! blocking_sources {
+    ($out:ident, $builder:ident, quorum) => {
+        $crate::blocking_sources::blocking_sources!($out, $builder);
+
+        #[doc = concat!(
+            "A Redlock over a connection to each of `urls`. See [`crate::",
+            stringify!($builder),
+            "::connect_quorum`]."
+        )]
+        pub fn connect_quorum<U: ::redis::IntoConnectionInfo>(
+            self,
+            urls: impl IntoIterator<Item = U>,
+        ) -> $crate::Result<$out> {
+            let call = concat!("blocking::", stringify!($builder), "::connect_quorum");
+            $crate::blocking_rt::wait(call, self.inner.connect_quorum(urls)).map($out::new)
+        }
+
+        #[doc = concat!(
+            "A Redlock over a connection from each of `clients`. See [`crate::",
+            stringify!($builder),
+            "::clients_quorum`]."
+        )]
+        pub fn clients_quorum(self, clients: &[::redis::Client]) -> $crate::Result<$out> {
+            let call = concat!("blocking::", stringify!($builder), "::clients_quorum");
+            $crate::blocking_rt::wait(call, self.inner.clients_quorum(clients)).map($out::new)
+        }
+    };
     ($out:ident, $builder:ident) => {
         #[doc = concat!(
                                     "Connects to the server at `url`. See [`crate::",

@@ -37,7 +37,11 @@ const RESTART_RETRY_FOR: Duration = Duration::from_secs(5);
 const LOG_TAIL_LINES: usize = 100;
 
 /// Why a throwaway server could not be had.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` shows the same words as `Display` (the install command, the
+/// server's log), since a test that returns `Result<_, Box<dyn Error>>`
+/// prints its error with `Debug`.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
     /// No `redis-server` on `PATH`, and no [`REDIS_SERVER_BIN`].
@@ -80,6 +84,12 @@ pub enum ServerError {
     /// A Redis Cluster of throwaway servers could not be formed.
     #[error("cannot form the test cluster: {0}")]
     Cluster(String),
+}
+
+impl fmt::Debug for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// A directory under [`std::env::temp_dir`], removed with all it holds when

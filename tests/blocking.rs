@@ -125,6 +125,49 @@ fn a_dropped_guard_is_released_before_drop_returns() {
     }
 }
 
+#[test]
+fn wait_lost_blocks_until_the_loss_and_a_handoff_is_checked_blocking() {
+    let server = RedisServer::start();
+    let lock = blocking_lock(&server.url(), "sync:watched", Duration::from_millis(400));
+    let mut guard = lock.acquire().unwrap();
+    guard.auto_renew().unwrap();
+
+    // Held and renewed: the wait runs out, Ok(false).
+    let started = Instant::now();
+    assert!(!guard.wait_lost(Duration::from_millis(600)).unwrap());
+    assert!(started.elapsed() >= Duration::from_millis(600));
+
+    let handoff = guard.handoff();
+    assert_eq!(handoff.key(), "sync:watched");
+    assert!(lock.is_held_by(&handoff).unwrap());
+    let other_key = blocking_lock(&server.url(), "sync:other", Duration::from_secs(1));
+    assert!(!other_key.is_held_by(&handoff).unwrap());
+
+    // Taken by someone else: renewal finds it, and the watcher thread
+    // wakes well before its 5 s bound.
+    server.cmd(&["SET", "sync:watched", "someone-else"]);
+    let watcher = {
+        let lease = guard.lease().clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while !lease.is_lost() && started.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            lease.is_lost()
+        })
+    };
+    let started = Instant::now();
+    assert!(guard.wait_lost(Duration::from_secs(5)).unwrap());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(watcher.join().unwrap());
+    assert!(!lock.is_held_by(&handoff).unwrap());
+    assert!(matches!(guard.release(), Err(Error::NotHeld { .. })));
+}
+
 /// How many guards the exiting process holds.
 const DROPPED_AT_EXIT: usize = 20;
 
@@ -252,6 +295,8 @@ async fn inside_a_runtime_every_blocking_call_refuses_without_panicking() {
         lock.run(|_| ()).unwrap_err(),
         guard.is_held().unwrap_err(),
         guard.extend(Duration::from_secs(5)).unwrap_err(),
+        guard.wait_lost(Duration::from_secs(5)).unwrap_err(),
+        lock.is_held_by(&guard.handoff()).unwrap_err(),
     ] {
         assert!(matches!(err, Error::BlockingInRuntime { .. }), "{err:?}");
     }

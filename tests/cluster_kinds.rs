@@ -163,3 +163,68 @@ async fn a_read_write_lock_lives_in_its_keys_slot_and_wakes_through_its_shard() 
         assert!(keys.is_empty(), "master {master} kept {keys:?}");
     }
 }
+
+/// The blocking API on a Cluster: each blocking builder's `connect_cluster`
+/// and `cluster_client` reach the key's master, and the kinds keep their
+/// rule there.
+#[cfg(feature = "blocking")]
+#[test]
+fn the_blocking_api_works_on_a_cluster() {
+    use redis_mutex::{FairLock, Lock, RwLock};
+
+    let cluster = RedisCluster::start();
+    let client = redis::cluster::ClusterClient::new(cluster.seeds()).unwrap();
+    let keys = key_per_master(&cluster, "sync");
+
+    let locks = Locks::builder().blocking().cluster_client(&client).unwrap();
+    for key in &keys {
+        let lock = locks.lock(key).unwrap();
+        let guard = lock.acquire().unwrap();
+        assert!(cluster.masters[cluster.owner_of(key)].exists(key));
+        assert!(lock.try_acquire().unwrap().is_none());
+        guard.release().unwrap();
+        assert!(!cluster.masters[cluster.owner_of(key)].exists(key));
+    }
+
+    let lock = Lock::builder(&keys[0])
+        .blocking()
+        .cluster_client(&client)
+        .unwrap();
+    let guard = lock.acquire().unwrap();
+    let other = Lock::builder(&keys[0])
+        .blocking()
+        .connect_cluster(cluster.seeds())
+        .unwrap();
+    assert!(other.try_acquire().unwrap().is_none());
+    guard.release().unwrap();
+
+    let semaphore = Semaphore::builder(&keys[1], 2)
+        .blocking()
+        .cluster_client(&client)
+        .unwrap();
+    let (a, b) = (semaphore.acquire().unwrap(), semaphore.acquire().unwrap());
+    assert!(semaphore.try_acquire().unwrap().is_none());
+    assert_eq!(semaphore.in_use().unwrap(), 2);
+    a.release().unwrap();
+    b.release().unwrap();
+
+    let rwlock = RwLock::builder(&keys[2])
+        .blocking()
+        .cluster_client(&client)
+        .unwrap();
+    let read = rwlock.read().unwrap();
+    assert_eq!(rwlock.readers().unwrap(), 1);
+    read.release().unwrap();
+    rwlock.write().unwrap().release().unwrap();
+
+    let fair = FairLock::builder(&keys[0])
+        .blocking()
+        .cluster_client(&client)
+        .unwrap();
+    fair.acquire().unwrap().release().unwrap();
+
+    for (master, server) in cluster.masters.iter().enumerate() {
+        let left: Vec<String> = redis::from_redis_value(server.cmd(&["KEYS", "*"])).unwrap();
+        assert!(left.is_empty(), "master {master} kept {left:?}");
+    }
+}

@@ -128,6 +128,13 @@ fn scenario_missing_server() {
         "{message}"
     );
     assert!(message.contains(REDIS_SERVER_BIN), "{message}");
+    // What a test returning `Result<_, Box<dyn Error>>` prints on `?`.
+    let boxed: Box<dyn std::error::Error> = Box::new(err);
+    let printed = format!("{boxed:?}");
+    assert!(
+        printed.contains("apt-get install redis-server"),
+        "{printed}"
+    );
 }
 
 #[test]
