@@ -51,6 +51,11 @@ struct State {
     /// The channels the current connection is subscribed to, as its own
     /// pushes say.
     confirmed: HashSet<Arc<str>>,
+    /// The channels the current connection accepted a subscribe for but
+    /// whose confirming push has not come yet (a cluster connection may
+    /// answer before it forwards the push): not asked again on this
+    /// connection until a push about them says what became of them.
+    awaiting: HashSet<Arc<str>>,
     /// Counts connections; pushes of older ones are ignored.
     epoch: u64,
     /// Whether the current connection is up.
@@ -191,11 +196,13 @@ impl Shared {
             (PushKind::Subscribe | PushKind::SSubscribe, Some(channel)) => {
                 let channel: Arc<str> = channel.into();
                 state.set_live(&channel, true);
+                state.awaiting.remove(&channel);
                 state.confirmed.insert(channel);
             }
             (PushKind::Unsubscribe | PushKind::SUnsubscribe, Some(channel)) => {
                 state.set_live(channel, false);
                 state.confirmed.remove(channel);
+                state.awaiting.remove(channel);
                 // Not asked for by the task (the channel still has waiters):
                 // the server dropped it (its slot moved); subscribe again.
                 if state.channels.contains_key(channel) {
@@ -244,7 +251,11 @@ impl Shared {
         let wanted: Vec<Arc<str>> = state
             .channels
             .iter()
-            .filter(|(name, entry)| !entry.refused && !state.confirmed.contains(*name))
+            .filter(|(name, entry)| {
+                !entry.refused
+                    && !state.confirmed.contains(*name)
+                    && !state.awaiting.contains(*name)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         let up = state.connected && connection == Some(state.epoch);
@@ -272,8 +283,11 @@ impl Shared {
     }
 
     /// After subscribing `channels` on connection `epoch`: those the server
-    /// refused, and those it accepted without a confirmation (never expected;
-    /// marked so that the task cannot loop on them), are not asked again.
+    /// refused are not asked again while they have waiters; those it
+    /// accepted whose confirming push has not come yet await it, and are
+    /// not asked again on this connection (so that the task cannot loop on
+    /// them) unless a push drops them. A channel is never marked refused for
+    /// a push that is merely late: its waiters would poll for good.
     pub(crate) fn subscribed(&self, epoch: u64, channels: &[Arc<str>], refused: &[bool]) {
         let mut state = self.state();
         if state.epoch != epoch || !state.connected {
@@ -282,13 +296,17 @@ impl Shared {
         let State {
             channels: entries,
             confirmed,
+            awaiting,
             ..
         } = &mut *state;
         for (channel, refused) in channels.iter().zip(refused) {
-            if let Some(entry) = entries.get_mut(channel)
-                && (*refused || !confirmed.contains(channel))
-            {
+            let Some(entry) = entries.get_mut(channel) else {
+                continue;
+            };
+            if *refused {
                 entry.refused = true;
+            } else if !confirmed.contains(channel) {
+                awaiting.insert(channel.clone());
             }
         }
     }
@@ -317,6 +335,7 @@ impl State {
     fn disconnected(&mut self) {
         self.connected = false;
         self.confirmed.clear();
+        self.awaiting.clear();
         for entry in self.channels.values() {
             entry.set_live(false);
         }
@@ -468,6 +487,7 @@ impl Drop for Subscription {
         entry.waiters = entry.waiters.saturating_sub(1);
         if entry.waiters == 0 {
             state.channels.remove(&self.channel);
+            state.awaiting.remove(&self.channel);
             if state.confirmed.contains(&self.channel) {
                 drop(state);
                 self.shared.work.notify_one();
@@ -493,5 +513,56 @@ mod tests {
         assert!(shared.subscribe(&y, "d").is_some(), "its own channel");
         drop((first, second));
         assert!(shared.subscribe(&y, "c").is_some(), "free again");
+    }
+
+    fn push(kind: redis::PushKind, channel: &str) -> redis::PushInfo {
+        redis::PushInfo {
+            kind,
+            data: vec![redis::Value::BulkString(channel.as_bytes().to_vec())],
+        }
+    }
+
+    fn wants(shared: &Shared, epoch: u64) -> Vec<Arc<str>> {
+        match shared.next_step(Some(epoch)) {
+            Step::Subscribe(channels) => channels,
+            _ => Vec::new(),
+        }
+    }
+
+    /// A subscribe answered before its confirming push (a cluster
+    /// connection forwards pushes on their own path) awaits the push: the
+    /// channel is not asked again meanwhile, becomes live when the push
+    /// comes, and is subscribed again when a later push drops it (its slot
+    /// moved). Marking it refused left its waiters polling for good.
+    #[test]
+    fn a_late_confirmation_is_awaited_not_taken_for_a_refusal() {
+        let shared = Arc::new(Shared::default());
+        let key: Arc<str> = "k".into();
+        let _waiter = shared.subscribe(&key, "c").expect("a new channel");
+        let epoch = shared.next_epoch();
+        let asked = wants(&shared, epoch);
+        assert_eq!(asked, vec![Arc::<str>::from("c")]);
+
+        shared.subscribed(epoch, &asked, &[false]);
+        assert!(
+            wants(&shared, epoch).is_empty(),
+            "asked again before the push"
+        );
+        assert!(!shared.is_live("c"));
+
+        shared.on_push(epoch, push(redis::PushKind::SSubscribe, "c"));
+        assert!(shared.is_live("c"), "the late push confirms it");
+
+        shared.on_push(epoch, push(redis::PushKind::SUnsubscribe, "c"));
+        assert!(!shared.is_live("c"));
+        assert_eq!(
+            wants(&shared, epoch),
+            asked,
+            "subscribed again after the move"
+        );
+
+        // Refused by the server: not asked again while it has waiters.
+        shared.subscribed(epoch, &asked, &[true]);
+        assert!(wants(&shared, epoch).is_empty());
     }
 }
