@@ -44,6 +44,7 @@ mod support;
 #[path = "floor/mod.rs"]
 mod floor;
 
+use floor::pubsub::{FloorGuard, FloorLock};
 use floor::{
     RELEASE_LUA, command_calls, cpu_time, floor_cycle, interleaved, median, percentiles, rate,
 };
@@ -210,16 +211,24 @@ fn run_keys(run: &str) -> (String, String, String) {
 
 /// `tasks` tasks taking the lock of `run` in turn (see the module doc)
 /// until the counter passes `WARM_UP + HANDOFFS`.
-async fn take_turns(url: &str, run: &str, tasks: usize, hold: Duration) -> Vec<Held> {
+async fn take_turns(url: &str, run: &str, tasks: usize, hold: Duration, floor: bool) -> Vec<Held> {
     let (key, count, stats) = run_keys(run);
     let client = redis::Client::open(url).unwrap();
     let connection = client.get_multiplexed_async_connection().await.unwrap();
-    let lock = Lock::builder(&key)
-        .ttl(Duration::from_secs(30))
-        .wait(WaitPolicy::timeout(Duration::from_secs(120)))
-        .notify_with(&client)
-        .build(connection.clone())
-        .unwrap();
+    let lock = if floor {
+        Taker::Floor(Box::new(
+            FloorLock::new(url, &key, connection.clone()).await,
+        ))
+    } else {
+        Taker::Crate(
+            Lock::builder(&key)
+                .ttl(Duration::from_secs(30))
+                .wait(WaitPolicy::timeout(Duration::from_secs(120)))
+                .notify_with(&client)
+                .build(connection.clone())
+                .unwrap(),
+        )
+    };
     let taken = Arc::new(watch::channel(0u64).0);
     let end = WARM_UP + HANDOFFS;
     let mut set = tokio::task::JoinSet::new();
@@ -230,7 +239,7 @@ async fn take_turns(url: &str, run: &str, tasks: usize, hold: Duration) -> Vec<H
             let mut seen = taken.subscribe();
             let mut held = Vec::new();
             loop {
-                let guard = lock.acquire().await.unwrap();
+                let guard = lock.acquire().await;
                 let acquired = monotonic_ns();
                 // Only a holder counts, so no other task here moves it now.
                 taken.send_modify(|n| *n += 1);
@@ -262,7 +271,7 @@ async fn take_turns(url: &str, run: &str, tasks: usize, hold: Duration) -> Vec<H
                 if !hold.is_zero() {
                     tokio::time::sleep(hold).await;
                 }
-                guard.release().await.unwrap();
+                guard.release().await;
                 held.push(Held {
                     number,
                     acquired,
@@ -279,11 +288,41 @@ async fn take_turns(url: &str, run: &str, tasks: usize, hold: Duration) -> Vec<H
     set.join_all().await.concat()
 }
 
-/// A child process of a handoff run: `url run tasks hold_us`; prints its
-/// acquisitions, one a line.
+/// The lock a handoff run takes turns on: the crate's, or the floor's.
+#[derive(Clone)]
+enum Taker {
+    Crate(Lock),
+    Floor(Box<FloorLock>),
+}
+
+enum Taken {
+    Crate(redis_mutex::LockGuard),
+    Floor(FloorGuard),
+}
+
+impl Taker {
+    async fn acquire(&self) -> Taken {
+        match self {
+            Taker::Crate(lock) => Taken::Crate(lock.acquire().await.unwrap()),
+            Taker::Floor(lock) => Taken::Floor(lock.acquire().await),
+        }
+    }
+}
+
+impl Taken {
+    async fn release(self) {
+        match self {
+            Taken::Crate(guard) => guard.release().await.unwrap(),
+            Taken::Floor(guard) => guard.release().await,
+        }
+    }
+}
+
+/// A child process of a handoff run: `url run tasks hold_us crate|floor`;
+/// prints its acquisitions, one a line.
 fn child(args: &[String]) {
-    let [url, run, tasks, hold_us] = args else {
-        panic!("--child url run tasks hold_us")
+    let [url, run, tasks, hold_us, taker] = args else {
+        panic!("--child url run tasks hold_us crate|floor")
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -291,10 +330,13 @@ fn child(args: &[String]) {
         .build()
         .unwrap();
     let hold = Duration::from_micros(hold_us.parse().unwrap());
-    let held = runtime.block_on(take_turns(url, run, tasks.parse().unwrap(), hold));
+    let floor = taker == "floor";
+    let cpu = cpu_time();
+    let held = runtime.block_on(take_turns(url, run, tasks.parse().unwrap(), hold, floor));
     for h in held {
         println!("held {} {} {}", h.number, h.acquired, h.released);
     }
+    println!("cpu {}", (cpu_time() - cpu).as_nanos());
 }
 
 /// One handoff run: `waiters` waiters over `processes` processes.
@@ -304,12 +346,18 @@ fn handoff_run(
     processes: usize,
     waiters: usize,
     hold: Duration,
-) -> (BTreeMap<String, u64>, Vec<Duration>) {
-    let run = format!("{processes}p{waiters}w{}us", hold.as_micros());
+    floor: bool,
+) -> (BTreeMap<String, u64>, Vec<Duration>, f64) {
+    let taker = if floor { "floor" } else { "crate" };
+    let run = format!("{processes}p{waiters}w{}us{taker}", hold.as_micros());
     let (_, _, stats) = run_keys(&run);
     let tasks = waiters / processes + 1;
-    let held = if processes == 1 {
-        runtime.block_on(take_turns(&server.url(), &run, tasks, hold))
+    let mut cpu = Duration::ZERO;
+    let held: Vec<Held> = if processes == 1 {
+        let before = cpu_time();
+        let held = runtime.block_on(take_turns(&server.url(), &run, tasks, hold, floor));
+        cpu = cpu_time() - before;
+        held
     } else {
         let exe = std::env::current_exe().unwrap();
         let children: Vec<_> = (0..processes)
@@ -317,6 +365,7 @@ fn handoff_run(
                 Command::new(&exe)
                     .args(["--child", &server.url(), &run, &tasks.to_string()])
                     .arg(hold.as_micros().to_string())
+                    .arg(taker)
                     .stdout(Stdio::piped())
                     .spawn()
                     .unwrap()
@@ -327,9 +376,12 @@ fn handoff_run(
             .flat_map(|child| {
                 let out = child.wait_with_output().unwrap();
                 assert!(out.status.success(), "a child failed");
-                String::from_utf8(out.stdout)
-                    .unwrap()
+                let text = String::from_utf8(out.stdout).unwrap();
+                cpu += text
                     .lines()
+                    .find_map(|line| line.strip_prefix("cpu ")?.parse().ok())
+                    .map_or(Duration::ZERO, Duration::from_nanos);
+                text.lines()
                     .filter_map(|line| {
                         let mut fields = line.strip_prefix("held ")?.split(' ');
                         let mut next = || fields.next()?.parse().ok();
@@ -344,6 +396,8 @@ fn handoff_run(
             .collect()
     };
     let info: String = redis::from_redis_value(server.cmd(&["GET", &stats])).unwrap();
+    // Client CPU per acquisition, waiting included (every process's).
+    let cpu_per = cpu.as_secs_f64() * 1e6 / held.len() as f64;
     let mut by_number: Vec<Held> = held;
     by_number.sort_by_key(|h| h.number);
     let latencies = by_number
@@ -351,7 +405,7 @@ fn handoff_run(
         .filter(|pair| pair[0].number >= WARM_UP && pair[1].number <= WARM_UP + HANDOFFS)
         .map(|pair| Duration::from_nanos(pair[1].acquired.saturating_sub(pair[0].released)))
         .collect();
-    (command_calls(&info), latencies)
+    (command_calls(&info), latencies, cpu_per)
 }
 
 /// The p50 of 500 back-to-back `PING`s, in µs: one round trip.
@@ -374,57 +428,73 @@ fn round_trip(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) 
 
 fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
     println!(
-        "handoff: {HANDOFFS} handoffs a run; RTs = p50 handoff / p50 of a back-to-back PING measured just before the run"
+        "handoff: {HANDOFFS} handoffs a run; RTs = p50 handoff / p50 of a back-to-back PING measured just before the run; \
+         each crate row is followed by its floor (raw redis, one SET per woken process, see benches/floor/pubsub.rs), \
+         and x floor = the crate's p50 / the floor's"
     );
     println!(
-        "{:>9} {:>7} {:>6} | {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} | {:>9} {:>7} {:>7}",
+        "{:>9} {:>7} {:>6} {:>5} | {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} | {:>6} | {:>9} {:>7} {:>7} {:>7}",
         "processes",
         "waiters",
         "hold",
+        "",
         "commands",
         "SET",
         "EVAL",
         "GET",
         "PTTL",
         "(UN)SUB",
+        "CPU µs",
         "p50 µs",
         "RTs",
-        "PING µs"
+        "PING µs",
+        "x floor"
     );
     for processes in [1, 4] {
         for waiters in [8, 64, 256] {
             for hold in [Duration::ZERO, Duration::from_millis(2)] {
-                let round_trip = round_trip(runtime, server);
-                let (calls, mut latencies) = handoff_run(runtime, server, processes, waiters, hold);
-                let n = HANDOFFS as f64;
-                let per = |command: &str| *calls.get(command).unwrap_or(&0) as f64 / n;
-                let all: f64 = calls
-                    .iter()
-                    .filter(|(command, _)| {
-                        !matches!(
-                            command.as_str(),
-                            "info" | "config|resetstat" | "ping" | "incr"
-                        )
-                    })
-                    .map(|(_, calls)| *calls as f64 / n)
-                    .sum();
-                // The release script runs a GET and a DEL inside each EVALSHA.
-                let evals = per("evalsha") + per("eval");
-                let p50 = percentiles(&mut latencies)[0];
-                println!(
-                    "{processes:>9} {waiters:>7} {:>4}ms | {all:>8.2} {:>5.2} {evals:>5.2} {:>5.2} {:>5.2} {:>7.2} | {p50:>9.1} {:>7.2} {round_trip:>7.1}",
-                    hold.as_millis(),
-                    per("set"),
-                    per("get") - evals,
-                    per("pttl"),
-                    per("subscribe") + per("unsubscribe"),
-                    p50 / round_trip,
-                );
+                let mut crate_p50 = 0.0;
+                for floor in [false, true] {
+                    let round_trip = round_trip(runtime, server);
+                    let (calls, mut latencies, cpu) =
+                        handoff_run(runtime, server, processes, waiters, hold, floor);
+                    let n = HANDOFFS as f64;
+                    let per = |command: &str| *calls.get(command).unwrap_or(&0) as f64 / n;
+                    let all: f64 = calls
+                        .iter()
+                        .filter(|(command, _)| {
+                            !matches!(
+                                command.as_str(),
+                                "info" | "config|resetstat" | "ping" | "incr"
+                            )
+                        })
+                        .map(|(_, calls)| *calls as f64 / n)
+                        .sum();
+                    // The release script runs a GET and a DEL inside each EVALSHA.
+                    let evals = per("evalsha") + per("eval");
+                    let p50 = percentiles(&mut latencies)[0];
+                    let against = if floor {
+                        format!("{:>7.2}", crate_p50 / p50)
+                    } else {
+                        crate_p50 = p50;
+                        String::new()
+                    };
+                    println!(
+                        "{processes:>9} {waiters:>7} {:>4}ms {:>5} | {all:>8.2} {:>5.2} {evals:>5.2} {:>5.2} {:>5.2} {:>7.2} | {cpu:>6.1} | {p50:>9.1} {:>7.2} {round_trip:>7.1} {against}",
+                        hold.as_millis(),
+                        if floor { "floor" } else { "crate" },
+                        per("set"),
+                        per("get") - evals,
+                        per("pttl"),
+                        per("subscribe") + per("unsubscribe"),
+                        p50 / round_trip,
+                    );
+                }
             }
         }
     }
     println!(
-        "(commands: all the server ran per handoff, the release script's GET, DEL and PUBLISH included; GET: outside scripts)"
+        "(commands: all the server ran per handoff, the release script's GET, DEL and PUBLISH included; GET: outside scripts; CPU: client CPU time per acquisition, waiting included, summed over the processes)"
     );
 }
 

@@ -4,6 +4,8 @@
 //! (medians of interleaved rounds, percentiles, CPU time, command counts).
 #![allow(dead_code)]
 
+pub mod pubsub;
+
 /// The compare-and-delete anyone would write by hand. The crate's release
 /// script also publishes a wake-up for waiters after the `DEL`: a `PUBLISH`
 /// to a channel that usually has no subscriber, part of what the ratio to
