@@ -99,6 +99,18 @@ pub(crate) struct HeldUntil {
     pub(crate) announces: bool,
 }
 
+/// Whether waiters asleep on `was` (until its expiry, or polling when it
+/// does not announce its release or is not known) must look again now that
+/// the holder is `now`: it ends sooner, it stopped announcing, or it became
+/// known (the sleepers may be polling) or unknown (they must poll).
+fn wakes_sleepers(was: Option<HeldUntil>, now: Option<HeldUntil>) -> bool {
+    match (was, now) {
+        (Some(was), Some(now)) => now.expires < was.expires || (was.announces && !now.announces),
+        (None, None) => false,
+        _ => true,
+    }
+}
+
 /// The task's next step.
 pub(crate) enum Step {
     Sleep,
@@ -433,14 +445,20 @@ impl Subscription {
 
     /// Tells the channel's other waiters who holds the lock now (`None`:
     /// not known), as seen after `as_of` releases were heard.
+    ///
+    /// Only a change that can end a sleep sooner wakes them (see
+    /// [`wakes_sleepers`]): a new holder whose lease ends later, the usual
+    /// handoff, is only recorded, and a waiter whose sleep ends at the old
+    /// expiry reads it then. Waking every waiter of the process on every
+    /// handoff made a handoff cost O(waiters) task wake-ups.
     pub(crate) fn saw_holder(&self, holder: Option<HeldUntil>, as_of: u64) {
         let mut state = self.shared.state();
         if let Some(entry) = state.channels.get_mut(&self.channel) {
             entry.holder_as_of = as_of;
             entry.signal.send_if_modified(|signal| {
-                let changed = signal.holder != holder;
+                let wake = wakes_sleepers(signal.holder, holder);
                 signal.holder = holder;
-                changed
+                wake
             });
         }
     }

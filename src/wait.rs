@@ -296,7 +296,20 @@ async fn sleep_for_event(
                 Event::Changed if subscription.signal().live != live => return,
                 Event::Changed => {}
             },
-            () = sleep => return,
+            () = sleep => {
+                // Only the holder's expiry as seen here may be stale: a
+                // later holder's lease ends later (`saw_holder` wakes no one
+                // for that); sleep on until it.
+                let now = Instant::now();
+                let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+                let later_holder = subscription
+                    .signal()
+                    .holder
+                    .filter(|held| live && held.expires > now);
+                if due(deadline) || due(poll_at) || later_holder.is_none() {
+                    return;
+                }
+            }
         }
     }
 }
