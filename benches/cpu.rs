@@ -66,10 +66,19 @@ async fn run(connection: &MultiplexedConnection, locks: &[Lock], floor: bool, ta
 
 fn main() {
     let server = support::RedisServer::start();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // `CPU_RUNTIME=multi`: a 2-worker runtime instead, to see what work
+    // handed between threads costs (`strace -f -c` of one side).
+    let runtime = match std::env::var("CPU_RUNTIME").as_deref() {
+        Ok("multi") => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    };
     runtime.block_on(async {
         let client = redis::Client::open(server.url()).unwrap();
         let connection = client.get_multiplexed_async_connection().await.unwrap();

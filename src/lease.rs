@@ -2,10 +2,10 @@
 //! its renewal task and the code doing the work. It is how loss is signalled.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock;
@@ -40,7 +40,12 @@ pub struct Lease {
 
 struct Shared {
     key: Arc<str>,
-    state: watch::Sender<LeaseState>,
+    /// Held only to copy or change the state, never across an await.
+    state: Mutex<LeaseState>,
+    /// Wakes `lost()` waiters when the state changes. (Not a watch channel:
+    /// its sender notifies on drop, a cost on every uncontended cycle, while
+    /// nobody can be waiting once the last `Lease` is gone.)
+    changed: Notify,
     /// Set by the first to count this lease's loss (`metrics`).
     #[cfg(feature = "metrics")]
     loss_counted: std::sync::atomic::AtomicBool,
@@ -91,15 +96,36 @@ impl LeaseState {
 
 impl Lease {
     pub(crate) fn new(key: Arc<str>, deadline: Instant) -> Lease {
-        let (state, _) = watch::channel(LeaseState::until(deadline));
         Lease {
             shared: Arc::new(Shared {
                 key,
-                state,
+                state: Mutex::new(LeaseState::until(deadline)),
+                changed: Notify::new(),
                 #[cfg(feature = "metrics")]
                 loss_counted: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    fn state(&self) -> LeaseState {
+        *self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the state and wakes the `lost()` waiters.
+    fn change<T>(&self, change: impl FnOnce(&mut LeaseState) -> T) -> T {
+        let result = change(
+            &mut self
+                .shared
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        self.shared.changed.notify_waiters();
+        result
     }
 
     /// The key of the lock.
@@ -115,7 +141,7 @@ impl Lease {
     /// (`CLOCK_BOOTTIME`), which the monotonic clock misses while Redis keeps
     /// expiring keys: after a suspend the deadline moves earlier by it.
     pub fn deadline(&self) -> Instant {
-        let state = *self.shared.state.borrow();
+        let state = self.state();
         let now = Instant::now();
         match state.left_after_suspend(state.deadline.saturating_duration_since(now)) {
             Some(left) => now + left,
@@ -126,7 +152,7 @@ impl Lease {
     /// How long until the [`deadline`](Lease::deadline); zero once passed or
     /// once the lock is lost.
     pub fn remaining(&self) -> Duration {
-        let state = *self.shared.state.borrow();
+        let state = self.state();
         if state.lost {
             Duration::ZERO
         } else {
@@ -137,7 +163,7 @@ impl Lease {
     /// Whether the lock is lost: Redis answered that it is not ours any more,
     /// or the deadline has passed. Cheap: asks nothing of Redis.
     pub fn is_lost(&self) -> bool {
-        self.shared.state.borrow().is_over()
+        self.state().is_over()
     }
 
     /// Completes when the lock is lost (see [`Lease`]); at once if it already
@@ -159,9 +185,13 @@ impl Lease {
     /// # Ok(()) }
     /// ```
     pub async fn lost(&self) {
-        let mut changes = self.shared.state.subscribe();
         loop {
-            let state = *changes.borrow_and_update();
+            // Registered before the state is read: a change after the read
+            // wakes this wait.
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let state = self.state();
             if state.is_over() {
                 return;
             }
@@ -172,8 +202,7 @@ impl Lease {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
-                // The sender lives in `shared`, which we hold: never closed.
-                _ = changes.changed() => {}
+                () = changed => {}
             }
         }
     }
@@ -182,17 +211,14 @@ impl Lease {
     /// `false` when it was. Loss is final: a lease that ran out stays lost
     /// even if a late extend succeeds.
     pub(crate) fn extended(&self, deadline: Instant) -> bool {
-        let mut moved = false;
-        self.shared.state.send_if_modified(|state| {
+        self.change(|state| {
             if state.is_over() {
                 state.lost = true;
-                return true;
+                return false;
             }
             *state = LeaseState::until(deadline);
-            moved = true;
             true
-        });
-        moved
+        })
     }
 
     /// `true` for the first caller only: the one that counts the loss.
@@ -206,7 +232,7 @@ impl Lease {
 
     /// Records that Redis answered "not ours any more".
     pub(crate) fn mark_lost(&self) {
-        self.shared.state.send_modify(|state| state.lost = true);
+        self.change(|state| state.lost = true);
     }
 }
 
