@@ -99,12 +99,15 @@ impl Token {
     pub(crate) fn generate() -> Result<Token> {
         let mut bytes = [0u8; TOKEN_BYTES];
         fill(&mut bytes)?;
-        let mut hex = String::with_capacity(TOKEN_BYTES * 2);
-        for byte in bytes {
-            hex.push(char::from(HEX[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+        // Into a byte array first: pushing chars onto a String checks
+        // capacity and encodes UTF-8 for each of the 40.
+        let mut hex = [0u8; TOKEN_BYTES * 2];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
         }
-        Ok(Token(hex))
+        // Hex digits are ASCII, so this never falls back to the default.
+        Ok(Token(std::str::from_utf8(&hex).unwrap_or_default().to_owned()))
     }
 
     /// The whole token, for the wire only. Never log it.
