@@ -205,11 +205,12 @@ impl Node {
     }
 
     /// Releases `token` in a spawned task, resending with backoff until
-    /// answered (see the module docs); announced, since the lease may have
-    /// been one that waiters wait for.
-    pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str) {
+    /// answered (see the module docs). `announce` when the lease may have
+    /// been one that waiters wait for; not for the undo of a Redlock attempt
+    /// that missed (see [`release_by_body`](Node::release_by_body)).
+    pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str, announce: bool) {
         let node = self.clone();
-        let call = kind.release(token, true);
+        let call = kind.release(token, announce);
         spawn_release(async move {
             let mut pause = Doubling::new(BACKGROUND_RELEASE_FIRST_PAUSE, Duration::MAX);
             for attempt in 1..=BACKGROUND_RELEASE_ATTEMPTS {

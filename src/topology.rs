@@ -248,7 +248,7 @@ impl Topology {
     /// `Node::release_in_background`).
     pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str) {
         match &self.servers {
-            Servers::Single(node) => node.release_in_background(kind, token),
+            Servers::Single(node) => node.release_in_background(kind, token, true),
             Servers::Quorum(quorum) => quorum.release_in_background(kind, token),
         }
     }
