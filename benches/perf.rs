@@ -207,10 +207,23 @@ async fn redlock() {
         .build_quorum(connections.clone())
         .unwrap();
     let script = redis::Script::new(RELEASE_LUA);
+    // For a profile (valgrind): one of the three alone, `PERF_CYCLES` cycles
+    // per round.
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let (only, cycles) = (
+        env("PERF_REDLOCK_ONLY"),
+        env("PERF_CYCLES").unwrap_or(CYCLES),
+    );
+    let rounds = env("PERF_ROUNDS").unwrap_or(ROUNDS);
+    let variants: Vec<usize> = (0..3).filter(|w| only.is_none_or(|o| o == *w)).collect();
     // 0: the floor waiting for all five SETs, 1: returning at the third, 2: ours.
     let round = async |which: usize| {
         let (started, cpu) = (Instant::now(), cpu_time());
-        for _ in 0..CYCLES {
+        for _ in 0..cycles {
             match which {
                 0 | 1 => {
                     floor_redlock_cycle(
@@ -227,16 +240,22 @@ async fn redlock() {
         }
         let took = started.elapsed();
         (
-            rate(CYCLES, took),
-            (cpu_time() - cpu).as_secs_f64() * 1e6 / CYCLES as f64,
+            rate(cycles, took),
+            (cpu_time() - cpu).as_secs_f64() * 1e6 / cycles as f64,
         )
     };
-    for which in 0..3 {
+    for &which in &variants {
         round(which).await; // warm up: scripts loaded, nodes identified
     }
-    let (mut rates, mut cpus) = ([vec![], vec![], vec![]], [vec![], vec![], vec![]]);
-    for _ in 0..ROUNDS {
-        for which in 0..3 {
+    let (mut rates, mut cpus) = (
+        [vec![0.0], vec![0.0], vec![0.0]],
+        [vec![0.0], vec![0.0], vec![0.0]],
+    );
+    for _ in 0..rounds {
+        for &which in &variants {
+            if rates[which] == [0.0] {
+                (rates[which].clear(), cpus[which].clear());
+            }
             let (r, c) = round(which).await;
             rates[which].push(r);
             cpus[which].push(c);
@@ -245,7 +264,7 @@ async fn redlock() {
     let [all, third, ours] = rates.map(median);
     let [all_cpu, third_cpu, our_cpu] = cpus.map(median);
     println!(
-        "redlock over {NODES} nodes, 1 task: floor waiting for all {all:>6.0} cycles/s, floor returning at the 3rd grant {third:>6.0} cycles/s, Lock {ours:>6.0} cycles/s; ratio to the 3rd-grant floor {:.3}, to the wait-for-all floor {:.3}; client CPU per cycle: {all_cpu:.1} / {third_cpu:.1} / {our_cpu:.1} µs (medians of {ROUNDS} interleaved rounds of {CYCLES})",
+        "redlock over {NODES} nodes, 1 task: floor waiting for all {all:>6.0} cycles/s, floor returning at the 3rd grant {third:>6.0} cycles/s, Lock {ours:>6.0} cycles/s; ratio to the 3rd-grant floor {:.3}, to the wait-for-all floor {:.3}; client CPU per cycle: {all_cpu:.1} / {third_cpu:.1} / {our_cpu:.1} µs (medians of {rounds} interleaved rounds of {cycles})",
         ours / third,
         ours / all
     );

@@ -451,23 +451,28 @@ impl Quorum {
         Fut: Future<Output = RedisResult<T>> + 'a,
     {
         let timeout = self.node_timeout;
-        join_until(
+        // One deadline for the step: every node's command starts now.
+        let (replies, timed_out) = join_until(
             self.nodes.iter().enumerate().map(|(index, node)| {
                 let sent = voters.includes(index).then(|| step(node));
                 async move {
-                    let Some(sent) = sent else {
-                        return Err(NodeFailureReason::Unidentified(None));
-                    };
-                    match tokio::time::timeout(timeout, sent).await {
-                        Ok(Ok(answer)) => Ok(answer),
-                        Ok(Err(e)) => Err(NodeFailureReason::from_redis(e)),
-                        Err(_elapsed) => Err(NodeFailureReason::TimedOut(timeout)),
+                    match sent {
+                        None => Err(NodeFailureReason::Unidentified(None)),
+                        Some(sent) => sent.await.map_err(NodeFailureReason::from_redis),
                     }
                 }
             }),
             decided,
+            timeout,
         )
-        .await
+        .await;
+        if !timed_out {
+            return replies;
+        }
+        replies
+            .into_iter()
+            .map(|reply| reply.or(Some(Err(NodeFailureReason::TimedOut(timeout)))))
+            .collect()
     }
 }
 
