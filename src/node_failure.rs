@@ -79,6 +79,17 @@ impl NodeFailureReason {
         }
     }
 
+    /// Whether the command may still run on the node: it was not answered in
+    /// time (the per-node timeout, or the connection's own response
+    /// timeout), so it may wait in the socket of a stalled node.
+    pub(crate) fn may_still_run(&self) -> bool {
+        match self {
+            NodeFailureReason::TimedOut(_) => true,
+            NodeFailureReason::Unreachable(e) => e.is_timeout(),
+            _ => false,
+        }
+    }
+
     /// Whether the node answered with an error (directly, or to the
     /// question that identifies it): asking again gets the same answer.
     pub(crate) fn is_error_reply(&self) -> bool {

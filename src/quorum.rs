@@ -330,13 +330,22 @@ impl Quorum {
     /// Release on every node. `Ok(true)` when a majority of the voting nodes
     /// deleted our token; `Ok(false)` when a majority certainly did not hold
     /// it any more. Sent to every node, since a token-checked release is
-    /// always safe; only the voters count.
+    /// always safe; only the voters count. By hash (`EVALSHA`, what a node
+    /// that answers runs fastest), and by body in the background to a node
+    /// that did not answer in time.
     pub(crate) async fn release<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
         let voters = self.identities.voters()?;
         let mut replies = self
-            .on_nodes(&Voters::All, |node| node.release_by_body(kind, token, true))
+            .on_nodes(&Voters::All, |node| node.release(kind, token))
             .await;
         for (node, reply) in replies.iter_mut().enumerate() {
+            if reply.as_ref().is_err_and(NodeFailureReason::may_still_run) {
+                // Stalled, perhaps restarted without the script: the
+                // `EVALSHA` may meet `NOSCRIPT` when it wakes, with nobody
+                // left to load the script. The release by body queued
+                // behind it deletes our key (a late `SET` included) then.
+                self.nodes[node].release_in_background(kind, token, true);
+            }
             if !voters.includes(node) {
                 *reply = Err(NodeFailureReason::Unidentified(None));
             }

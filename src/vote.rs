@@ -42,12 +42,16 @@ pub(crate) fn decided(replies: &[Option<Reply<Grant>>], required: usize) -> bool
     granted >= required || not > replies.len().saturating_sub(required)
 }
 
-/// Per node, whether its `SET` may still land: no answer yet, or none
-/// within the per-node timeout.
+/// Per node, whether its `SET` may still land: no answer yet, or none in
+/// time (the per-node timeout, or the connection's response timeout).
 pub(crate) fn unsettled(replies: &[Option<Reply<Grant>>]) -> Vec<bool> {
     replies
         .iter()
-        .map(|reply| matches!(reply, None | Some(Err(NodeFailureReason::TimedOut(_)))))
+        .map(|reply| match reply {
+            None => true,
+            Some(Err(reason)) => reason.may_still_run(),
+            Some(Ok(_)) => false,
+        })
         .collect()
 }
 
