@@ -125,9 +125,10 @@ impl Node {
     }
 
     /// [`send_checked`](Node::send_checked) by the script's body (`EVAL`):
-    /// one command whatever the node's script cache holds. A Redlock and a
-    /// background release send this to nodes that may be stalled or whose
-    /// answers were just lost: the command waits in the socket and runs when
+    /// one command whatever the node's script cache holds. A Redlock's undo
+    /// and every background release (among them the one after a Redlock
+    /// release that a node did not answer in time) send this to nodes that
+    /// may be stalled or whose answers were just lost: the command waits in the socket and runs when
     /// the node wakes, where an `EVALSHA` would answer `NOSCRIPT` on a fresh
     /// node with nobody left to load the script and send it again.
     async fn send_checked_by_body(&self, call: &ScriptCall) -> RedisResult<bool> {
