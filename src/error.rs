@@ -287,7 +287,8 @@ pub enum Error {
     /// For [`Operation::Acquire`], our token was then released on every node
     /// (on a node that had not answered yet, in the background). An acquire
     /// returns as soon as the nodes that failed or refused leave a majority
-    /// out of reach: `granted` counts the nodes that had granted it by then,
+    /// out of reach and the slower ones could not make it busy instead:
+    /// `granted` counts the nodes that had granted it by then,
     /// and the nodes still running are listed as
     /// [`NotAwaited`](NodeFailureReason::NotAwaited) (they could not have
     /// changed the outcome). A quorum missed only because other owners held

@@ -4,8 +4,9 @@
 //! Invariants:
 //! - An attempt is decided as soon as a majority granted it, or as soon as
 //!   so many nodes refused or failed that the others could no longer make a
-//!   majority even if all of them granted it ([`decided`]). The nodes still
-//!   running then cannot change the outcome; they are
+//!   majority even if all of them granted it, and what kind of miss it is
+//!   (busy, failing, split) can no longer change either ([`decided`]). The
+//!   nodes still running then cannot change the outcome; they are
 //!   [`NotAwaited`](NodeFailureReason::NotAwaited) in a miss's failures.
 //! - A node whose `SET` may still land (no answer yet, or none within the
 //!   per-node timeout) is [`unsettled`]: the undo of a missed attempt does
@@ -29,17 +30,28 @@ fn grants(reply: &Reply<Grant>) -> bool {
 }
 
 /// Whether the answers so far (`None`: still running) decide the attempt:
-/// `required` nodes granted it, or more than the rest refused or failed.
+/// `required` nodes granted it; or too few are left that could, and what
+/// kind of miss it is can no longer change either (busy, a failure to fail
+/// at once, or a split vote to retry: see [`Tally`]), so that a lock held by
+/// others is never reported as failing nodes because some answers were late.
 pub(crate) fn decided(replies: &[Option<Reply<Grant>>], required: usize) -> bool {
-    let (mut granted, mut not) = (0, 0);
-    for reply in replies.iter().flatten() {
-        if grants(reply) {
-            granted += 1;
-        } else {
-            not += 1;
+    let rest = replies.len().saturating_sub(required);
+    let (mut granted, mut busy, mut failed, mut pending) = (0, 0, 0, 0);
+    for reply in replies {
+        match reply {
+            None => pending += 1,
+            Some(reply) if grants(reply) => granted += 1,
+            Some(Ok(_)) => busy += 1,
+            Some(Err(_)) => failed += 1,
         }
     }
-    granted >= required || not > replies.len().saturating_sub(required)
+    if granted >= required {
+        return true;
+    }
+    if granted + pending >= required {
+        return false; // may still win
+    }
+    busy > rest || failed > rest || (busy + pending <= rest && failed + pending <= rest)
 }
 
 /// Per node, whether its `SET` may still land: no answer yet, or none in
@@ -127,8 +139,22 @@ mod tests {
         assert!(!decided(&[granted(), granted(), None, None, None], 3));
         assert!(decided(&[granted(), granted(), None, granted(), None], 3));
         assert!(!decided(&[busy(), timed_out(), None, None, None], 3));
-        // Three refused or failed: two left cannot make three.
-        assert!(decided(&[busy(), timed_out(), None, busy(), None], 3));
+        // Three busy: two left cannot make three, and it is busy whatever
+        // they answer.
+        assert!(decided(&[busy(), busy(), None, busy(), None], 3));
+        // Three failed: a failure whatever the rest answer.
+        assert!(decided(
+            &[timed_out(), timed_out(), None, timed_out(), None],
+            3
+        ));
+        // A miss, but busy or a split vote depends on the two left.
+        assert!(!decided(&[busy(), timed_out(), None, busy(), None], 3));
+        // Two busy, two failed: busy if the last one is busy too. (Over 5
+        // nodes a split vote is only known once every node answered.)
+        assert!(!decided(
+            &[busy(), timed_out(), busy(), timed_out(), None],
+            3
+        ));
         assert!(!decided(&[granted(), granted(), busy(), busy(), None], 3));
         assert!(decided(
             &[granted(), granted(), busy(), busy(), timed_out()],
@@ -138,8 +164,8 @@ mod tests {
 
     #[test]
     fn a_miss_lists_the_nodes_not_awaited_and_a_win_leaves_them_out() {
-        let miss = Tally::of(vec![busy(), None, busy(), timed_out(), granted()], 3);
-        assert_eq!((miss.granted, miss.busy, miss.failed), (1, 2, 1));
+        let miss = Tally::of(vec![busy(), None, busy(), timed_out(), timed_out()], 3);
+        assert_eq!((miss.granted, miss.busy, miss.failed), (0, 2, 2));
         let reasons: Vec<String> = miss.failures.iter().map(ToString::to_string).collect();
         assert_eq!(
             reasons,
@@ -148,6 +174,7 @@ mod tests {
                 "node 1: not answered yet when the outcome was decided, so not awaited",
                 "node 2: held by another owner",
                 "node 3: no answer within 50ms",
+                "node 4: no answer within 50ms",
             ]
         );
         let win = Tally::of(vec![granted(), None, granted(), busy(), granted()], 3);
