@@ -106,6 +106,12 @@ impl Node {
 
     /// Sends `request`; scripts by hash.
     pub(crate) async fn send(&self, request: Request) -> RedisResult<Value> {
+        self.send_ref(&request).await
+    }
+
+    /// [`send`](Node::send) of a request that several nodes share (a
+    /// Redlock builds its acquire once for all of them).
+    pub(crate) async fn send_ref(&self, request: &Request) -> RedisResult<Value> {
         let mut connection = self.connection();
         match request {
             Request::Cmd(cmd) => cmd.query_async(&mut connection).await,
@@ -147,6 +153,18 @@ impl Node {
         ttl: Duration,
     ) -> RedisResult<Grant> {
         let reply = self.send(kind.acquire(token, ttl)).await?;
+        kind.read_acquire(reply, token)
+    }
+
+    /// Acquire by `request`, the kind's acquire of `token` built once for
+    /// every node of a Redlock.
+    pub(crate) async fn acquire_by<K: Kind>(
+        &self,
+        kind: &K,
+        request: &Request,
+        token: &str,
+    ) -> RedisResult<Grant> {
+        let reply = self.send_ref(request).await?;
         kind.read_acquire(reply, token)
     }
 

@@ -216,9 +216,15 @@ impl Quorum {
         // every node anyway).
         let required = self.required;
         let decided = |replies: &[Option<Reply<Grant>>]| !learn && vote::decided(replies, required);
+        // One request for every node (it is the same command).
+        let request = kind.acquire(token, ttl);
         let sent_at = Instant::now();
         let (mut replies, round) = tokio::join!(
-            self.on_nodes_until(&voters, |node| node.acquire(kind, token, ttl), decided),
+            self.on_nodes_until(
+                &voters,
+                |node| node.acquire_by(kind, &request, token),
+                decided
+            ),
             async {
                 match learn {
                     true => Some(self.identify().await),
