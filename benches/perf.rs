@@ -11,12 +11,19 @@
 //!   2 ms holds; and the p50 handoff (one holder's `release()` returning to
 //!   the next holder's `acquire()` returning) in round trips (the p50 of a
 //!   back-to-back `PING` on the same server).
+//! - `redlock`: acquire + release cycles/s of 1 task over a Redlock of 5
+//!   local servers, as a ratio to two floors of the raw `redis` crate
+//!   sending the same commands to all 5 at once (`SET NX PX`, then the
+//!   release by `EVALSHA`): one that waits for all five `SET`s, and one that
+//!   returns at the third grant like redis-lock (medians of interleaved
+//!   rounds, the three in turn).
 //! - `memory`: heap bytes and tokio tasks per idle `Lock`, per held lock
 //!   and per waiting task (a counting allocator).
 //!
 //! ```sh
 //! cargo bench --bench perf                 # all three
 //! cargo bench --bench perf -- handoff      # one of them
+//! cargo bench --bench perf -- redlock
 //! ```
 //!
 //! In a handoff run each process has `waiters / processes + 1` tasks; a
@@ -46,7 +53,8 @@ mod floor;
 
 use floor::pubsub::{FloorGuard, FloorLock};
 use floor::{
-    RELEASE_LUA, command_calls, cpu_time, floor_cycle, interleaved, median, percentiles, rate,
+    RELEASE_LUA, command_calls, cpu_time, floor_cycle, floor_redlock_cycle, interleaved, median,
+    percentiles, rate,
 };
 
 /// Heap bytes allocated and not yet freed, by everything in the process.
@@ -105,6 +113,9 @@ fn main() {
     }
     if wanted("handoff") {
         handoff(&runtime, &server);
+    }
+    if wanted("redlock") {
+        runtime.block_on(redlock());
     }
     if wanted("memory") {
         runtime.block_on(memory(&server));
@@ -181,6 +192,86 @@ async fn throughput(server: &support::RedisServer) {
             our_cpu / floor_cpu
         );
     }
+}
+
+/// Cycles of 1 task over a Redlock of 5 servers: the crate's, and the two
+/// floors (see the module docs). Cycles/s and client CPU µs per cycle.
+async fn redlock() {
+    const NODES: usize = 5;
+    let servers: Vec<support::RedisServer> =
+        (0..NODES).map(|_| support::RedisServer::start()).collect();
+    let mut connections = Vec::new();
+    for server in &servers {
+        connections.push(server.conn().await);
+    }
+    let lock = Lock::builder("perf:redlock")
+        .build_quorum(connections.clone())
+        .unwrap();
+    let script = redis::Script::new(RELEASE_LUA);
+    // For a profile (valgrind): one of the three alone, `PERF_CYCLES` cycles
+    // per round.
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let (only, cycles) = (
+        env("PERF_REDLOCK_ONLY"),
+        env("PERF_CYCLES").unwrap_or(CYCLES),
+    );
+    let rounds = env("PERF_ROUNDS").unwrap_or(ROUNDS);
+    let variants: Vec<usize> = (0..3).filter(|w| only.is_none_or(|o| o == *w)).collect();
+    // 0: the floor waiting for all five SETs, 1: returning at the third, 2: ours.
+    let round = async |which: usize| {
+        let (started, cpu) = (Instant::now(), cpu_time());
+        for _ in 0..cycles {
+            match which {
+                0 | 1 => {
+                    floor_redlock_cycle(
+                        &connections,
+                        &script,
+                        "perf:redlock:floor",
+                        "floor",
+                        which == 1,
+                    )
+                    .await
+                }
+                _ => lock.acquire().await.unwrap().release().await.unwrap(),
+            }
+        }
+        let took = started.elapsed();
+        (
+            rate(cycles, took),
+            (cpu_time() - cpu).as_secs_f64() * 1e6 / cycles as f64,
+        )
+    };
+    for &which in &variants {
+        round(which).await; // warm up: scripts loaded, nodes identified
+    }
+    let (mut rates, mut cpus): ([Vec<f64>; 3], [Vec<f64>; 3]) = Default::default();
+    for _ in 0..rounds {
+        for &which in &variants {
+            let (r, c) = round(which).await;
+            rates[which].push(r);
+            cpus[which].push(c);
+        }
+    }
+    // A variant left out (profiling one) shows 0.
+    let of = |values: Vec<f64>| {
+        if values.is_empty() {
+            0.0
+        } else {
+            median(values)
+        }
+    };
+    let [all, third, ours] = rates.map(of);
+    let [all_cpu, third_cpu, our_cpu] = cpus.map(of);
+    println!(
+        "redlock over {NODES} nodes, 1 task: floor waiting for all {all:>6.0} cycles/s, floor returning at the 3rd grant {third:>6.0} cycles/s, Lock {ours:>6.0} cycles/s; ratio to the 3rd-grant floor {:.3}, to the wait-for-all floor {:.3}; client CPU per cycle: {all_cpu:.1} / {third_cpu:.1} / {our_cpu:.1} µs (medians of {rounds} interleaved rounds of {cycles})",
+        ours / third,
+        ours / all
+    );
+    drop(servers);
 }
 
 /// CLOCK_MONOTONIC in ns: comparable across the processes of one machine.

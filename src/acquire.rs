@@ -11,7 +11,8 @@
 //!   that came after the validity makes no hold.
 //! - A call ends by the wait policy's deadline, or one attempt floor after
 //!   its last attempt started if that is later (`Topology::attempt_floor`):
-//!   an attempt still running then is cut, as a dropped future would be.
+//!   an attempt still running then is cut, as a dropped future would be
+//!   (a Redlock attempt ends by then on its own: `Topology::cuts_attempts`).
 //! - A topology that spent a token (a Redlock attempt that missed) gets a
 //!   fresh one: a late release of the old token must never meet a later
 //!   attempt's key.
@@ -137,6 +138,7 @@ impl<K: Kind> Engine<K> {
                 .topology
                 .try_acquire(&self.kind, pending.token_str(), self.ttl);
             let cutoff = deadline
+                .filter(|_| self.topology.cuts_attempts())
                 .and_then(|deadline| Some(deadline.max(Instant::now().checked_add(floor)?)));
             let step = match cutoff {
                 None => attempt.await,

@@ -284,9 +284,15 @@ pub enum Error {
     /// nodes timed out, were unreachable or answered with an error, and without
     /// them the majority was out of reach. `failures` says, node by node, why.
     ///
-    /// For [`Operation::Acquire`], our token was then released on every node.
-    /// A quorum missed only because other owners held the nodes is
-    /// [`Busy`](Error::Busy) instead.
+    /// For [`Operation::Acquire`], our token was then released on every node
+    /// (on a node that had not answered yet, in the background). An acquire
+    /// returns as soon as the nodes that failed or refused leave a majority
+    /// out of reach and the slower ones could not make it busy instead:
+    /// `granted` counts the nodes that had granted it by then,
+    /// and the nodes still running are listed as
+    /// [`NotAwaited`](NodeFailureReason::NotAwaited) (they could not have
+    /// changed the outcome). A quorum missed only because other owners held
+    /// the nodes is [`Busy`](Error::Busy) instead.
     #[error(
         "{operation} of lock {key:?} missed the quorum: {granted} of {} nodes succeeded, {required} needed ({})",
         .granted + .failures.len(),
@@ -297,8 +303,9 @@ pub enum Error {
         operation: Operation,
         /// The lock's key.
         key: String,
-        /// How many nodes did what was asked: granted the lock, released or
-        /// extended our token, or (for [`Operation::Inspect`]) still hold it.
+        /// How many nodes did what was asked: granted the lock (by the time
+        /// the outcome was decided), released or extended our token, or (for
+        /// [`Operation::Inspect`]) still hold it.
         granted: usize,
         /// How many were needed: a majority, N/2 + 1.
         required: usize,

@@ -135,6 +135,7 @@ mod topology;
 #[cfg(feature = "tracing")]
 mod trace;
 mod ttl;
+mod vote;
 mod wait;
 
 // Documentation only: the guide's chapters, for rustdoc (and its doctests).

@@ -106,6 +106,12 @@ impl Node {
 
     /// Sends `request`; scripts by hash.
     pub(crate) async fn send(&self, request: Request) -> RedisResult<Value> {
+        self.send_ref(&request).await
+    }
+
+    /// [`send`](Node::send) of a request that several nodes share (a
+    /// Redlock builds its acquire once for all of them).
+    pub(crate) async fn send_ref(&self, request: &Request) -> RedisResult<Value> {
         let mut connection = self.connection();
         match request {
             Request::Cmd(cmd) => cmd.query_async(&mut connection).await,
@@ -125,9 +131,10 @@ impl Node {
     }
 
     /// [`send_checked`](Node::send_checked) by the script's body (`EVAL`):
-    /// one command whatever the node's script cache holds. A Redlock and a
-    /// background release send this to nodes that may be stalled or whose
-    /// answers were just lost: the command waits in the socket and runs when
+    /// one command whatever the node's script cache holds. A Redlock's undo
+    /// and every background release (among them the one after a Redlock
+    /// release that a node did not answer in time) send this to nodes that
+    /// may be stalled or whose answers were just lost: the command waits in the socket and runs when
     /// the node wakes, where an `EVALSHA` would answer `NOSCRIPT` on a fresh
     /// node with nobody left to load the script and send it again.
     async fn send_checked_by_body(&self, call: &ScriptCall) -> RedisResult<bool> {
@@ -146,6 +153,18 @@ impl Node {
         ttl: Duration,
     ) -> RedisResult<Grant> {
         let reply = self.send(kind.acquire(token, ttl)).await?;
+        kind.read_acquire(reply, token)
+    }
+
+    /// Acquire by `request`, the kind's acquire of `token` built once for
+    /// every node of a Redlock.
+    pub(crate) async fn acquire_by<K: Kind>(
+        &self,
+        kind: &K,
+        request: &Request,
+        token: &str,
+    ) -> RedisResult<Grant> {
+        let reply = self.send_ref(request).await?;
         kind.read_acquire(reply, token)
     }
 
@@ -205,11 +224,12 @@ impl Node {
     }
 
     /// Releases `token` in a spawned task, resending with backoff until
-    /// answered (see the module docs); announced, since the lease may have
-    /// been one that waiters wait for.
-    pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str) {
+    /// answered (see the module docs). `announce` when the lease may have
+    /// been one that waiters wait for; not for the undo of a Redlock attempt
+    /// that missed (see [`release_by_body`](Node::release_by_body)).
+    pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str, announce: bool) {
         let node = self.clone();
-        let call = kind.release(token, true);
+        let call = kind.release(token, announce);
         spawn_release(async move {
             let mut pause = Doubling::new(BACKGROUND_RELEASE_FIRST_PAUSE, Duration::MAX);
             for attempt in 1..=BACKGROUND_RELEASE_ATTEMPTS {

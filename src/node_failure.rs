@@ -54,6 +54,12 @@ pub enum NodeFailureReason {
     /// question failed, when it did (`None`: it answered, and votes from the
     /// next step, or it was not asked in this step).
     Unidentified(Option<Box<NodeFailureReason>>),
+    /// Acquire: the node had not answered yet when the other nodes' answers
+    /// had decided the attempt (too many refused or failed for a majority to
+    /// be left), so its answer was not awaited. It could not have changed
+    /// the outcome. Its `SET` may still land: the release of the attempt's
+    /// token, sent to it at once, runs right after it.
+    NotAwaited,
 }
 
 impl NodeFailureReason {
@@ -70,6 +76,17 @@ impl NodeFailureReason {
             NodeFailureReason::Unreachable(source)
         } else {
             NodeFailureReason::Redis(source)
+        }
+    }
+
+    /// Whether the command may still run on the node: it was not answered in
+    /// time (the per-node timeout, or the connection's own response
+    /// timeout), so it may wait in the socket of a stalled node.
+    pub(crate) fn may_still_run(&self) -> bool {
+        match self {
+            NodeFailureReason::TimedOut(_) => true,
+            NodeFailureReason::Unreachable(e) => e.is_timeout(),
+            _ => false,
         }
     }
 
@@ -103,6 +120,9 @@ impl fmt::Display for NodeFailureReason {
             }
             NodeFailureReason::Unidentified(Some(why)) => {
                 write!(f, "not identified, so not counted: INFO server: {why}")
+            }
+            NodeFailureReason::NotAwaited => {
+                f.write_str("not answered yet when the outcome was decided, so not awaited")
             }
         }
     }

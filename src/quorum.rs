@@ -29,6 +29,7 @@ use crate::kind::{Grant, Kind};
 use crate::node::Node;
 use crate::rt::{join_enough, join_until};
 use crate::ttl::ClockDrift;
+use crate::vote::{self, Reply, Tally};
 
 /// The longest per-node timeout a Redlock uses unless set. The Redis docs
 /// suggest 5-50 ms for a 10 s TTL; a healthy node on a LAN answers in well
@@ -93,9 +94,6 @@ pub(crate) struct Quorum {
     node_timeout: Duration,
     drift: ClockDrift,
 }
-
-/// One node's answer to a step, or why there was none.
-type Reply<T> = std::result::Result<T, NodeFailureReason>;
 
 impl Quorum {
     /// A quorum over `nodes`, named in errors by `labels` (one per node);
@@ -213,29 +211,19 @@ impl Quorum {
         // While some node is unidentified, every step asks every node again,
         // beside the acquire: a node identified now votes from the next one.
         let learn = !identified_now && !self.identities.complete();
-        // Decided once a majority granted it, unless identities are being
-        // learnt (that round waits for every node anyway).
+        // Decided once a majority granted it, or once too few are left that
+        // could, unless identities are being learnt (that round waits for
+        // every node anyway).
         let required = self.required;
-        let granted_enough = |replies: &[Option<Reply<Grant>>]| {
-            !learn
-                && replies
-                    .iter()
-                    .flatten()
-                    .filter(|reply| {
-                        matches!(
-                            reply,
-                            Ok(Grant::Acquired { .. } | Grant::AlreadyOurs { .. })
-                        )
-                    })
-                    .count()
-                    >= required
-        };
+        let decided = |replies: &[Option<Reply<Grant>>]| !learn && vote::decided(replies, required);
+        // One request for every node (it is the same command).
+        let request = kind.acquire(token, ttl);
         let sent_at = Instant::now();
         let (mut replies, round) = tokio::join!(
             self.on_nodes_until(
                 &voters,
-                |node| node.acquire(kind, token, ttl),
-                granted_enough
+                |node| node.acquire_by(kind, &request, token),
+                decided
             ),
             async {
                 match learn {
@@ -247,7 +235,7 @@ impl Quorum {
         let elapsed = sent_at.elapsed();
         match round {
             Some(Err(error)) => {
-                self.undo(kind, token).await;
+                self.undo(kind, token, &vote::unsettled(&replies)).await;
                 return AcquireStep::Fail {
                     error,
                     maybe_set: false,
@@ -257,28 +245,14 @@ impl Quorum {
             None => {}
         }
 
-        let (mut granted, mut busy, mut earlier_send) = (0, 0, false);
-        let mut failures = Vec::new();
-        for (node, reply) in replies.into_iter().enumerate() {
-            // Still running when a majority had granted it: not a failure.
-            let Some(reply) = reply else { continue };
-            match reply {
-                Ok(Grant::Acquired { .. }) => granted += 1,
-                Ok(Grant::AlreadyOurs { .. }) => {
-                    granted += 1;
-                    earlier_send = true;
-                }
-                // A quorum undoes every missed attempt, marks included.
-                Ok(Grant::Busy { .. } | Grant::Queued) => {
-                    busy += 1;
-                    failures.push(NodeFailure {
-                        node,
-                        reason: NodeFailureReason::Busy,
-                    });
-                }
-                Err(reason) => failures.push(NodeFailure { node, reason }),
-            }
-        }
+        let unsettled = vote::unsettled(&replies);
+        let Tally {
+            granted,
+            busy,
+            failed,
+            earlier_send,
+            failures,
+        } = Tally::of(replies, self.required);
         let has_validity = self.drift.valid_until(sent_at, ttl) > sent_at + elapsed;
         if granted >= self.required && has_validity {
             #[cfg(feature = "tracing")]
@@ -291,7 +265,7 @@ impl Quorum {
             };
         }
 
-        self.undo(kind, token).await;
+        self.undo(kind, token, &unsettled).await;
 
         if granted >= self.required {
             return AcquireStep::Retry {
@@ -323,9 +297,10 @@ impl Quorum {
             required: self.required,
             failures,
         };
-        if granted + busy < self.required {
-            // Fewer than a majority answered at all: like a single Redis that
-            // is down, fail now instead of waiting out the wait policy.
+        if failed > self.len() - self.required {
+            // Fewer than a majority answered at all (or may still): like a
+            // single Redis that is down, fail now instead of waiting out the
+            // wait policy.
             AcquireStep::Fail {
                 error,
                 maybe_set: false,
@@ -342,27 +317,41 @@ impl Quorum {
     }
 
     /// Undoes an acquire attempt everywhere, including on nodes that did not
-    /// vote, timed out or failed: their `SET` may have landed, or may still
-    /// land (it then waits in the socket in front of this release, which
-    /// deletes it right after). Quietly: this was never a lock.
-    async fn undo<K: Kind>(&self, kind: &K, token: &str) {
+    /// vote or failed: their `SET` may have landed. It waits for the nodes
+    /// that answered the attempt; to a node marked `unsettled` (no answer
+    /// yet, or none in time) the release goes at once, in the background,
+    /// and is not waited for: the attempt's `SET`, if it lands, waits in the
+    /// socket in front of it, which deletes it right after. Quietly (no
+    /// announce): this was never a lock.
+    async fn undo<K: Kind>(&self, kind: &K, token: &str, unsettled: &[bool]) {
+        for (node, _) in self.nodes.iter().zip(unsettled).filter(|(_, u)| **u) {
+            node.release_in_background(kind, token, false);
+        }
+        let answered = Voters::Some(unsettled.iter().map(|u| !u).collect());
         let _ = self
-            .on_nodes(&Voters::All, |node| {
-                node.release_by_body(kind, token, false)
-            })
+            .on_nodes(&answered, |node| node.release_by_body(kind, token, false))
             .await;
     }
 
     /// Release on every node. `Ok(true)` when a majority of the voting nodes
     /// deleted our token; `Ok(false)` when a majority certainly did not hold
     /// it any more. Sent to every node, since a token-checked release is
-    /// always safe; only the voters count.
+    /// always safe; only the voters count. By hash (`EVALSHA`, what a node
+    /// that answers runs fastest), and by body in the background to a node
+    /// that did not answer in time.
     pub(crate) async fn release<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
         let voters = self.identities.voters()?;
         let mut replies = self
-            .on_nodes(&Voters::All, |node| node.release_by_body(kind, token, true))
+            .on_nodes(&Voters::All, |node| node.release(kind, token))
             .await;
         for (node, reply) in replies.iter_mut().enumerate() {
+            if reply.as_ref().is_err_and(NodeFailureReason::may_still_run) {
+                // Stalled, perhaps restarted without the script: the
+                // `EVALSHA` may meet `NOSCRIPT` when it wakes, with nobody
+                // left to load the script. The release by body queued
+                // behind it deletes our key (a late `SET` included) then.
+                self.nodes[node].release_in_background(kind, token, true);
+            }
             if !voters.includes(node) {
                 *reply = Err(NodeFailureReason::Unidentified(None));
             }
@@ -406,7 +395,7 @@ impl Quorum {
     /// (resent until answered, bounded); where it fails, the TTL ends it.
     pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str) {
         for node in self.nodes.iter() {
-            node.release_in_background(kind, token);
+            node.release_in_background(kind, token, true);
         }
     }
 
@@ -477,23 +466,28 @@ impl Quorum {
         Fut: Future<Output = RedisResult<T>> + 'a,
     {
         let timeout = self.node_timeout;
-        join_until(
+        // One deadline for the step: every node's command starts now.
+        let (replies, timed_out) = join_until(
             self.nodes.iter().enumerate().map(|(index, node)| {
                 let sent = voters.includes(index).then(|| step(node));
                 async move {
-                    let Some(sent) = sent else {
-                        return Err(NodeFailureReason::Unidentified(None));
-                    };
-                    match tokio::time::timeout(timeout, sent).await {
-                        Ok(Ok(answer)) => Ok(answer),
-                        Ok(Err(e)) => Err(NodeFailureReason::from_redis(e)),
-                        Err(_elapsed) => Err(NodeFailureReason::TimedOut(timeout)),
+                    match sent {
+                        None => Err(NodeFailureReason::Unidentified(None)),
+                        Some(sent) => sent.await.map_err(NodeFailureReason::from_redis),
                     }
                 }
             }),
             decided,
+            timeout,
         )
-        .await
+        .await;
+        if !timed_out {
+            return replies;
+        }
+        replies
+            .into_iter()
+            .map(|reply| reply.or(Some(Err(NodeFailureReason::TimedOut(timeout)))))
+            .collect()
     }
 }
 

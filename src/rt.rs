@@ -142,14 +142,23 @@ pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) ->
 }
 
 /// Polls all `futures` concurrently like [`join_all`] until `decided` says
-/// the outputs so far settle the question. Outputs in order; `None` for the
-/// futures still running then (dropped).
+/// the outputs so far settle the question, or `timeout` has passed since
+/// the call. Outputs in order; `None` for the futures still running then
+/// (dropped), and `true` beside them when it was the timeout that ended it.
+/// One timer for all of them: they start together, so one deadline bounds
+/// each as a timeout of its own would, for a fifth of the timer work on 5.
 pub(crate) async fn join_until<F: Future>(
     futures: impl IntoIterator<Item = F>,
     decided: impl Fn(&[Option<F::Output>]) -> bool,
-) -> Vec<Option<F::Output>> {
+    timeout: Duration,
+) -> (Vec<Option<F::Output>>, bool) {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let now = tokio::time::Instant::now();
+    let deadline = now.checked_add(timeout).unwrap_or(now + AS_GOOD_AS_NEVER);
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
+    let mut timed_out = false;
     std::future::poll_fn(|cx| {
         let mut pending = false;
         for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
@@ -161,14 +170,22 @@ pub(crate) async fn join_until<F: Future>(
             }
         }
         if !pending || decided(&outputs) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+            return Poll::Ready(());
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                timed_out = true;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
         }
     })
     .await;
-    outputs
+    (outputs, timed_out)
 }
+
+/// Far enough ahead to be never, near enough to fit in an `Instant`.
+const AS_GOOD_AS_NEVER: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Polls all `futures` concurrently like [`join_all`], but once `enough` of
 /// the outputs satisfy `counts`, waits at most `grace` more for the rest.
@@ -231,16 +248,32 @@ mod tests {
     async fn join_until_stops_once_decided_and_drops_the_rest() {
         let started = Instant::now();
         // Decided by three outputs; the fourth would take an hour.
-        let outputs = join_until(
+        let (outputs, timed_out) = join_until(
             [10u64, 20, 30, 3_600_000].map(|ms| async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 ms
             }),
             |outputs| outputs.iter().flatten().count() >= 3,
+            Duration::from_secs(60),
         )
         .await;
         assert_eq!(outputs, [Some(10), Some(20), Some(30), None]);
+        assert!(!timed_out);
         assert_eq!(started.elapsed(), Duration::from_millis(30));
+        // Never decided: the one deadline ends it, for every future left.
+        let started = Instant::now();
+        let (outputs, timed_out) = join_until(
+            [10u64, 3_600_000, 3_600_000].map(|ms| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                ms
+            }),
+            |_| false,
+            Duration::from_millis(50),
+        )
+        .await;
+        assert_eq!(outputs, [Some(10), None, None]);
+        assert!(timed_out);
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
     }
 
     #[tokio::test(start_paused = true)]

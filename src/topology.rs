@@ -136,6 +136,14 @@ impl Topology {
         }
     }
 
+    /// Whether the attempt loop must cut an attempt that runs past its
+    /// bound. Not on a Redlock: each of its steps ends by its own deadline
+    /// (the per-node timeout), so an attempt ends within the attempt floor
+    /// by itself, and the cut's timer would only cost every acquire.
+    pub(crate) fn cuts_attempts(&self) -> bool {
+        matches!(self.servers, Servers::Single(_))
+    }
+
     /// A Redlock's per-node timeout; `None` on one node.
     pub(crate) fn node_timeout(&self) -> Option<Duration> {
         match &self.servers {
@@ -248,7 +256,7 @@ impl Topology {
     /// `Node::release_in_background`).
     pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str) {
         match &self.servers {
-            Servers::Single(node) => node.release_in_background(kind, token),
+            Servers::Single(node) => node.release_in_background(kind, token, true),
             Servers::Quorum(quorum) => quorum.release_in_background(kind, token),
         }
     }

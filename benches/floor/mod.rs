@@ -106,3 +106,98 @@ pub fn command_calls(info: &str) -> std::collections::BTreeMap<String, u64> {
         })
         .collect()
 }
+
+/// The floor of one Redlock cycle over `connections` (5 independent
+/// servers): `SET key token NX PX 30000` to every node at once, then the
+/// release by `EVALSHA` to every node at once, waiting for all five. With
+/// `at_majority`, the acquire returns at the majority's grant instead (as
+/// redis-lock's does); the slower nodes' `SET`s are still sent, their
+/// answers dropped, and the release queues behind them on each connection.
+pub async fn floor_redlock_cycle(
+    connections: &[redis::aio::MultiplexedConnection],
+    script: &redis::Script,
+    key: &str,
+    token: &str,
+    at_majority: bool,
+) {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    let majority = connections.len() / 2 + 1;
+    let mut sets: Vec<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = connections
+        .iter()
+        .map(|connection| {
+            let mut connection = connection.clone();
+            Box::pin(async move {
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(key)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(30_000)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                set.is_some()
+            }) as Pin<Box<dyn Future<Output = bool> + Send + '_>>
+        })
+        .collect();
+    let mut done: Vec<Option<bool>> = vec![None; sets.len()];
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (set, done) in sets.iter_mut().zip(done.iter_mut()) {
+            if done.is_none() {
+                match set.as_mut().poll(cx) {
+                    Poll::Ready(granted) => *done = Some(granted),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        let granted = done.iter().filter(|d| **d == Some(true)).count();
+        if !pending || (at_majority && granted >= majority) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    drop(sets);
+    assert!(done.iter().filter(|d| **d == Some(true)).count() >= majority);
+    let mut releases = Vec::with_capacity(connections.len());
+    for connection in connections {
+        let mut connection = connection.clone();
+        releases.push(async move {
+            let _: i64 = script
+                .key(key)
+                .arg(token)
+                .invoke_async(&mut connection)
+                .await
+                .unwrap();
+        });
+    }
+    join_all(releases).await;
+}
+
+/// Polls `futures` concurrently in the calling task until all are done.
+pub async fn join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut done = vec![false; futures.len()];
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, done) in futures.iter_mut().zip(done.iter_mut()) {
+            if !*done {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(()) => *done = true,
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+}
