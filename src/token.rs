@@ -107,7 +107,9 @@ impl Token {
             pair[1] = HEX[usize::from(byte & 0xf)];
         }
         // Hex digits are ASCII, so this never falls back to the default.
-        Ok(Token(std::str::from_utf8(&hex).unwrap_or_default().to_owned()))
+        Ok(Token(
+            std::str::from_utf8(&hex).unwrap_or_default().to_owned(),
+        ))
     }
 
     /// The whole token, for the wire only. Never log it.
