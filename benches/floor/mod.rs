@@ -17,8 +17,12 @@ end
 return 0
 "#;
 
-/// The floor's acquire: `SET key token NX PX 30000`, which must succeed.
-pub async fn floor_set(connection: &mut impl redis::aio::ConnectionLike, key: &str, token: &str) {
+/// `SET key token NX PX 30000`: whether it was set.
+pub async fn try_set(
+    connection: &mut impl redis::aio::ConnectionLike,
+    key: &str,
+    token: &str,
+) -> bool {
     let set: Option<String> = redis::cmd("SET")
         .arg(key)
         .arg(token)
@@ -28,7 +32,12 @@ pub async fn floor_set(connection: &mut impl redis::aio::ConnectionLike, key: &s
         .query_async(connection)
         .await
         .unwrap();
-    assert_eq!(set.as_deref(), Some("OK"));
+    set.is_some()
+}
+
+/// The floor's acquire: `SET key token NX PX 30000`, which must succeed.
+pub async fn floor_set(connection: &mut impl redis::aio::ConnectionLike, key: &str, token: &str) {
+    assert!(try_set(connection, key, token).await, "{key} was free");
 }
 
 pub async fn floor_cycle(
@@ -129,18 +138,8 @@ pub async fn floor_redlock_cycle(
         .iter()
         .map(|connection| {
             let mut connection = connection.clone();
-            Box::pin(async move {
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(key)
-                    .arg(token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(30_000)
-                    .query_async(&mut connection)
-                    .await
-                    .unwrap();
-                set.is_some()
-            }) as Pin<Box<dyn Future<Output = bool> + Send + '_>>
+            Box::pin(async move { try_set(&mut connection, key, token).await })
+                as Pin<Box<dyn Future<Output = bool> + Send + '_>>
         })
         .collect();
     let mut done: Vec<Option<bool>> = vec![None; sets.len()];

@@ -79,16 +79,7 @@ impl FloorLock {
         );
         let mut connection = self.connection.clone();
         loop {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&self.key)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(30_000)
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-            if set.is_some() {
+            if super::try_set(&mut connection, &self.key, &token).await {
                 return FloorGuard {
                     lock: self.clone(),
                     token,
