@@ -516,6 +516,8 @@ impl Drop for Subscription {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// Wake-ups and the holder seen are per channel: a second key on a
@@ -582,5 +584,34 @@ mod tests {
         // Refused by the server: not asked again while it has waiters.
         shared.subscribed(epoch, &asked, &[true]);
         assert!(wants(&shared, epoch).is_empty());
+    }
+
+    /// A handoff to a holder whose lease ends later wakes no sleeper (the
+    /// usual case, which woke every waiter of the process before); an
+    /// earlier end, a holder that stops announcing, or a holder becoming
+    /// known or unknown does.
+    #[test]
+    fn only_a_holder_change_that_can_end_a_sleep_sooner_wakes_sleepers() {
+        let now = Instant::now();
+        let held = |secs: u64, announces: bool| {
+            Some(HeldUntil {
+                expires: now + Duration::from_secs(secs),
+                announces,
+            })
+        };
+        assert!(!wakes_sleepers(held(10, true), held(20, true)), "later");
+        assert!(!wakes_sleepers(held(10, true), held(10, true)), "the same");
+        assert!(
+            !wakes_sleepers(held(10, false), held(20, true)),
+            "now announces"
+        );
+        assert!(!wakes_sleepers(None, None));
+        assert!(wakes_sleepers(held(20, true), held(10, true)), "sooner");
+        assert!(
+            wakes_sleepers(held(10, true), held(20, false)),
+            "stops announcing"
+        );
+        assert!(wakes_sleepers(held(10, true), None), "unknown");
+        assert!(wakes_sleepers(None, held(10, true)), "known");
     }
 }
