@@ -282,7 +282,7 @@ mod a_second_kind {
 
     use crate::engine::Engine;
     use crate::error::Error;
-    use crate::kind::{Grant, Holder, Kind};
+    use crate::kind::{Announce, Grant, Holder, Kind};
     use crate::node::Node;
     use crate::notify::Notifier;
     use crate::retry::WaitPolicy;
@@ -353,9 +353,9 @@ return 0
                 _ => Grant::Busy { announces: None },
             })
         }
-        fn release(&self, token: &str, announce: bool) -> ScriptCall {
+        fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
             let call = RELEASE.call().key(&*self.key).arg(token);
-            if announce {
+            if announce.publishes() {
                 call.arg(&self.channel)
             } else {
                 call

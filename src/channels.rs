@@ -8,10 +8,12 @@
 //!   [`Shared::on_push`], the only place that decides whether a channel is
 //!   live (confirmed on a connection that is up). Pushes of an older
 //!   connection (epoch) are ignored.
-//! - A release wakes one waiter per process: the one queued longest
-//!   (`notify_one` is FIFO). If it leaves without its attempt failing (it
-//!   got the lock, an error, dropped), the next one is woken in its place.
-//! - A channel is unsubscribed once its last [`Subscription`] is dropped.
+//! - A release wakes one waiter per process (or, named for one process,
+//!   only there: see `route`): the one queued longest (`notify_one` is
+//!   FIFO). If it leaves without its attempt failing (it got the lock, an
+//!   error, dropped), the next one is woken in its place.
+//! - A channel is unsubscribed once its last [`Subscription`] is dropped,
+//!   after announcing the leave where it announced waiting.
 //! - A channel belongs to one key while it has waiters: its wake-ups and
 //!   the holder its waiters see are that key's. A waiter on another key
 //!   whose channel has the same name (never, with `keys::release_channel`,
@@ -19,15 +21,16 @@
 //!   take the other key's wake-ups and holder.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Waker};
 
 use redis::{PushInfo, PushKind};
-use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, watch};
+
+use crate::channel::{Channel, ForTask};
 use tokio::time::Instant;
+
+use crate::route::{self, Announcement, Message, Route};
+use crate::seen::{self, HeldUntil, Signal};
 
 /// Locks the mutex, ignoring poisoning: every critical section here leaves
 /// the state consistent at each step, and nothing in them panics.
@@ -36,12 +39,23 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What the task, the push callback and the waiters share.
-#[derive(Default)]
 pub(crate) struct Shared {
     state: Mutex<State>,
     /// Wakes the task: a channel gained its first waiter or lost its last
-    /// one, or the connection broke.
+    /// one, the connection broke, or there is something to publish.
     pub(crate) work: Notify,
+    /// This process's id in directed wake-ups (see `route`).
+    id: Box<str>,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared {
+            state: Mutex::default(),
+            work: Notify::new(),
+            id: route::new_id(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -60,62 +74,28 @@ struct State {
     epoch: u64,
     /// Whether the current connection is up.
     connected: bool,
+    /// Releases named for this process on channels it no longer waits on,
+    /// to pass on: (channel, message).
+    forward: Vec<(Arc<str>, String)>,
 }
 
-struct Channel {
-    /// The key whose releases the channel announces.
-    key: Arc<str>,
-    waiters: usize,
-    /// Liveness and the holder as last seen, for all the channel's waiters.
-    signal: watch::Sender<Signal>,
-    /// One wake-up per announced release: the waiter here that has waited
-    /// longest.
-    released: Arc<Notify>,
-    /// The server refused the subscription (an ACL without the channel):
-    /// not asked again while the channel has waiters, who poll meanwhile.
-    refused: bool,
-    /// Releases heard on the channel so far.
-    releases: u64,
-    /// `releases` when the holder in `signal` was last seen: that holder
-    /// is still the holder as far as this process knows while no release
-    /// was heard since (one busy period), and until its expiry.
-    holder_as_of: u64,
-}
-
-/// What a channel's waiters share, besides the release wake-ups.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Signal {
-    /// Subscribed, on a connection that is up: a release will be heard.
-    pub(crate) live: bool,
-    /// The holder, as last seen by a waiter here.
-    pub(crate) holder: Option<HeldUntil>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct HeldUntil {
-    /// When its key expires unless it is extended, at the latest.
-    pub(crate) expires: Instant,
-    /// Whether it announces its release (a client of this crate).
-    pub(crate) announces: bool,
-}
-
-/// Whether waiters asleep on `was` (until its expiry, or polling when it
-/// does not announce its release or is not known) must look again now that
-/// the holder is `now`: it ends sooner, it stopped announcing, or it became
-/// known (the sleepers may be polling) or unknown (they must poll).
-fn wakes_sleepers(was: Option<HeldUntil>, now: Option<HeldUntil>) -> bool {
-    match (was, now) {
-        (Some(was), Some(now)) => now.expires < was.expires || (was.announces && !now.announces),
-        (None, None) => false,
-        _ => true,
-    }
+/// A waiter's share of a channel it joined.
+pub(crate) struct Joined {
+    pub(crate) channel: Arc<str>,
+    pub(crate) signal: watch::Receiver<Signal>,
+    /// One wake-up per release heard, for the waiter queued longest.
+    pub(crate) released: Arc<Notify>,
 }
 
 /// The task's next step.
 pub(crate) enum Step {
-    Sleep,
+    /// Until woken, or until the instant (an announcement or a watchdog of
+    /// directed wake-ups is due).
+    Sleep(Option<Instant>),
     Connect,
     Subscribe(Vec<Arc<str>>),
+    /// Messages to publish on channels: (channel, message).
+    Publish(Vec<(Arc<str>, String)>),
     Unsubscribe(Vec<Arc<str>>),
 }
 
@@ -125,50 +105,43 @@ impl Shared {
     }
 
     /// Registers a waiter for `key` on its release `channel`; wakes the task
-    /// to subscribe it if it is not yet. `None` when the channel has waiters
-    /// for another key.
-    pub(crate) fn subscribe(
-        self: &Arc<Self>,
-        key: &Arc<str>,
-        channel: &str,
-    ) -> Option<Subscription> {
+    /// to subscribe it if it is not yet. `directed`: releases on the
+    /// channel may name one process (see `route`), decided by its first
+    /// waiter. `None` when the channel has waiters for another key; the
+    /// waiter must [`leave`](Shared::leave) it again.
+    pub(crate) fn join(&self, key: &Arc<str>, channel: &str, directed: bool) -> Option<Joined> {
         let mut state = self.state();
         let live = state.confirmed.contains(channel);
         let channel: Arc<str> = match state.channels.get_key_value(channel) {
+            // Lingering for another key: it is this key's now.
+            Some((name, entry)) if entry.key != *key && entry.waiters == 0 => {
+                let name = name.clone();
+                state.channels.remove(&name);
+                name
+            }
             Some((_, entry)) if entry.key != *key => return None,
             Some((name, _)) => name.clone(),
             None => channel.into(),
         };
-        let entry = state
-            .channels
-            .entry(channel.clone())
-            .or_insert_with(|| Channel {
-                key: key.clone(),
-                waiters: 0,
-                signal: watch::channel(Signal { live, holder: None }).0,
-                released: Arc::new(Notify::new()),
-                refused: false,
-                releases: 0,
-                holder_as_of: 0,
-            });
-        entry.waiters += 1;
+        let entry = (state.channels.entry(channel.clone()))
+            .or_insert_with(|| Channel::new(key.clone(), live, directed));
+        let announce = entry.join();
         let signal = entry.signal.subscribe();
         let released = entry.released.clone();
         drop(state);
-        if !live {
+        // To subscribe, or to announce that this process waits.
+        if !live || announce {
             self.work.notify_one();
         }
-        Some(Subscription {
-            shared: self.clone(),
+        Some(Joined {
             channel,
             signal,
             released,
-            armed: None,
-            woken: false,
         })
     }
 
-    /// Whether `channel` has waiters and is live: local work, no command.
+    /// Whether `channel` has waiters (or lingers) and is live: local work,
+    /// no command.
     pub(crate) fn is_live(&self, channel: &str) -> bool {
         self.state()
             .channels
@@ -180,7 +153,8 @@ impl Shared {
     /// `Debug`.
     pub(crate) fn describe(&self) -> (bool, usize) {
         let state = self.state();
-        (state.connected, state.channels.len())
+        let waited_on = state.channels.values().filter(|entry| entry.waiters > 0);
+        (state.connected, waited_on.count())
     }
 
     /// Everything connection `epoch` pushes, in the order it arrived.
@@ -200,16 +174,29 @@ impl Shared {
         // and the task subscribes it again, where its slot went.
         match (push.kind, channel) {
             (PushKind::Message | PushKind::SMessage, Some(channel)) => {
-                if let Some(entry) = state.channels.get_mut(channel) {
-                    entry.releases += 1;
-                    entry.released.notify_one();
+                let payload = match push.data.get(1) {
+                    Some(redis::Value::BulkString(bytes)) => bytes.as_slice(),
+                    _ => &[],
+                };
+                if state.heard(channel, Message::parse(payload), &self.id) {
+                    drop(state);
+                    self.work.notify_one();
                 }
             }
             (PushKind::Subscribe | PushKind::SSubscribe, Some(channel)) => {
                 let channel: Arc<str> = channel.into();
                 state.set_live(&channel, true);
                 state.awaiting.remove(&channel);
+                let directed = state
+                    .channels
+                    .get(&channel)
+                    .is_some_and(|entry| entry.route.is_some());
                 state.confirmed.insert(channel);
+                if directed {
+                    // Its announcement is due.
+                    drop(state);
+                    self.work.notify_one();
+                }
             }
             (PushKind::Unsubscribe | PushKind::SUnsubscribe, Some(channel)) => {
                 state.set_live(channel, false);
@@ -257,14 +244,20 @@ impl Shared {
         state.epoch += 1;
     }
 
-    /// What to do next, given the connection the task has.
-    pub(crate) fn next_step(&self, connection: Option<u64>) -> Step {
-        let state = self.state();
+    /// What to do next, given the connection the task has. Fires the
+    /// watchdogs of directed wake-ups that are due by `now` first.
+    pub(crate) fn next_step(&self, connection: Option<u64>, now: Instant) -> Step {
+        let mut state = self.state();
+        for entry in state.channels.values_mut() {
+            entry.fire_watchdog(now);
+        }
+        state.end_lingering(now);
         let wanted: Vec<Arc<str>> = state
             .channels
             .iter()
             .filter(|(name, entry)| {
-                !entry.refused
+                entry.waiters > 0
+                    && !entry.refused
                     && !state.confirmed.contains(*name)
                     && !state.awaiting.contains(*name)
             })
@@ -273,13 +266,17 @@ impl Shared {
         let up = state.connected && connection == Some(state.epoch);
         if !up {
             return if wanted.is_empty() {
-                Step::Sleep
+                Step::Sleep(state.next_due(false))
             } else {
                 Step::Connect
             };
         }
         if !wanted.is_empty() {
             return Step::Subscribe(wanted);
+        }
+        let posts = state.to_publish(&self.id, now);
+        if !posts.is_empty() {
+            return Step::Publish(posts);
         }
         let unwanted: Vec<Arc<str>> = state
             .confirmed
@@ -288,7 +285,7 @@ impl Shared {
             .cloned()
             .collect();
         if unwanted.is_empty() {
-            Step::Sleep
+            Step::Sleep(state.next_due(true))
         } else {
             Step::Unsubscribe(unwanted)
         }
@@ -333,12 +330,99 @@ impl Shared {
             }
         }
     }
+
+    /// After publishing `posts` on connection `epoch` (or failing to, for a
+    /// refusal that asking again would not change): not asked again.
+    pub(crate) fn published(&self, epoch: u64, posts: &[(Arc<str>, String)], now: Instant) {
+        let mut state = self.state();
+        if state.epoch != epoch {
+            return;
+        }
+        for (channel, message) in posts {
+            let announced = match Message::parse(message.as_bytes()) {
+                Message::Waiting(_) => Announcement::Waiting,
+                Message::Answer(_) => Announcement::Answer,
+                Message::Leaving(_) => Announcement::Leaving,
+                _ => {
+                    state.forward.retain(|(forward, _)| forward != channel);
+                    continue;
+                }
+            };
+            if let Some(route) = state.route_mut(channel) {
+                route.announced(announced, now);
+            }
+        }
+    }
+
+    /// The message a release on `channel` by this process publishes to wake
+    /// the next waiting process alone, when it knows one (it waits there
+    /// too, on a live subscription); `None`: wake every process.
+    pub(crate) fn next_waiter(&self, channel: &str) -> Option<String> {
+        let state = self.state();
+        let entry = state.channels.get(channel)?;
+        if !entry.signal.borrow().live {
+            return None;
+        }
+        let next = entry.route.as_ref()?.next(&self.id, Instant::now())?;
+        Some(route::named(next))
+    }
+
+    /// Releases heard on `channel` so far.
+    pub(crate) fn releases_heard(&self, channel: &str) -> u64 {
+        self.state()
+            .channels
+            .get(channel)
+            .map_or(0, |entry| entry.releases)
+    }
+
+    /// The holder as seen on `channel` since the last release heard, if it
+    /// has not expired by `now`.
+    pub(crate) fn known_holder(&self, channel: &str, now: Instant) -> Option<HeldUntil> {
+        let state = self.state();
+        let entry = state.channels.get(channel)?;
+        let holder = entry.signal.borrow().holder?;
+        (entry.holder_as_of == entry.releases && holder.expires > now).then_some(holder)
+    }
+
+    /// Tells `channel`'s waiters who holds the lock now (`None`: not
+    /// known), as seen after `as_of` releases were heard; only a change
+    /// that can end a sleep sooner wakes them (see `seen`).
+    pub(crate) fn saw_holder(&self, channel: &str, holder: Option<HeldUntil>, as_of: u64) {
+        let mut state = self.state();
+        if let Some(entry) = state.channels.get_mut(channel) {
+            entry.holder_as_of = as_of;
+            seen::saw_holder(&entry.signal, holder);
+        }
+    }
+
+    /// A waiter on `channel` is gone: the last one lets the task
+    /// unsubscribe, after announcing the leave where this process announced
+    /// that it waits.
+    pub(crate) fn leave(&self, channel: &Arc<str>) {
+        let mut state = self.state();
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return;
+        };
+        if entry.waiters > 1 {
+            entry.waiters -= 1;
+            return;
+        }
+        if entry.leave(Instant::now()) {
+            state.channels.remove(channel);
+            state.awaiting.remove(channel);
+            if !state.confirmed.contains(channel) {
+                return;
+            }
+        }
+        drop(state);
+        self.work.notify_one();
+    }
 }
 
 impl State {
     fn set_live(&self, channel: &str, live: bool) {
         if let Some(entry) = self.channels.get(channel) {
-            entry.set_live(live);
+            seen::set_live(&entry.signal, live);
         }
     }
 
@@ -348,175 +432,73 @@ impl State {
         self.connected = false;
         self.confirmed.clear();
         self.awaiting.clear();
-        for entry in self.channels.values() {
-            entry.set_live(false);
+        self.forward.clear();
+        for entry in self.channels.values_mut() {
+            seen::set_live(&entry.signal, false);
+            if let Some(route) = entry.route.as_mut() {
+                route.disconnected();
+            }
         }
     }
-}
 
-impl Channel {
-    /// Notifies only a change: a waiter that did not count on the channel
-    /// being live has nothing to learn from it going down, and one that did
-    /// is notified when it goes down.
-    fn set_live(&self, live: bool) {
-        self.signal.send_if_modified(|signal| {
-            let changed = signal.live != live;
-            signal.live = live;
-            changed
+    /// Forgets the channels that lingered long enough without waiters (and
+    /// announced their leave, if they were to): the task unsubscribes them.
+    fn end_lingering(&mut self, now: Instant) {
+        let awaiting = &mut self.awaiting;
+        self.channels.retain(|name, entry| {
+            let ends = entry.lingered(now);
+            if ends {
+                awaiting.remove(name);
+            }
+            !ends
         });
     }
-}
 
-/// One waiter's interest in a channel; dropping it lets the task unsubscribe
-/// when it was the last.
-pub(crate) struct Subscription {
-    shared: Arc<Shared>,
-    channel: Arc<str>,
-    signal: watch::Receiver<Signal>,
-    released: Arc<Notify>,
-    /// In the queue for the next release wake-up, from before the attempt
-    /// it covers; `None` once it fired.
-    armed: Option<Pin<Box<OwnedNotified>>>,
-    /// This waiter took a release wake-up and its attempt has not failed
-    /// (yet): if it leaves now (it failed, was dropped, or got a lease that
-    /// others may share), the next waiter is woken in its place.
-    pub(crate) woken: bool,
-}
-
-/// What ended a wait early.
-pub(crate) enum Event {
-    /// A release was announced, and this waiter is the one woken for it.
-    Released,
-    /// The channel's liveness or the holder as seen here changed.
-    Changed,
-}
-
-impl Subscription {
-    /// Queues for the next release, unless already queued, and marks the
-    /// signal as seen; whether the channel is live. Call right before an
-    /// attempt.
-    pub(crate) fn arm(&mut self) -> bool {
-        if self.armed.is_none() {
-            let mut armed = Box::pin(self.released.clone().notified_owned());
-            // Queued from now on, not only once polled.
-            armed.as_mut().enable();
-            self.armed = Some(armed);
-        }
-        self.signal.borrow_and_update().live
+    fn route_mut(&mut self, channel: &str) -> Option<&mut Route> {
+        self.channels.get_mut(channel)?.route.as_mut()
     }
 
-    pub(crate) fn signal(&self) -> Signal {
-        *self.signal.borrow()
-    }
-
-    /// Whether this waiter's release wake-up came already (taking it).
-    pub(crate) fn released_already(&mut self) -> bool {
-        let Some(armed) = self.armed.as_mut() else {
+    /// Takes in a message heard on `channel` (`me`: this process's id);
+    /// whether the task has work from it (a watchdog to arm, an
+    /// announcement or a forward to publish).
+    fn heard(&mut self, channel: &str, message: Message<'_>, me: &str) -> bool {
+        let Some(entry) = self.channels.get_mut(channel) else {
             return false;
         };
-        let mut context = Context::from_waker(Waker::noop());
-        if armed.as_mut().poll(&mut context).is_pending() {
-            return false;
-        }
-        self.armed = None;
-        self.woken = true;
-        true
-    }
-
-    /// Releases heard on the channel so far: taken before an inspection,
-    /// given back with what it saw ([`saw_holder`](Self::saw_holder)).
-    pub(crate) fn releases_heard(&self) -> u64 {
-        let state = self.shared.state();
-        state
-            .channels
-            .get(&self.channel)
-            .map_or(0, |entry| entry.releases)
-    }
-
-    /// The holder as seen by a waiter of this process since the last
-    /// release heard, if it has not expired by `now`: the same busy period,
-    /// so a busy answer needs no inspection of its own.
-    pub(crate) fn known_holder(&self, now: Instant) -> Option<HeldUntil> {
-        let state = self.shared.state();
-        let entry = state.channels.get(&self.channel)?;
-        let holder = entry.signal.borrow().holder?;
-        (entry.holder_as_of == entry.releases && holder.expires > now).then_some(holder)
-    }
-
-    /// Tells the channel's other waiters who holds the lock now (`None`:
-    /// not known), as seen after `as_of` releases were heard.
-    ///
-    /// Only a change that can end a sleep sooner wakes them (see
-    /// [`wakes_sleepers`]): a new holder whose lease ends later, the usual
-    /// handoff, is only recorded, and a waiter whose sleep ends at the old
-    /// expiry reads it then. Waking every waiter of the process on every
-    /// handoff made a handoff cost O(waiters) task wake-ups.
-    pub(crate) fn saw_holder(&self, holder: Option<HeldUntil>, as_of: u64) {
-        let mut state = self.shared.state();
-        if let Some(entry) = state.channels.get_mut(&self.channel) {
-            entry.holder_as_of = as_of;
-            entry.signal.send_if_modified(|signal| {
-                let wake = wakes_sleepers(signal.holder, holder);
-                signal.holder = holder;
-                wake
-            });
-        }
-    }
-
-    /// Completes at this waiter's release wake-up, or when the signal
-    /// changes after the last mark.
-    pub(crate) async fn event(&mut self) -> Event {
-        let released = async {
-            match self.armed.as_mut() {
-                Some(armed) => armed.as_mut().await,
-                None => std::future::pending().await,
-            }
-        };
-        let changed = async {
-            if self.signal.changed().await.is_err() {
-                // The sender lives while this waiter is counted; should it
-                // ever be gone, the caller's timer ends the wait.
-                std::future::pending::<()>().await;
-            }
-        };
-        let event = tokio::select! {
-            () = released => Event::Released,
-            () = changed => Event::Changed,
-        };
-        if let Event::Released = event {
-            self.armed = None;
-            self.woken = true;
-        }
-        event
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        if self.woken {
-            // Pass the wake-up on. (An armed one that fired but was never
-            // taken is passed on by tokio when it is dropped.)
-            self.released.notify_one();
-        }
-        let mut state = self.shared.state();
-        let Some(entry) = state.channels.get_mut(&self.channel) else {
-            return;
-        };
-        entry.waiters = entry.waiters.saturating_sub(1);
-        if entry.waiters == 0 {
-            state.channels.remove(&self.channel);
-            state.awaiting.remove(&self.channel);
-            if state.confirmed.contains(&self.channel) {
-                drop(state);
-                self.shared.work.notify_one();
+        match entry.heard(message, me, Instant::now()) {
+            ForTask::Nothing => false,
+            ForTask::Wake => true,
+            ForTask::Forward(message) => {
+                self.forward.push((channel.into(), message));
+                true
             }
         }
+    }
+
+    /// What the task is to publish now (`me`: this process's id): passed-on
+    /// wake-ups, leaves, and announcements due by `now`.
+    fn to_publish(&self, me: &str, now: Instant) -> Vec<(Arc<str>, String)> {
+        let forwards = self.forward.iter().map(|(c, message)| (c, message.clone()));
+        let announcements =
+            (self.channels.iter()).filter_map(|(c, entry)| Some((c, entry.announcement(me, now)?)));
+        (forwards.chain(announcements))
+            .filter(|(channel, _)| self.confirmed.contains(*channel))
+            .map(|(channel, message)| (channel.clone(), message))
+            .collect()
+    }
+
+    /// The next watchdog, announcement (when `up`) or end of lingering
+    /// that the task must wake for.
+    fn next_due(&self, up: bool) -> Option<Instant> {
+        let subscribed = |channel: &Arc<str>| up && self.confirmed.contains(channel);
+        (self.channels.iter())
+            .filter_map(|(c, entry)| entry.next_due(subscribed(c)))
+            .min()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
 
@@ -527,12 +509,16 @@ mod tests {
     fn a_channel_serves_one_key_at_a_time() {
         let shared = Arc::new(Shared::default());
         let (x, y): (Arc<str>, Arc<str>) = ("x".into(), "y".into());
-        let first = shared.subscribe(&x, "c").expect("a new channel");
-        let second = shared.subscribe(&x, "c").expect("the same key joins");
-        assert!(shared.subscribe(&y, "c").is_none(), "another key's channel");
-        assert!(shared.subscribe(&y, "d").is_some(), "its own channel");
-        drop((first, second));
-        assert!(shared.subscribe(&y, "c").is_some(), "free again");
+        let first = shared.join(&x, "c", false).expect("a new channel");
+        let second = shared.join(&x, "c", false).expect("the same key joins");
+        assert!(
+            shared.join(&y, "c", false).is_none(),
+            "another key's channel"
+        );
+        assert!(shared.join(&y, "d", false).is_some(), "its own channel");
+        shared.leave(&first.channel);
+        shared.leave(&second.channel);
+        assert!(shared.join(&y, "c", false).is_some(), "free again");
     }
 
     fn push(kind: redis::PushKind, channel: &str) -> redis::PushInfo {
@@ -543,7 +529,7 @@ mod tests {
     }
 
     fn wants(shared: &Shared, epoch: u64) -> Vec<Arc<str>> {
-        match shared.next_step(Some(epoch)) {
+        match shared.next_step(Some(epoch), Instant::now()) {
             Step::Subscribe(channels) => channels,
             _ => Vec::new(),
         }
@@ -558,7 +544,7 @@ mod tests {
     fn a_late_confirmation_is_awaited_not_taken_for_a_refusal() {
         let shared = Arc::new(Shared::default());
         let key: Arc<str> = "k".into();
-        let _waiter = shared.subscribe(&key, "c").expect("a new channel");
+        let _waiter = shared.join(&key, "c", false).expect("a new channel");
         let epoch = shared.next_epoch();
         let asked = wants(&shared, epoch);
         assert_eq!(asked, vec![Arc::<str>::from("c")]);
@@ -586,32 +572,63 @@ mod tests {
         assert!(wants(&shared, epoch).is_empty());
     }
 
-    /// A handoff to a holder whose lease ends later wakes no sleeper (the
-    /// usual case, which woke every waiter of the process before); an
-    /// earlier end, a holder that stops announcing, or a holder becoming
-    /// known or unknown does.
+    fn message(channel: &str, payload: &str) -> redis::PushInfo {
+        let bulk = |text: &str| redis::Value::BulkString(text.as_bytes().to_vec());
+        redis::PushInfo {
+            kind: redis::PushKind::Message,
+            data: vec![bulk(channel), bulk(payload)],
+        }
+    }
+
+    /// Whether a release wake-up is waiting to be taken (taking it).
+    fn woken(released: &Notify) -> bool {
+        let notified = std::pin::pin!(released.notified());
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        notified.poll(&mut context).is_ready()
+    }
+
+    /// A release named for another process wakes no waiter here and leaves
+    /// the lease known to be held (a busy answer asks no one); one named
+    /// for this process, or for everyone, wakes one waiter; and when
+    /// nothing more is heard within the grace, the watchdog wakes one, with
+    /// the holder no longer known, so that it looks.
     #[test]
-    fn only_a_holder_change_that_can_end_a_sleep_sooner_wakes_sleepers() {
-        let now = Instant::now();
-        let held = |secs: u64, announces: bool| {
-            Some(HeldUntil {
-                expires: now + Duration::from_secs(secs),
-                announces,
-            })
+    fn a_release_named_for_another_process_wakes_no_waiter_here() {
+        let shared = Arc::new(Shared::default());
+        let key: Arc<str> = "k".into();
+        let waiter = shared.join(&key, "c", true).expect("a new channel");
+        let epoch = shared.next_epoch();
+        shared.on_push(epoch, push(redis::PushKind::Subscribe, "c"));
+        let other = if &*shared.id == "00000000000000ff" {
+            "00000000000000fe"
+        } else {
+            "00000000000000ff"
         };
-        assert!(!wakes_sleepers(held(10, true), held(20, true)), "later");
-        assert!(!wakes_sleepers(held(10, true), held(10, true)), "the same");
+        assert_eq!(shared.next_waiter("c"), None, "no one announced yet");
+        shared.on_push(epoch, message("c", &route::waiting(other)));
+        assert_eq!(shared.next_waiter("c"), Some(route::named(other)));
+
+        shared.on_push(epoch, message("c", &route::named(other)));
+        assert!(!woken(&waiter.released), "named for another process");
+        let now = Instant::now();
         assert!(
-            !wakes_sleepers(held(10, false), held(20, true)),
-            "now announces"
+            shared.known_holder("c", now).is_some(),
+            "held, for all we know"
         );
-        assert!(!wakes_sleepers(None, None));
-        assert!(wakes_sleepers(held(20, true), held(10, true)), "sooner");
-        assert!(
-            wakes_sleepers(held(10, true), held(20, false)),
-            "stops announcing"
-        );
-        assert!(wakes_sleepers(held(10, true), None), "unknown");
-        assert!(wakes_sleepers(None, held(10, true)), "known");
+
+        shared.on_push(epoch, message("c", &route::named(&shared.id)));
+        assert!(woken(&waiter.released), "named for this process");
+        assert!(shared.known_holder("c", now).is_none(), "to be looked at");
+        shared.on_push(epoch, message("c", ""));
+        assert!(woken(&waiter.released), "for everyone");
+
+        shared.on_push(epoch, message("c", &route::named(other)));
+        let _ = shared.next_step(Some(epoch), Instant::now());
+        assert!(!woken(&waiter.released), "not before the grace");
+        let _ = shared.next_step(Some(epoch), Instant::now() + route::GRACE);
+        assert!(woken(&waiter.released), "the watchdog wakes one");
+        assert!(shared.known_holder("c", Instant::now()).is_none());
+        assert_eq!(shared.next_waiter("c"), None, "the silent one is dropped");
+        shared.leave(&waiter.channel);
     }
 }

@@ -35,7 +35,7 @@ use redis::{RedisResult, Value};
 
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::kind::{Grant, Holder, Kind};
+use crate::kind::{Announce, Grant, Holder, Kind};
 use crate::mutex::MutexLease;
 use crate::permit_set::SERVER_NOW_LUA;
 use crate::scripts::{LeaseScript, Request, ScriptCall};
@@ -206,9 +206,9 @@ impl Kind for FairLease {
         })
     }
 
-    fn release(&self, token: &str, announce: bool) -> ScriptCall {
+    fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
         let call = self.with_keys(&RELEASE).arg(token);
-        match announce {
+        match announce.publishes() {
             true => call.arg(&*self.names.turn).arg(self.mutex.channel()),
             false => call,
         }

@@ -10,7 +10,8 @@
 //!   they did it, `0` when the token no longer holds the lease; extend never
 //!   re-creates a lease that expired.
 //! - Its release script announces a release with
-//!   `redis.pcall("PUBLISH", <channel>, "")` when given the channel, and
+//!   `redis.pcall("PUBLISH", <channel>, <message or "">)` when given the
+//!   channel, and
 //!   only when it deleted the lease, in the same script; the node turns that
 //!   into `SPUBLISH` on a Redis Cluster.
 //! - Acquire is idempotent per token: a resend of a landed acquire answers
@@ -62,6 +63,24 @@ pub(crate) enum Holder {
     Unknown,
 }
 
+/// Whom a release announces itself to, on the kind's channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Announce<'a> {
+    /// No one: the undo of an attempt that never became a lease.
+    Nobody,
+    /// One waiter in every process (an empty message).
+    Everyone,
+    /// One waiter of one process, whom the message names (see `route`):
+    /// only for a kind that [directs its wake-ups](Kind::directs_wake_ups).
+    Named(&'a str),
+}
+
+impl Announce<'_> {
+    pub(crate) fn publishes(self) -> bool {
+        self != Announce::Nobody
+    }
+}
+
 /// A kind of lease.
 pub(crate) trait Kind: Send + Sync + 'static {
     /// The lease's main key, exactly as given (shared: every hold's lease
@@ -100,14 +119,21 @@ pub(crate) trait Kind: Send + Sync + 'static {
         false
     }
 
+    /// Whether a release may wake one waiting process alone
+    /// ([`Announce::Named`], see `route`): its release script publishes the
+    /// message it is given, and each release wakes at most one waiter.
+    fn directs_wake_ups(&self) -> bool {
+        false
+    }
+
     /// Takes the lease for `token` for `ttl` if it is free.
     fn acquire(&self, token: &str, ttl: Duration) -> Request;
 
     fn read_acquire(&self, reply: Value, token: &str) -> RedisResult<Grant>;
 
-    /// Ends `token`'s hold; announced on [`channel`](Kind::channel) when
-    /// `announce`.
-    fn release(&self, token: &str, announce: bool) -> ScriptCall;
+    /// Ends `token`'s hold, announced on [`channel`](Kind::channel) as
+    /// `announce` says.
+    fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall;
 
     /// Makes `token`'s hold live `ttl` from now.
     fn extend(&self, token: &str, ttl: Duration) -> ScriptCall;

@@ -74,6 +74,7 @@ mod blocking_semaphore;
 #[cfg(feature = "blocking")]
 mod blocking_sources;
 mod builder;
+mod channel;
 mod channels;
 mod clock;
 mod connect;
@@ -110,6 +111,7 @@ mod reentrant;
 mod renew;
 mod replicas;
 mod retry;
+mod route;
 mod rt;
 mod rw_guards;
 mod rw_lease;
@@ -117,12 +119,14 @@ mod rw_upgrade;
 mod rwlock;
 mod rwlock_builder;
 mod scripts;
+mod seen;
 mod semaphore;
 mod semaphore_builder;
 mod settings;
 mod sources;
 mod subscriber;
 #[cfg(feature = "test-server")]
+mod subscription;
 mod test_cluster;
 #[cfg(feature = "test-server")]
 mod test_redis;

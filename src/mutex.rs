@@ -20,14 +20,15 @@ use std::time::Duration;
 
 use redis::{RedisResult, Value};
 
-use crate::kind::{Grant, Holder, Kind};
+use crate::kind::{Announce, Grant, Holder, Kind};
 use crate::scripts::{LeaseScript, Request, ScriptCall};
 use crate::token;
 use crate::ttl::millis;
 
 /// Deletes the lock only while it still holds our token (`ARGV[1]`), and
-/// then publishes an empty message on `ARGV[2]`, the lock's release channel,
-/// when given, to wake the waiters: in the same script, so a waiter never
+/// then publishes on `ARGV[2]`, the lock's release channel, when given, to
+/// wake the waiters: `ARGV[3]`, the process to wake (see `route`), or an
+/// empty message, for one waiter in every process. In the same script, so a waiter never
 /// hears of a release that did not happen or misses one that did. Returns 1
 /// when deleted, 0 when the key is gone or holds another token (nothing is
 /// published then).
@@ -39,7 +40,7 @@ const RELEASE_LUA: &str = r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then
     redis.call("DEL", KEYS[1])
     if ARGV[2] then
-        redis.pcall("PUBLISH", ARGV[2], "")
+        redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")
     end
     return 1
 end
@@ -140,6 +141,10 @@ impl Kind for MutexLease {
         true
     }
 
+    fn directs_wake_ups(&self) -> bool {
+        true
+    }
+
     fn acquire(&self, token: &str, ttl: Duration) -> Request {
         match &self.fence_key {
             None => {
@@ -191,13 +196,13 @@ impl Kind for MutexLease {
         })
     }
 
-    fn release(&self, token: &str, announce: bool) -> ScriptCall {
+    fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
         let call = RELEASE.call().key(&*self.key).arg(token);
-        if announce {
-            call.arg(&*self.channel)
-        } else {
+        match announce {
             // Without a channel the script deletes and publishes nothing.
-            call
+            Announce::Nobody => call,
+            Announce::Everyone => call.arg(&*self.channel),
+            Announce::Named(message) => call.arg(&*self.channel).arg(message),
         }
     }
 
@@ -271,12 +276,12 @@ mod tests {
         assert!(
             RELEASE
                 .body(Publish::Plain)
-                .contains(r#"redis.pcall("PUBLISH", ARGV[2], "")"#)
+                .contains(r#"redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")"#)
         );
         assert!(
             RELEASE
                 .body(Publish::Sharded)
-                .contains(r#"redis.pcall("SPUBLISH", ARGV[2], "")"#)
+                .contains(r#"redis.pcall("SPUBLISH", ARGV[2], ARGV[3] or "")"#)
         );
     }
 

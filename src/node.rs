@@ -18,7 +18,7 @@ use std::time::Duration;
 use redis::{Cmd, RedisResult, Value};
 
 use crate::connection::{DynConnection, LockConnection, SharedConnection};
-use crate::kind::{Grant, Holder, Kind};
+use crate::kind::{Announce, Grant, Holder, Kind};
 use crate::retry::Doubling;
 use crate::rt::spawn_release;
 use crate::scripts::{Publish, Request, ScriptCall};
@@ -168,9 +168,16 @@ impl Node {
         kind.read_acquire(reply, token)
     }
 
-    /// Release, announced to waiters: `true` when our hold was deleted.
-    pub(crate) async fn release<K: Kind>(&self, kind: &K, token: &str) -> RedisResult<bool> {
-        self.send_checked(kind.release(token, true)).await
+    /// Release, announced to waiters (to one process when `named` gives
+    /// the message, see `route`): `true` when our hold was deleted.
+    pub(crate) async fn release<K: Kind>(
+        &self,
+        kind: &K,
+        token: &str,
+        named: Option<&str>,
+    ) -> RedisResult<bool> {
+        let announce = named.map_or(Announce::Everyone, Announce::Named);
+        self.send_checked(kind.release(token, announce)).await
     }
 
     /// Release by the script's body (see `send_checked_by_body`); announced
@@ -183,7 +190,7 @@ impl Node {
         token: &str,
         announce: bool,
     ) -> RedisResult<bool> {
-        self.send_checked_by_body(&kind.release(token, announce))
+        self.send_checked_by_body(&kind.release(token, everyone_or_nobody(announce)))
             .await
     }
 
@@ -229,7 +236,7 @@ impl Node {
     /// that missed (see [`release_by_body`](Node::release_by_body)).
     pub(crate) fn release_in_background<K: Kind>(&self, kind: &K, token: &str, announce: bool) {
         let node = self.clone();
-        let call = kind.release(token, announce);
+        let call = kind.release(token, everyone_or_nobody(announce));
         spawn_release(async move {
             let mut pause = Doubling::new(BACKGROUND_RELEASE_FIRST_PAUSE, Duration::MAX);
             for attempt in 1..=BACKGROUND_RELEASE_ATTEMPTS {
@@ -246,6 +253,14 @@ impl Node {
                 }
             }
         });
+    }
+}
+
+fn everyone_or_nobody(announce: bool) -> Announce<'static> {
+    if announce {
+        Announce::Everyone
+    } else {
+        Announce::Nobody
     }
 }
 

@@ -19,11 +19,12 @@ use std::sync::{Arc, Mutex, Weak};
 use redis::{Client, ConnectionAddr, ProtocolVersion};
 use tokio::task::JoinHandle;
 
-use crate::channels::{Shared, Subscription, lock};
+use crate::channels::{Shared, lock};
 use crate::keys;
 use crate::rt::spawn_if_runtime;
 use crate::scripts::Publish;
 use crate::subscriber::{Source, run};
+use crate::subscription::Subscription;
 
 /// The shared subscription connection to one server, and the task that
 /// keeps it subscribed to the channels someone waits on.
@@ -123,24 +124,42 @@ impl Notifier {
     }
 
     /// Registers a waiter on the release `channel` of `key`; the task
-    /// subscribes the channel if it is not yet. `None` when the channel
-    /// cannot be heard, is another key's, or without a tokio runtime to run
-    /// the task on.
-    pub(crate) fn subscribe(&self, key: &Arc<str>, channel: &str) -> Option<Subscription> {
+    /// subscribes the channel if it is not yet. `directed`: a release there
+    /// may name one process (see `route`). `None` when the channel cannot
+    /// be heard, is another key's, or without a tokio runtime to run the
+    /// task on.
+    pub(crate) fn subscribe(
+        &self,
+        key: &Arc<str>,
+        channel: &str,
+        directed: bool,
+    ) -> Option<Subscription> {
         if !self.hears_key(key) || !self.ensure_running() {
             return None;
         }
-        self.shared.subscribe(key, channel)
+        Subscription::join(&self.shared, key, channel, directed)
     }
 
     /// Registers a waiter on `channel` only if it is live already (others
     /// in the process wait on it): local work, no command.
-    pub(crate) fn join_if_live(&self, key: &Arc<str>, channel: &str) -> Option<Subscription> {
+    pub(crate) fn join_if_live(
+        &self,
+        key: &Arc<str>,
+        channel: &str,
+        directed: bool,
+    ) -> Option<Subscription> {
         if self.shared.is_live(channel) {
-            self.subscribe(key, channel)
+            self.subscribe(key, channel, directed)
         } else {
             None
         }
+    }
+
+    /// The message a release on `channel` publishes to wake the next
+    /// waiting process alone, when this process waits there too and knows
+    /// it (see `route`); `None`: wake one waiter in every process.
+    pub(crate) fn next_waiter(&self, channel: &str) -> Option<String> {
+        self.shared.next_waiter(channel)
     }
 
     /// Starts the task unless it runs. A task that ended went with its

@@ -28,7 +28,7 @@ use std::time::Duration;
 use redis::{RedisResult, Value};
 
 use crate::error::{Error, Result};
-use crate::kind::{Grant, Holder, Kind};
+use crate::kind::{Announce, Grant, Holder, Kind};
 use crate::scripts::{LeaseScript, Request, ScriptCall};
 use crate::ttl::millis;
 
@@ -252,9 +252,9 @@ impl Kind for PermitSet {
         })
     }
 
-    fn release(&self, token: &str, announce: bool) -> ScriptCall {
+    fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
         let call = RELEASE.call().key(&*self.key).arg(token).arg(self.count);
-        if announce {
+        if announce.publishes() {
             call.arg(&*self.channel)
         } else {
             call

@@ -342,7 +342,7 @@ impl Quorum {
     pub(crate) async fn release<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
         let voters = self.identities.voters()?;
         let mut replies = self
-            .on_nodes(&Voters::All, |node| node.release(kind, token))
+            .on_nodes(&Voters::All, |node| node.release(kind, token, None))
             .await;
         for (node, reply) in replies.iter_mut().enumerate() {
             if reply.as_ref().is_err_and(NodeFailureReason::may_still_run) {

@@ -34,7 +34,7 @@ use redis::{RedisResult, Value};
 
 use crate::error::Result;
 use crate::keys;
-use crate::kind::{Grant, Holder, Kind};
+use crate::kind::{Announce, Grant, Holder, Kind};
 use crate::mutex::MutexLease;
 use crate::permit_set::{SERVER_NOW_LUA, extend_members, holds_member, read_holds_member};
 use crate::scripts::{LeaseScript, Request, ScriptCall};
@@ -166,9 +166,9 @@ impl Kind for ReadLease {
         read_grant(reply)
     }
 
-    fn release(&self, token: &str, announce: bool) -> ScriptCall {
+    fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
         let call = READ_RELEASE.call().key(&*self.names.readers).arg(token);
-        match announce {
+        match announce.publishes() {
             true => call.arg(&*self.names.readers_released),
             false => call,
         }
@@ -246,14 +246,14 @@ impl Kind for WriteLease {
         read_grant(reply)
     }
 
-    fn release(&self, token: &str, announce: bool) -> ScriptCall {
+    fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
         let names = &*self.names;
         let call = WRITE_RELEASE
             .call()
             .key(&**self.key())
             .key(&*names.intent)
             .arg(token);
-        match announce {
+        match announce.publishes() {
             true => call
                 .arg(&*names.writer_released)
                 .arg(&*names.readers_released),

@@ -95,8 +95,15 @@ pub(crate) async fn run(shared: Arc<Shared>, source: Source) {
     // Connections in a row that failed or broke within RECONNECT_MAX.
     let mut failures: u32 = 0;
     loop {
-        match shared.next_step(connection.as_ref().map(|(epoch, _)| *epoch)) {
-            Step::Sleep => shared.work.notified().await,
+        let epoch = connection.as_ref().map(|(epoch, _)| *epoch);
+        match shared.next_step(epoch, Instant::now()) {
+            Step::Sleep(None) => shared.work.notified().await,
+            Step::Sleep(Some(until)) => {
+                tokio::select! {
+                    () = shared.work.notified() => {}
+                    () = tokio::time::sleep_until(until) => {}
+                }
+            }
             Step::Connect => {
                 // Let the old one go before pausing.
                 drop(connection.take());
@@ -135,6 +142,23 @@ pub(crate) async fn run(shared: Arc<Shared>, source: Source) {
                 }
                 let refused: Vec<bool> = results.iter().map(Result::is_err).collect();
                 shared.subscribed(*epoch, &channels, &refused);
+            }
+            Step::Publish(posts) => {
+                let Some((epoch, conn)) = &connection else {
+                    continue;
+                };
+                let results = join_all(posts.iter().map(|(channel, message)| {
+                    let mut conn = conn.clone();
+                    async move { conn.publish(channel, message).await }
+                }))
+                .await;
+                if results.iter().any(|r| r.as_ref().is_err_and(passing)) {
+                    shared.lost(*epoch);
+                    continue;
+                }
+                // Refused ones too (an ACL without the channel): asking
+                // again would get the same answer.
+                shared.published(*epoch, &posts, Instant::now());
             }
             Step::Unsubscribe(channels) => {
                 let Some((epoch, conn)) = &mut connection else {
@@ -191,6 +215,23 @@ impl Subscriber {
             Subscriber::Server(conn) => conn.subscribe(channel).await,
             #[cfg(feature = "cluster")]
             Subscriber::Cluster(conn) => conn.ssubscribe(channel).await,
+        }
+    }
+
+    /// Publishes as a release does on this source: `PUBLISH`, or
+    /// `SPUBLISH` in the channel's shard.
+    async fn publish(&mut self, channel: &str, message: &str) -> RedisResult<()> {
+        let command = match self {
+            Subscriber::Server(_) => "PUBLISH",
+            #[cfg(feature = "cluster")]
+            Subscriber::Cluster(_) => "SPUBLISH",
+        };
+        let mut publish = redis::cmd(command);
+        publish.arg(channel).arg(message);
+        match self {
+            Subscriber::Server(conn) => publish.exec_async(conn).await,
+            #[cfg(feature = "cluster")]
+            Subscriber::Cluster(conn) => publish.exec_async(conn).await,
         }
     }
 

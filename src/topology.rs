@@ -217,11 +217,21 @@ impl Topology {
     pub(crate) async fn release<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
         match &self.servers {
             Servers::Single(node) => node
-                .release(kind, token)
+                .release(kind, token, self.named_wake_up(kind).as_deref())
                 .await
                 .map_err(|e| Error::from_redis(Operation::Release, kind.key(), e)),
             Servers::Quorum(quorum) => quorum.release(kind, token).await,
         }
+    }
+
+    /// The message a release of `kind` on one node publishes to wake the
+    /// next waiting process alone, when the kind directs its wake-ups and
+    /// this process waits on the key too (see `route`).
+    fn named_wake_up<K: Kind>(&self, kind: &K) -> Option<String> {
+        if !kind.directs_wake_ups() {
+            return None;
+        }
+        self.listener.as_ref()?.notifier.next_waiter(kind.channel())
     }
 
     /// Extend: `Ok(true)` when our hold now lives `ttl` (on a majority, with

@@ -36,9 +36,10 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::time::Instant;
 
-use crate::channels::{Event, HeldUntil, Subscription};
 use crate::kind::{Holder, Kind};
 use crate::retry::Backoff;
+use crate::seen::HeldUntil;
+use crate::subscription::{Event, Subscription};
 use crate::topology::WakeUps;
 
 /// A wait this long is as good as endless: instants past it are not
@@ -61,6 +62,8 @@ pub(crate) struct Waiter<'a, K> {
     subscription: Option<Subscription>,
     /// Whether the channel was live when the last attempt was sent.
     live: bool,
+    /// Whether releases on the channel may name one process (see `route`).
+    directed: bool,
 }
 
 /// What a look after a busy answer decided.
@@ -83,12 +86,18 @@ impl<'a, K: Kind> Waiter<'a, K> {
         backoff: Backoff,
         wake_ups: Option<WakeUps<'a>>,
     ) -> Self {
-        let channel = match kind.waiter_channel(token) {
-            Some(own) => Cow::Owned(own),
-            None => Cow::Borrowed(kind.channel()),
+        let (channel, directed) = match kind.waiter_channel(token) {
+            Some(own) => (Cow::Owned(own), false),
+            None => {
+                let complete = wake_ups.is_some_and(|wake| wake.complete);
+                (
+                    Cow::Borrowed(kind.channel()),
+                    complete && kind.directs_wake_ups(),
+                )
+            }
         };
         let mut subscription =
-            wake_ups.and_then(|wake| wake.notifier.join_if_live(kind.key(), &channel));
+            wake_ups.and_then(|wake| wake.notifier.join_if_live(kind.key(), &channel, directed));
         let live = subscription.as_mut().is_some_and(Subscription::arm);
         Waiter {
             kind,
@@ -97,6 +106,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
             wake_ups,
             subscription,
             live,
+            directed,
         }
     }
 
@@ -125,7 +135,9 @@ impl<'a, K: Kind> Waiter<'a, K> {
             // holder will announce its release in turn.
             Some(subscription) => subscription.woken = false,
             None => {
-                self.subscription = wake.notifier.subscribe(self.kind.key(), &self.channel);
+                self.subscription =
+                    wake.notifier
+                        .subscribe(self.kind.key(), &self.channel, self.directed);
             }
         }
         let Some(subscription) = self.subscription.as_mut() else {

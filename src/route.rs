@@ -1,0 +1,472 @@
+//! Directed wake-ups: a release of a mutex wakes one waiting process, not
+//! one waiter in every process that waits, so a handoff costs the same
+//! commands however many processes wait.
+//!
+//! How it works, per release channel:
+//! - A process (a notifier: one per server and process) has a random id.
+//!   While it has waiters on the channel it announces itself there
+//!   (`+<id>`): when its subscription is confirmed and every
+//!   [`HEARTBEAT`]. It answers (`*<id>`, never answered in turn) a process
+//!   that announces itself and that it did not know: a newcomer does not
+//!   hear what was published before it subscribed. It announces leaving
+//!   (`-<id>`) when its last waiter leaves.
+//! - Every subscriber hears the same announcements, so each process keeps a
+//!   view of the waiting processes ([`Route`]). A releaser whose process
+//!   waits on the channel too names the next process after its own in that
+//!   view, in the order of the ids (`=<id>`): round robin over the
+//!   processes. Only the named process wakes a waiter; the others count
+//!   the release and keep sleeping. A releaser that knows no other
+//!   waiting process wakes everyone.
+//! - Anything else on the channel (an empty message: a releaser without a
+//!   view, another kind of lease, an older version of this crate; or a
+//!   forced release) wakes one waiter per process, as before.
+//!
+//! Invariants:
+//! - A wake-up is a hint: exclusion is the lock's `SET NX`, never this.
+//! - A named wake-up that nobody takes (the process died, lost its
+//!   connection, or left as it was named) is not lost for long: a process
+//!   that hears nothing more on the channel within [`GRACE`] of a release
+//!   named for another drops that process from its view and wakes one
+//!   waiter of its own, which looks at the lock. A named process whose
+//!   waiters are all gone passes the wake-up on to everyone.
+//! - A process whose announcements are not heard (not yet, or refused by an
+//!   ACL) is still woken by releasers that do not know it only through
+//!   [`GRACE`]; it is named once its announcement is heard, at most a
+//!   [`HEARTBEAT`] later.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::time::Duration;
+
+use rand::RngExt;
+use tokio::time::Instant;
+
+/// How often a waiting process announces itself on a channel.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A process not heard from for this long is dropped from the view.
+const FORGET_AFTER: Duration = Duration::from_secs(3);
+/// How long after a release named for another process this one waits for
+/// more news on the channel before it suspects the wake-up was lost.
+pub(crate) const GRACE: Duration = Duration::from_millis(500);
+/// After a release named for one process, the lease is taken to be held
+/// by a waiter of that process for this long, unless more is heard: past
+/// the [`GRACE`], so that no sleeper wakes before the watchdog would (the
+/// watchdog asks for the real expiry when nothing more is heard).
+pub(crate) const ASSUMED_HOLD: Duration = Duration::from_secs(5);
+/// How long a process keeps its subscription and view of a channel after
+/// its last waiter there left: as long as the others remember it, so that
+/// one that comes back within it needs no answers.
+pub(crate) const LINGER: Duration = FORGET_AFTER;
+
+/// A process's id: 16 hex digits. Not a secret: it only routes wake-ups.
+pub(crate) fn new_id() -> Box<str> {
+    format!("{:016x}", rand::rng().random::<u64>()).into()
+}
+
+/// The message a process publishes to announce it waits.
+pub(crate) fn waiting(id: &str) -> String {
+    format!("+{id}")
+}
+
+/// The message a release publishes to wake one waiter of process `id`.
+pub(crate) fn named(id: &str) -> String {
+    format!("={id}")
+}
+
+/// The message a process publishes to answer a newcomer: it waits too.
+pub(crate) fn answer(id: &str) -> String {
+    format!("*{id}")
+}
+
+/// The message a process publishes to announce it no longer waits.
+pub(crate) fn leaving(id: &str) -> String {
+    format!("-{id}")
+}
+
+/// What one message on a release channel says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Message<'a> {
+    /// A release, for one waiter of every process.
+    Everyone,
+    /// A release for one waiter of the process with this id.
+    Named(&'a str),
+    /// The process waits on the channel.
+    Waiting(&'a str),
+    /// The process waits on the channel, answering a newcomer.
+    Answer(&'a str),
+    /// The process no longer waits on the channel.
+    Leaving(&'a str),
+}
+
+impl Message<'_> {
+    pub(crate) fn parse(payload: &[u8]) -> Message<'_> {
+        fn id(rest: &[u8]) -> Option<&str> {
+            let is_id = rest.len() == 16 && rest.iter().all(u8::is_ascii_hexdigit);
+            // ASCII, so this cannot fail.
+            is_id.then(|| std::str::from_utf8(rest).ok()).flatten()
+        }
+        match payload.split_first() {
+            Some((b'=', rest)) => id(rest).map_or(Message::Everyone, Message::Named),
+            Some((b'+', rest)) => id(rest).map_or(Message::Everyone, Message::Waiting),
+            Some((b'*', rest)) => id(rest).map_or(Message::Everyone, Message::Answer),
+            Some((b'-', rest)) => id(rest).map_or(Message::Everyone, Message::Leaving),
+            _ => Message::Everyone,
+        }
+    }
+}
+
+/// What a message means for this process's waiters on the channel.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Heard {
+    /// A release; wake one waiter here.
+    Wake,
+    /// A release named for another process: wake no one here. `armed`:
+    /// the watchdog was not running (the task must wake to run it; one
+    /// that runs fires no sooner now, so the task finds that out when it
+    /// wakes for it).
+    Named { armed: bool },
+    /// An announcement of a process this one did not know: answer with our
+    /// own, so that it knows us.
+    Newcomer,
+    /// Nothing to do.
+    Nothing,
+}
+
+/// One process's view of a channel: who waits there, whether this process
+/// does and what it announced, and the watchdog of the last release named
+/// for another process.
+#[derive(Debug, Default)]
+pub(crate) struct Route {
+    /// The processes heard on the channel, and whether each waits.
+    peers: BTreeMap<Box<str>, Peer>,
+    /// A release named for another process, and when to suspect it lost.
+    watchdog: Option<(Instant, Box<str>)>,
+    /// Whether this process has waiters on the channel.
+    waiting_here: bool,
+    /// When this process last announced that it waits, on the current
+    /// connection (`None` after it announced leaving).
+    announced: Option<Instant>,
+    /// A newcomer is to be answered with an announcement.
+    answer: bool,
+}
+
+#[derive(Debug)]
+struct Peer {
+    heard: Instant,
+    waits: bool,
+}
+
+/// What this process is to announce on the channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Announcement {
+    Waiting,
+    Answer,
+    Leaving,
+}
+
+impl Route {
+    /// Takes in a message heard on the channel; `me` is this process's id.
+    pub(crate) fn heard(&mut self, message: Message<'_>, me: &str, now: Instant) -> Heard {
+        match message {
+            Message::Everyone => {
+                self.watchdog = None;
+                Heard::Wake
+            }
+            Message::Named(id) if id == me => {
+                self.watchdog = None;
+                Heard::Wake
+            }
+            Message::Named(id) => {
+                let armed = self.watchdog.is_none();
+                self.watchdog = Some((now + GRACE, id.into()));
+                Heard::Named { armed }
+            }
+            Message::Waiting(id) | Message::Answer(id) => {
+                // A process heard lately heard us too (it listened while it
+                // lingered): only one not heard lately needs an answer, and
+                // an answer is never answered.
+                let new = self
+                    .peers
+                    .get(id)
+                    .is_none_or(|peer| now.saturating_duration_since(peer.heard) >= FORGET_AFTER);
+                let peer = Peer {
+                    heard: now,
+                    waits: true,
+                };
+                self.peers.insert(id.into(), peer);
+                self.peers
+                    .retain(|_, peer| now.saturating_duration_since(peer.heard) < FORGET_AFTER);
+                let fresh = matches!(message, Message::Waiting(_));
+                if fresh && new && id != me && self.waiting_here {
+                    self.answer = true;
+                    Heard::Newcomer
+                } else {
+                    Heard::Nothing
+                }
+            }
+            Message::Leaving(id) => {
+                self.peers.insert(
+                    id.into(),
+                    Peer {
+                        heard: now,
+                        waits: false,
+                    },
+                );
+                Heard::Nothing
+            }
+        }
+    }
+
+    /// What a message means on a channel whose releases name no one: any
+    /// release wakes one waiter per process, announcements mean nothing.
+    pub(crate) fn heard_undirected(message: Message<'_>) -> Heard {
+        match message {
+            Message::Waiting(_) | Message::Answer(_) | Message::Leaving(_) => Heard::Nothing,
+            Message::Everyone | Message::Named(_) => Heard::Wake,
+        }
+    }
+
+    /// The process a release by `me` names: the next one after `me` in the
+    /// order of the ids, round robin, among those that wait and were heard
+    /// from lately. `None` when no other process is known to wait: the
+    /// release wakes everyone (one waiter here, and any process not heard
+    /// yet).
+    pub(crate) fn next<'a>(&'a self, me: &'a str, now: Instant) -> Option<&'a str> {
+        let after = self
+            .peers
+            .range::<str, _>((Bound::Excluded(me), Bound::Unbounded));
+        let before = self
+            .peers
+            .range::<str, _>((Bound::Unbounded, Bound::Excluded(me)));
+        after.chain(before).find_map(|(id, peer)| {
+            let recent = now.saturating_duration_since(peer.heard) < FORGET_AFTER;
+            (peer.waits && recent).then_some(id.as_ref())
+        })
+    }
+
+    /// When the watchdog is due, if it runs.
+    pub(crate) fn watchdog(&self) -> Option<Instant> {
+        self.watchdog.as_ref().map(|(due, _)| *due)
+    }
+
+    /// If the watchdog is due by `now`: the named process is taken as not
+    /// waiting (until it is heard again), and `true`: wake one waiter here
+    /// to look at the lock.
+    pub(crate) fn fire(&mut self, now: Instant) -> bool {
+        match self.watchdog.take() {
+            Some((due, id)) if due <= now => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.waits = false;
+                }
+                true
+            }
+            other => {
+                self.watchdog = other;
+                false
+            }
+        }
+    }
+
+    /// Whether this process has waiters on the channel now.
+    pub(crate) fn set_waiting_here(&mut self, waiting: bool) {
+        self.waiting_here = waiting;
+    }
+
+    /// What this process is to announce by `now`, on a connection where it
+    /// is subscribed.
+    pub(crate) fn to_announce(&self, now: Instant) -> Option<Announcement> {
+        match (self.waiting_here, self.announced) {
+            (true, Some(_)) if self.answer => Some(Announcement::Answer),
+            (true, Some(at)) if now < at + HEARTBEAT => None,
+            (true, _) => Some(Announcement::Waiting),
+            (false, Some(_)) => Some(Announcement::Leaving),
+            (false, None) => None,
+        }
+    }
+
+    /// This process announced `what` at `now`.
+    pub(crate) fn announced(&mut self, what: Announcement, now: Instant) {
+        self.answer = false;
+        self.announced = match what {
+            Announcement::Waiting | Announcement::Answer => Some(now),
+            Announcement::Leaving => None,
+        };
+    }
+
+    /// When the task must act for this channel: the watchdog, or the next
+    /// heartbeat while `subscribed`.
+    pub(crate) fn task_due(&self, subscribed: bool) -> Option<Instant> {
+        let heartbeat = (self.announced)
+            .filter(|_| subscribed && self.waiting_here)
+            .map(|at| at + HEARTBEAT);
+        [self.watchdog(), heartbeat].into_iter().flatten().min()
+    }
+
+    /// The subscription connection is gone: nothing was announced on the
+    /// next one yet, and a named wake-up in flight may be lost with it
+    /// (its waiters hear that the channel is no longer live).
+    pub(crate) fn disconnected(&mut self) {
+        self.announced = None;
+        self.answer = false;
+        self.watchdog = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "000000000000000a";
+    const B: &str = "000000000000000b";
+    const C: &str = "000000000000000c";
+
+    #[test]
+    fn messages_parse_and_anything_else_wakes_everyone() {
+        assert_eq!(Message::parse(b"=000000000000000a"), Message::Named(A));
+        assert_eq!(Message::parse(b"+000000000000000a"), Message::Waiting(A));
+        assert_eq!(Message::parse(b"-000000000000000a"), Message::Leaving(A));
+        for other in [
+            &b""[..],
+            b"forced",
+            b"=",
+            b"=00000000000000zz",
+            b"+0a",
+            b"\xff",
+        ] {
+            assert_eq!(Message::parse(other), Message::Everyone, "{other:?}");
+        }
+        assert_eq!(Message::parse(waiting(A).as_bytes()), Message::Waiting(A));
+        assert_eq!(Message::parse(leaving(A).as_bytes()), Message::Leaving(A));
+        assert_eq!(Message::parse(answer(A).as_bytes()), Message::Answer(A));
+        let id = new_id();
+        assert_eq!(
+            Message::parse(waiting(&id).as_bytes()),
+            Message::Waiting(&id)
+        );
+    }
+
+    /// Round robin in the order of the ids, each releaser naming the one
+    /// after itself; itself when alone; no one it has not heard lately.
+    #[test]
+    fn a_release_names_the_next_process_round_robin() {
+        let now = Instant::now();
+        let mut route = Route::default();
+        assert_eq!(route.next(A, now), None, "no one known");
+        route.heard(Message::Waiting(A), A, now);
+        assert_eq!(route.next(A, now), None, "alone: everyone");
+        route.heard(Message::Waiting(B), A, now);
+        route.heard(Message::Waiting(C), A, now);
+        assert_eq!(route.next(A, now), Some(B));
+        assert_eq!(route.next(B, now), Some(C));
+        assert_eq!(route.next(C, now), Some(A), "wraps around");
+        route.heard(Message::Leaving(B), A, now);
+        assert_eq!(route.next(A, now), Some(C), "B lingers, not waiting");
+        let later = now + FORGET_AFTER;
+        route.heard(Message::Waiting(A), A, later);
+        assert_eq!(route.next(A, later), None, "C not heard lately");
+    }
+
+    /// A release named for another arms the watchdog; any other release
+    /// disarms it; when it fires, the named process leaves the view.
+    #[test]
+    fn a_named_wake_up_nobody_takes_is_suspected_lost_after_the_grace() {
+        let now = Instant::now();
+        let mut route = Route::default();
+        route.heard(Message::Waiting(B), A, now);
+        route.heard(Message::Waiting(C), A, now);
+        assert_eq!(
+            route.heard(Message::Named(B), A, now),
+            Heard::Named { armed: true }
+        );
+        assert_eq!(
+            route.heard(Message::Named(C), A, now),
+            Heard::Named { armed: false },
+            "running already: the task need not wake"
+        );
+        assert_eq!(route.watchdog(), Some(now + GRACE));
+        assert!(!route.fire(now + GRACE / 2));
+        assert_eq!(route.heard(Message::Named(A), A, now), Heard::Wake);
+        assert_eq!(route.watchdog(), None, "named for us: disarmed");
+        route.heard(Message::Named(B), A, now);
+        assert_eq!(route.heard(Message::Everyone, A, now), Heard::Wake);
+        assert_eq!(route.watchdog(), None, "a release for everyone");
+        route.heard(Message::Named(B), A, now);
+        assert!(route.fire(now + GRACE));
+        assert_eq!(route.watchdog(), None);
+        assert_eq!(route.next(A, now), Some(C), "B dropped");
+    }
+
+    /// A process that waits answers a newcomer (one not heard lately: one
+    /// back from lingering heard us), and no answer is answered.
+    #[test]
+    fn a_newcomer_is_answered_and_an_answer_is_not() {
+        let now = Instant::now();
+        let mut route = Route::default();
+        assert_eq!(
+            route.heard(Message::Waiting(B), A, now),
+            Heard::Nothing,
+            "no waiters here"
+        );
+        route.set_waiting_here(true);
+        route.announced(Announcement::Waiting, now);
+        assert_eq!(route.heard(Message::Waiting(C), A, now), Heard::Newcomer);
+        assert_eq!(
+            route.to_announce(now),
+            Some(Announcement::Answer),
+            "at once"
+        );
+        route.announced(Announcement::Answer, now);
+        assert_eq!(route.to_announce(now), None);
+        assert_eq!(
+            route.heard(Message::Waiting(C), A, now),
+            Heard::Nothing,
+            "known"
+        );
+        route.heard(Message::Leaving(C), A, now);
+        assert_eq!(
+            route.heard(Message::Waiting(C), A, now),
+            Heard::Nothing,
+            "back from lingering"
+        );
+        let later = now + FORGET_AFTER;
+        assert_eq!(
+            route.heard(Message::Answer(B), A, later),
+            Heard::Nothing,
+            "an answer"
+        );
+        assert_eq!(route.next(A, later), Some(B));
+        assert_eq!(
+            route.heard(Message::Waiting(C), A, later),
+            Heard::Newcomer,
+            "forgotten"
+        );
+        assert_eq!(
+            route.heard(Message::Waiting(A), A, later),
+            Heard::Nothing,
+            "ourselves"
+        );
+    }
+
+    /// Waiting is announced at once and every heartbeat, leaving once.
+    #[test]
+    fn a_process_announces_waiting_every_heartbeat_and_leaving_once() {
+        let now = Instant::now();
+        let mut route = Route::default();
+        assert_eq!(route.to_announce(now), None, "no waiters");
+        route.set_waiting_here(true);
+        assert_eq!(route.to_announce(now), Some(Announcement::Waiting));
+        route.announced(Announcement::Waiting, now);
+        assert_eq!(route.to_announce(now), None);
+        assert_eq!(route.task_due(true), Some(now + HEARTBEAT));
+        assert_eq!(route.task_due(false), None, "not subscribed");
+        assert_eq!(
+            route.to_announce(now + HEARTBEAT),
+            Some(Announcement::Waiting)
+        );
+        route.set_waiting_here(false);
+        assert_eq!(route.to_announce(now), Some(Announcement::Leaving));
+        route.announced(Announcement::Leaving, now);
+        assert_eq!(route.to_announce(now + HEARTBEAT), None);
+        assert_eq!(route.task_due(true), None);
+    }
+}

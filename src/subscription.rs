@@ -1,0 +1,157 @@
+//! One waiter's interest in a release channel of a notifier (see
+//! `channels`): its place in the queue for release wake-ups, and its view
+//! of what the channel's waiters share.
+//!
+//! Invariants:
+//! - A waiter is queued for a wake-up from right before the attempt it
+//!   covers ([`Subscription::arm`]), so that a release after that attempt
+//!   reached Redis wakes it or a waiter queued before it.
+//! - A waiter that took a wake-up and leaves without its attempt failing
+//!   passes the wake-up on to the next waiter.
+//! - Dropping the last subscription of a channel lets the task unsubscribe.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Waker};
+
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::channels::Shared;
+use crate::seen::{HeldUntil, Signal};
+
+/// One waiter's interest in a channel; dropping it lets the task unsubscribe
+/// when it was the last.
+pub(crate) struct Subscription {
+    shared: Arc<Shared>,
+    channel: Arc<str>,
+    signal: watch::Receiver<Signal>,
+    released: Arc<Notify>,
+    /// In the queue for the next release wake-up, from before the attempt
+    /// it covers; `None` once it fired.
+    armed: Option<Pin<Box<OwnedNotified>>>,
+    /// This waiter took a release wake-up and its attempt has not failed
+    /// (yet): if it leaves now (it failed, was dropped, or got a lease that
+    /// others may share), the next waiter is woken in its place.
+    pub(crate) woken: bool,
+}
+
+/// What ended a wait early.
+pub(crate) enum Event {
+    /// A release was announced, and this waiter is the one woken for it.
+    Released,
+    /// The channel's liveness or the holder as seen here changed.
+    Changed,
+}
+
+impl Subscription {
+    /// A waiter's interest in `channel`, the release channel of `key` (see
+    /// [`Shared::join`]).
+    pub(crate) fn join(
+        shared: &Arc<Shared>,
+        key: &Arc<str>,
+        channel: &str,
+        directed: bool,
+    ) -> Option<Subscription> {
+        let joined = shared.join(key, channel, directed)?;
+        Some(Subscription {
+            shared: shared.clone(),
+            channel: joined.channel,
+            signal: joined.signal,
+            released: joined.released,
+            armed: None,
+            woken: false,
+        })
+    }
+
+    /// Queues for the next release, unless already queued, and marks the
+    /// signal as seen; whether the channel is live. Call right before an
+    /// attempt.
+    pub(crate) fn arm(&mut self) -> bool {
+        if self.armed.is_none() {
+            let mut armed = Box::pin(self.released.clone().notified_owned());
+            // Queued from now on, not only once polled.
+            armed.as_mut().enable();
+            self.armed = Some(armed);
+        }
+        self.signal.borrow_and_update().live
+    }
+
+    pub(crate) fn signal(&self) -> Signal {
+        *self.signal.borrow()
+    }
+
+    /// Whether this waiter's release wake-up came already (taking it).
+    pub(crate) fn released_already(&mut self) -> bool {
+        let Some(armed) = self.armed.as_mut() else {
+            return false;
+        };
+        let mut context = Context::from_waker(Waker::noop());
+        if armed.as_mut().poll(&mut context).is_pending() {
+            return false;
+        }
+        self.armed = None;
+        self.woken = true;
+        true
+    }
+
+    /// Releases heard on the channel so far: taken before an inspection,
+    /// given back with what it saw ([`saw_holder`](Self::saw_holder)).
+    pub(crate) fn releases_heard(&self) -> u64 {
+        self.shared.releases_heard(&self.channel)
+    }
+
+    /// The holder as seen by a waiter of this process since the last
+    /// release heard, if it has not expired by `now`: the same busy period,
+    /// so a busy answer needs no inspection of its own.
+    pub(crate) fn known_holder(&self, now: Instant) -> Option<HeldUntil> {
+        self.shared.known_holder(&self.channel, now)
+    }
+
+    /// Tells the channel's other waiters who holds the lock now (`None`:
+    /// not known), as seen after `as_of` releases were heard (see
+    /// [`Shared::saw_holder`]).
+    pub(crate) fn saw_holder(&self, holder: Option<HeldUntil>, as_of: u64) {
+        self.shared.saw_holder(&self.channel, holder, as_of);
+    }
+
+    /// Completes at this waiter's release wake-up, or when the signal
+    /// changes after the last mark.
+    pub(crate) async fn event(&mut self) -> Event {
+        let released = async {
+            match self.armed.as_mut() {
+                Some(armed) => armed.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
+        let changed = async {
+            if self.signal.changed().await.is_err() {
+                // The sender lives while this waiter is counted; should it
+                // ever be gone, the caller's timer ends the wait.
+                std::future::pending::<()>().await;
+            }
+        };
+        let event = tokio::select! {
+            () = released => Event::Released,
+            () = changed => Event::Changed,
+        };
+        if let Event::Released = event {
+            self.armed = None;
+            self.woken = true;
+        }
+        event
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if self.woken {
+            // Pass the wake-up on. (An armed one that fired but was never
+            // taken is passed on by tokio when it is dropped.)
+            self.released.notify_one();
+        }
+        self.shared.leave(&self.channel);
+    }
+}

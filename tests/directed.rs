@@ -1,0 +1,318 @@
+//! Directed wake-ups across OS processes: a mutex release names the next
+//! waiting process, so a handoff costs the same commands however many
+//! processes wait, the processes take turns, and a named wake-up that its
+//! process cannot take (stopped with SIGSTOP) is passed on after the grace.
+//!
+//! Waiters here use a wait policy that polls only every 5 s, so that prompt
+//! handoffs can only come from wake-ups.
+
+mod support;
+
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis_mutex::{Lock, WaitPolicy};
+use support::{RedisServer, child, eventually, subscribers};
+
+const KEY: &str = "directed:lock";
+const CHANNEL: &str = "{directed:lock}:released";
+/// The "inside" marker and counters; its commands (HINCRBY) are not the
+/// lock's.
+const DATA: &str = "directed:data";
+/// Which process took each acquisition, in the lock's order (RPUSH, not
+/// the lock's either).
+const ORDER: &str = "directed:order";
+const PROCESSES: usize = 4;
+const TASKS_PER_PROCESS: usize = 3;
+const SECTIONS_PER_TASK: usize = 20;
+const HOLD: Duration = Duration::from_millis(2);
+/// A task that released waits this long before it asks again, so that it
+/// queues behind the others instead of taking the lock back at once.
+const PAUSE: Duration = Duration::from_millis(3);
+/// What the lock's commands are, in `INFO commandstats` (script internals
+/// included).
+const LOCK_COMMANDS: &[&str] = &[
+    "set",
+    "get",
+    "del",
+    "pttl",
+    "evalsha",
+    "eval",
+    "publish",
+    "subscribe",
+    "unsubscribe",
+];
+
+/// A wait policy that polls only every 5 s (and waits up to 60 s).
+fn sluggish() -> WaitPolicy {
+    WaitPolicy::timeout(Duration::from_secs(60))
+        .backoff(Duration::from_secs(5), Duration::from_secs(5))
+}
+
+async fn notified_lock(url: &str) -> (Lock, MultiplexedConnection) {
+    let client = redis::Client::open(url).unwrap();
+    let connection = client.get_multiplexed_async_connection().await.unwrap();
+    let lock = Lock::builder(KEY)
+        .ttl(Duration::from_secs(10))
+        .wait(sluggish())
+        .notify_with(&client)
+        .build(connection.clone())
+        .unwrap();
+    (lock, connection)
+}
+
+async fn hincrby(data: &mut MultiplexedConnection, field: &str, by: i64) -> i64 {
+    redis::cmd("HINCRBY")
+        .arg(DATA)
+        .arg(field)
+        .arg(by)
+        .query_async(data)
+        .await
+        .unwrap()
+}
+
+/// The tasks of one process (`tag`), each taking the lock
+/// `SECTIONS_PER_TASK` times, with the "inside" marker checked in Redis
+/// and in this process.
+async fn contend(url: &str, tag: &str) {
+    let (lock, data) = notified_lock(url).await;
+    let local = Arc::new(AtomicU32::new(0));
+    let tasks: Vec<_> = (0..TASKS_PER_PROCESS)
+        .map(|_| {
+            let (lock, mut data, local, tag) =
+                (lock.clone(), data.clone(), local.clone(), tag.to_owned());
+            tokio::spawn(async move {
+                hincrby(&mut data, "ready", 1).await;
+                for _ in 0..SECTIONS_PER_TASK {
+                    let guard = lock.acquire().await.unwrap();
+                    let inside = hincrby(&mut data, "inside", 1).await;
+                    if inside != 1 || local.fetch_add(1, Ordering::SeqCst) != 0 {
+                        hincrby(&mut data, "overlaps", 1).await;
+                    }
+                    let _: () = redis::cmd("RPUSH")
+                        .arg(ORDER)
+                        .arg(&tag)
+                        .query_async(&mut data)
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(HOLD).await;
+                    local.fetch_sub(1, Ordering::SeqCst);
+                    hincrby(&mut data, "inside", -1).await;
+                    guard.release().await.unwrap();
+                    tokio::time::sleep(PAUSE).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// A handoff among waiters in 4 processes costs what it costs in one: the
+/// release (its script, GET, DEL, PUBLISH), the named process's SET and
+/// the SET of a task that comes back to wait. Waking one waiter in every
+/// process cost 9 to 12 (a SET per process, a PTTL per losing process).
+/// And the release goes round the processes: none waits while others take
+/// the lock again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_one_process_and_the_processes_take_turns() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let (holder, _) = notified_lock(&url).await;
+    let first = holder.acquire().await.unwrap();
+    let mut children: Vec<Child> = (1..PROCESSES)
+        .map(|n| {
+            support::ignored_test_process("directed_contender_process")
+                .env(child::URL_ENV, &url)
+                .env("DIRECTED_TAG", n.to_string())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let here = {
+        let url = url.clone();
+        tokio::spawn(async move { contend(&url, "0").await })
+    };
+    let everyone = (PROCESSES * TASKS_PER_PROCESS).to_string();
+    eventually(Duration::from_secs(30), "every task waits", || {
+        let ready: Option<String> =
+            redis::from_redis_value(server.cmd(&["HGET", DATA, "ready"])).unwrap();
+        ready.as_deref() == Some(everyone.as_str())
+            && subscribers(&server, CHANNEL) == PROCESSES as i64
+    })
+    .await;
+    // The processes' announcements are heard by all.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    server.reset_stats();
+    first.release().await.unwrap();
+    here.await.unwrap();
+    for child in &mut children {
+        let status = tokio::task::block_in_place(|| child.wait().unwrap());
+        assert!(status.success(), "a contender process failed: {status}");
+    }
+
+    let overlaps: Option<String> =
+        redis::from_redis_value(server.cmd(&["HGET", DATA, "overlaps"])).unwrap();
+    assert_eq!(overlaps, None, "two holders were inside at once");
+    let order: Vec<String> =
+        redis::from_redis_value(server.cmd(&["LRANGE", ORDER, "0", "-1"])).unwrap();
+    let handoffs = PROCESSES * TASKS_PER_PROCESS * SECTIONS_PER_TASK;
+    assert_eq!(order.len(), handoffs);
+    let commands: u64 = LOCK_COMMANDS
+        .iter()
+        .map(|name| server.command_calls(name))
+        .sum();
+    let per_handoff = commands as f64 / handoffs as f64;
+    let calls: Vec<(&str, u64)> = LOCK_COMMANDS
+        .iter()
+        .map(|name| (*name, server.command_calls(name)))
+        .collect();
+    eprintln!("{per_handoff:.2} lock commands per handoff: {calls:?}");
+    assert!(
+        per_handoff <= 7.0,
+        "{per_handoff:.2} lock commands per handoff over {PROCESSES} processes: {calls:?}"
+    );
+    // While every process has most of its sections left, each takes its
+    // turn: about a quarter of them each.
+    let early = &order[..handoffs / 3];
+    for tag in 0..PROCESSES {
+        let turns = early.iter().filter(|t| **t == tag.to_string()).count();
+        assert!(
+            turns >= early.len() / (2 * PROCESSES),
+            "process {tag} took {turns} of the first {} acquisitions: {early:?}",
+            early.len()
+        );
+    }
+}
+
+/// The body of a contender process of the test above, ignored in a normal
+/// run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "started as a separate process by a_release_wakes_one_process_and_the_processes_take_turns"]
+async fn directed_contender_process() {
+    let tag = std::env::var("DIRECTED_TAG").unwrap();
+    contend(&child::url(), &tag).await;
+}
+
+/// Messages published on the lock's channel, as a raw RESP3 subscriber
+/// hears them (keep the connection while listening).
+async fn listen(
+    server: &RedisServer,
+) -> (
+    MultiplexedConnection,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let client = redis::Client::open(format!("{}?protocol=resp3", server.url())).unwrap();
+    let config =
+        redis::AsyncConnectionConfig::new().set_push_sender(move |push: redis::PushInfo| {
+            if push.kind == redis::PushKind::Message
+                && let Some(redis::Value::BulkString(payload)) = push.data.get(1)
+            {
+                let _ = sender.send(String::from_utf8_lossy(payload).into_owned());
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+    connection.subscribe(CHANNEL).await.unwrap();
+    (connection, receiver)
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A release names the only other waiting process, which is stopped
+/// (SIGSTOP) and cannot take it: the waiter here hears nothing for it, and
+/// takes the lock once the grace (500 ms) has passed without news, not at
+/// the holder's expiry (10 s) or its next poll (5 s). The stopped process
+/// gets the lock after it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let (_listening, mut heard) = listen(&server).await;
+    let (lock, _) = notified_lock(&url).await;
+    let first = lock.acquire().await.unwrap();
+    let mut other = child::spawn("directed_waiter_process", &url);
+    let mut steps = child::Steps::of(&mut other);
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    // Both processes wait (this one's subscription and the other's), and
+    // both announced it.
+    eventually(Duration::from_secs(20), "both processes subscribe", || {
+        subscribers(&server, CHANNEL) == 3
+    })
+    .await;
+    let mut announced = Vec::new();
+    while announced.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+            .await
+            .expect("both processes announce that they wait")
+            .unwrap();
+        if let Some(id) = message.strip_prefix('+')
+            && !announced.contains(&id.to_owned())
+        {
+            announced.push(id.to_owned());
+        }
+    }
+
+    signal(&other, "-STOP");
+    let released = Instant::now();
+    first.release().await.unwrap();
+    let named = loop {
+        let message = heard.recv().await.unwrap();
+        if let Some(id) = message.strip_prefix('=') {
+            break id.to_owned();
+        }
+    };
+    assert!(
+        announced.contains(&named),
+        "the release names a waiting process: {named} of {announced:?}"
+    );
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter here gets the lock")
+        .unwrap();
+    let waited = released.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "woken by a release named for the other process: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "a wake-up named for a stopped process held the others up for {waited:?}"
+    );
+
+    signal(&other, "-CONT");
+    guard.release().await.unwrap();
+    let step = tokio::task::block_in_place(|| steps.next());
+    assert_eq!(step, "acquired");
+    let status = tokio::task::block_in_place(|| other.wait().unwrap());
+    assert!(status.success());
+}
+
+/// The other process of the test above: waits for the lock, says so when
+/// it has it, and releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "started as a separate process by a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace"]
+async fn directed_waiter_process() {
+    let (lock, _) = notified_lock(&child::url()).await;
+    let guard = lock.acquire().await.unwrap();
+    child::say("acquired");
+    guard.release().await.unwrap();
+}
