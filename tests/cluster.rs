@@ -465,7 +465,9 @@ async fn waiters_on_every_master_are_woken_by_the_sharded_release() {
         let lock = waiting_lock(&cluster, key.as_str()).await;
         let took = handoff(&lock, || shard_subscribers(&cluster, owner, &channel) == 1).await;
         assert!(took < Duration::from_millis(250), "{key}: {took:?}");
-        eventually(Duration::from_secs(2), "unsubscribed", || {
+        // A mutex's channel lingers 3 s after its last waiter leaves (the
+        // LINGER of directed wake-ups), then unsubscribes.
+        eventually(Duration::from_secs(5), "unsubscribed", || {
             shard_subscribers(&cluster, owner, &channel) == 0
         })
         .await;

@@ -689,7 +689,9 @@ async fn waiters_that_give_up_or_are_dropped_leave_no_subscription() {
     for task in timing_out {
         task.await.unwrap();
     }
-    eventually(Duration::from_secs(2), "unsubscribed", || {
+    // A mutex's channel lingers 3 s after its last waiter leaves (the
+    // LINGER of directed wake-ups), then unsubscribes.
+    eventually(Duration::from_secs(5), "unsubscribed", || {
         subscribers(&server, channel) == 0
     })
     .await;
