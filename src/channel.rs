@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::route::{self, Announcement, Heard, Message, Route};
-use crate::seen::{self, Signal};
+use crate::seen::{self, HeldUntil, Signal};
 
 pub(crate) struct Channel {
     /// The key whose releases the channel announces.
@@ -37,6 +37,11 @@ pub(crate) struct Channel {
     /// is still the holder as far as this process knows while no release
     /// was heard since (one busy period), and until its expiry.
     pub(crate) holder_as_of: u64,
+    /// `releases` when a waiter here last took a release wake-up, while
+    /// its attempt has not ended: that attempt shows the holder after those
+    /// releases (it gets the lease, or inspects its holder), so a busy
+    /// answer here meanwhile needs no inspection of its own.
+    pub(crate) woken_as_of: Option<u64>,
     /// Where releases are named for one process (a mutex on one node).
     pub(crate) route: Option<Route>,
     /// Since when a channel with a route has had no waiters: it stays
@@ -69,6 +74,7 @@ impl Channel {
             refused: false,
             releases: 0,
             holder_as_of: 0,
+            woken_as_of: None,
             route: directed.then(Route::default),
             idle_since: None,
         }
@@ -167,6 +173,18 @@ impl Channel {
             Announcement::Answer => route::answer(me),
             Announcement::Leaving => route::leaving(me),
         })
+    }
+
+    /// The holder as seen by a waiter here since the last release, or as
+    /// last seen while the waiter woken for the last release will show
+    /// the new one; if it has not expired by `now`. Either way the same
+    /// busy period, bounded by that expiry: a busy answer needs no
+    /// inspection of its own.
+    pub(crate) fn known_holder(&self, now: Instant) -> Option<HeldUntil> {
+        let holder = self.signal.borrow().holder?;
+        let seen = self.holder_as_of == self.releases;
+        let shown = self.woken_as_of == Some(self.releases);
+        ((seen || shown) && holder.expires > now).then_some(holder)
     }
 
     /// When the task must next wake for this channel: its watchdog, its

@@ -375,13 +375,18 @@ impl Shared {
             .map_or(0, |entry| entry.releases)
     }
 
-    /// The holder as seen on `channel` since the last release heard, if it
-    /// has not expired by `now`.
+    /// The holder as seen on `channel` in this busy period, if it has not
+    /// expired by `now` (see `Channel::known_holder`).
     pub(crate) fn known_holder(&self, channel: &str, now: Instant) -> Option<HeldUntil> {
-        let state = self.state();
-        let entry = state.channels.get(channel)?;
-        let holder = entry.signal.borrow().holder?;
-        (entry.holder_as_of == entry.releases && holder.expires > now).then_some(holder)
+        self.state().channels.get(channel)?.known_holder(now)
+    }
+
+    /// A waiter on `channel` took a release wake-up (`true`), or its
+    /// attempt after one ended (`false`): see `Channel::woken_as_of`.
+    pub(crate) fn woken(&self, channel: &str, woken: bool) {
+        if let Some(entry) = self.state().channels.get_mut(channel) {
+            entry.woken_as_of = woken.then_some(entry.releases);
+        }
     }
 
     /// Tells `channel`'s waiters who holds the lock now (`None`: not
@@ -629,6 +634,37 @@ mod tests {
         assert!(woken(&waiter.released), "the watchdog wakes one");
         assert!(shared.known_holder("c", Instant::now()).is_none());
         assert_eq!(shared.next_waiter("c"), None, "the silent one is dropped");
+        shared.leave(&waiter.channel);
+    }
+
+    /// A busy answer right after a release, while the waiter here woken for
+    /// it has not shown the new holder yet, needs no inspection: that
+    /// waiter's attempt shows it (it gets the lease, or inspects). Once its
+    /// attempt ended without showing one, a busy answer inspects again.
+    #[test]
+    fn the_waiter_woken_for_the_last_release_shows_the_holder_for_all() {
+        let shared = Arc::new(Shared::default());
+        let key: Arc<str> = "k".into();
+        let waiter = shared.join(&key, "c", false).expect("a new channel");
+        let epoch = shared.next_epoch();
+        shared.on_push(epoch, push(redis::PushKind::Subscribe, "c"));
+        let now = Instant::now();
+        let held = HeldUntil {
+            expires: now + std::time::Duration::from_secs(10),
+            announces: true,
+        };
+        shared.saw_holder("c", Some(held), 0);
+        assert!(shared.known_holder("c", now).is_some(), "seen");
+        shared.on_push(epoch, message("c", ""));
+        assert!(shared.known_holder("c", now).is_none(), "released since");
+        assert!(woken(&waiter.released));
+        shared.woken("c", true);
+        assert!(shared.known_holder("c", now).is_some(), "to be shown");
+        shared.woken("c", false);
+        assert!(shared.known_holder("c", now).is_none(), "not shown");
+        shared.woken("c", true);
+        shared.on_push(epoch, message("c", ""));
+        assert!(shared.known_holder("c", now).is_none(), "a later release");
         shared.leave(&waiter.channel);
     }
 }

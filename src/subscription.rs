@@ -35,7 +35,7 @@ pub(crate) struct Subscription {
     /// This waiter took a release wake-up and its attempt has not failed
     /// (yet): if it leaves now (it failed, was dropped, or got a lease that
     /// others may share), the next waiter is woken in its place.
-    pub(crate) woken: bool,
+    woken: bool,
 }
 
 /// What ended a wait early.
@@ -79,6 +79,28 @@ impl Subscription {
         self.signal.borrow_and_update().live
     }
 
+    fn took_wake_up(&mut self) {
+        self.armed = None;
+        self.woken = true;
+        self.shared.woken(&self.channel, true);
+    }
+
+    /// The attempt after this waiter's wake-up ended: it failed (busy), or
+    /// got a lease that uses the wake-up up.
+    pub(crate) fn wake_up_used(&mut self) {
+        self.attempt_ended();
+        self.woken = false;
+    }
+
+    /// The attempt after this waiter's wake-up ended, with a lease others
+    /// may share (the wake-up is passed on when the waiter is dropped):
+    /// busy answers here inspect again.
+    pub(crate) fn attempt_ended(&self) {
+        if self.woken {
+            self.shared.woken(&self.channel, false);
+        }
+    }
+
     pub(crate) fn signal(&self) -> Signal {
         *self.signal.borrow()
     }
@@ -92,8 +114,7 @@ impl Subscription {
         if armed.as_mut().poll(&mut context).is_pending() {
             return false;
         }
-        self.armed = None;
-        self.woken = true;
+        self.took_wake_up();
         true
     }
 
@@ -138,8 +159,7 @@ impl Subscription {
             () = changed => Event::Changed,
         };
         if let Event::Released = event {
-            self.armed = None;
-            self.woken = true;
+            self.took_wake_up();
         }
         event
     }
@@ -148,6 +168,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         if self.woken {
+            self.shared.woken(&self.channel, false);
             // Pass the wake-up on. (An armed one that fired but was never
             // taken is passed on by tokio when it is dropped.)
             self.released.notify_one();

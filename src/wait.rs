@@ -133,7 +133,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
         match self.subscription.as_mut() {
             // The attempt after its wake-up found the lease taken: the new
             // holder will announce its release in turn.
-            Some(subscription) => subscription.woken = false,
+            Some(subscription) => subscription.wake_up_used(),
             None => {
                 self.subscription =
                     wake.notifier
@@ -177,11 +177,12 @@ impl<'a, K: Kind> Waiter<'a, K> {
     /// Redlock, whose wake-ups are incomplete anyway.
     pub(crate) fn acquired(&mut self, ttl: Duration) {
         let complete = self.wake_ups.is_some_and(|wake| wake.complete);
-        if let Some(subscription) = self.subscription.as_mut()
-            && complete
-            && self.kind.exclusive()
-        {
-            subscription.woken = false;
+        let Some(subscription) = self.subscription.as_mut() else {
+            return;
+        };
+        if complete && self.kind.exclusive() {
+            // Shown before the wake-up's mark goes: a busy answer here in
+            // between would inspect.
             let as_of = subscription.releases_heard();
             subscription.saw_holder(
                 Some(HeldUntil {
@@ -190,7 +191,9 @@ impl<'a, K: Kind> Waiter<'a, K> {
                 }),
                 as_of,
             );
+            subscription.wake_up_used();
         }
+        subscription.attempt_ended();
     }
 
     /// No pub/sub: the wait policy's backoff.
