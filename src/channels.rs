@@ -178,7 +178,7 @@ impl Shared {
                     Some(redis::Value::BulkString(bytes)) => bytes.as_slice(),
                     _ => &[],
                 };
-                if state.heard(channel, Message::parse(payload), &self.id) {
+                if state.heard(channel, payload, &self.id) {
                     drop(state);
                     self.work.notify_one();
                 }
@@ -358,13 +358,19 @@ impl Shared {
     /// the next waiting process alone, when it knows one (it waits there
     /// too, on a live subscription); `None`: wake every process.
     pub(crate) fn next_waiter(&self, channel: &str) -> Option<String> {
-        let state = self.state();
-        let entry = state.channels.get(channel)?;
+        let mut state = self.state();
+        let entry = state.channels.get_mut(channel)?;
         if !entry.signal.borrow().live {
             return None;
         }
-        let next = entry.route.as_ref()?.next(&self.id, Instant::now())?;
-        Some(route::named(next))
+        let now = Instant::now();
+        let route = entry.route.as_mut()?;
+        let next = route.next(&self.id, now)?.to_owned();
+        Some(if route.sign_release(now) {
+            route::named_by(&next, &self.id)
+        } else {
+            route::named(&next)
+        })
     }
 
     /// Releases heard on `channel` so far.
@@ -466,11 +472,15 @@ impl State {
     /// Takes in a message heard on `channel` (`me`: this process's id);
     /// whether the task has work from it (a watchdog to arm, an
     /// announcement or a forward to publish).
-    fn heard(&mut self, channel: &str, message: Message<'_>, me: &str) -> bool {
+    fn heard(&mut self, channel: &str, payload: &[u8], me: &str) -> bool {
         let Some(entry) = self.channels.get_mut(channel) else {
             return false;
         };
-        match entry.heard(message, me, Instant::now()) {
+        let now = Instant::now();
+        if let (Some(route), Some(sender)) = (entry.route.as_mut(), route::sender(payload)) {
+            route.heard_from(sender, now);
+        }
+        match entry.heard(Message::parse(payload), me, now) {
             ForTask::Nothing => false,
             ForTask::Wake => true,
             ForTask::Forward(message) => {

@@ -73,6 +73,28 @@ pub(crate) fn named(id: &str) -> String {
     format!("={id}")
 }
 
+/// The message a release by process `me`, which waits on the channel
+/// too, publishes to wake one waiter of process `id`: it also tells the
+/// others that `me` waits, in place of its next heartbeat.
+pub(crate) fn named_by(id: &str, me: &str) -> String {
+    format!("={id}+{me}")
+}
+
+/// The process that published a release named by [`named_by`], which
+/// waits on the channel.
+pub(crate) fn sender(payload: &[u8]) -> Option<&str> {
+    let (named, by) = payload.strip_prefix(b"=")?.split_at_checked(16)?;
+    parse_id(named)?;
+    parse_id(by.strip_prefix(b"+")?)
+}
+
+/// A process id: 16 hex digits.
+fn parse_id(text: &[u8]) -> Option<&str> {
+    let is_id = text.len() == 16 && text.iter().all(u8::is_ascii_hexdigit);
+    // ASCII, so this cannot fail.
+    is_id.then(|| std::str::from_utf8(text).ok()).flatten()
+}
+
 /// The message a process publishes to answer a newcomer: it waits too.
 pub(crate) fn answer(id: &str) -> String {
     format!("*{id}")
@@ -100,12 +122,12 @@ pub(crate) enum Message<'a> {
 
 impl Message<'_> {
     pub(crate) fn parse(payload: &[u8]) -> Message<'_> {
-        fn id(rest: &[u8]) -> Option<&str> {
-            let is_id = rest.len() == 16 && rest.iter().all(u8::is_ascii_hexdigit);
-            // ASCII, so this cannot fail.
-            is_id.then(|| std::str::from_utf8(rest).ok()).flatten()
-        }
+        let id = parse_id;
         match payload.split_first() {
+            // `=<id>`, or `=<id>+<sender>` (see `sender`).
+            Some((b'=', rest)) if sender(payload).is_some() => {
+                id(&rest[..16]).map_or(Message::Everyone, Message::Named)
+            }
             Some((b'=', rest)) => id(rest).map_or(Message::Everyone, Message::Named),
             Some((b'+', rest)) => id(rest).map_or(Message::Everyone, Message::Waiting),
             Some((b'*', rest)) => id(rest).map_or(Message::Everyone, Message::Answer),
@@ -267,6 +289,28 @@ impl Route {
         }
     }
 
+    /// Heard that process `id` waits (it named another in a release, see
+    /// [`named_by`]): as its announcement, needing no answer.
+    pub(crate) fn heard_from(&mut self, id: &str, now: Instant) {
+        let peer = Peer {
+            heard: now,
+            waits: true,
+        };
+        self.peers.insert(id.into(), peer);
+    }
+
+    /// A release by this process is about to name another: whether it is
+    /// to say that this process waits too, in place of the next heartbeat
+    /// (it waits, and announced itself on this connection already, so the
+    /// others answered it if they did not know it).
+    pub(crate) fn sign_release(&mut self, now: Instant) -> bool {
+        let signs = self.waiting_here && self.announced.is_some();
+        if signs {
+            self.announced = Some(now);
+        }
+        signs
+    }
+
     /// Whether this process has waiters on the channel now.
     pub(crate) fn set_waiting_here(&mut self, waiting: bool) {
         self.waiting_here = waiting;
@@ -343,6 +387,42 @@ mod tests {
             Message::parse(waiting(&id).as_bytes()),
             Message::Waiting(&id)
         );
+    }
+
+    /// A named release may carry its sender, which waits: the release
+    /// stands in for that process's heartbeat. Malformed, it wakes everyone.
+    #[test]
+    fn a_named_release_can_carry_a_waiting_sender() {
+        let signed = named_by(A, B);
+        assert_eq!(Message::parse(signed.as_bytes()), Message::Named(A));
+        assert_eq!(sender(signed.as_bytes()), Some(B));
+        assert_eq!(sender(named(A).as_bytes()), None);
+        for bad in [format!("={A}+"), format!("={A}+{B}0"), format!("={A}-{B}")] {
+            assert_eq!(Message::parse(bad.as_bytes()), Message::Everyone, "{bad}");
+            assert_eq!(sender(bad.as_bytes()), None, "{bad}");
+        }
+
+        let now = Instant::now();
+        let mut route = Route::default();
+        route.set_waiting_here(true);
+        assert!(
+            !route.sign_release(now),
+            "not announced yet: announce first"
+        );
+        route.announced(Announcement::Waiting, now);
+        let later = now + HEARTBEAT / 2;
+        assert!(route.sign_release(later));
+        assert_eq!(route.to_announce(now + HEARTBEAT), None, "the release told");
+        assert_eq!(
+            route.to_announce(later + HEARTBEAT),
+            Some(Announcement::Waiting)
+        );
+        route.set_waiting_here(false);
+        assert!(!route.sign_release(later), "waits no more");
+
+        let mut other = Route::default();
+        other.heard_from(B, now);
+        assert_eq!(other.next(A, now), Some(B), "heard as waiting");
     }
 
     /// Round robin in the order of the ids, each releaser naming the one
