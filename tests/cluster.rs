@@ -666,7 +666,13 @@ async fn killing_the_sharded_subscription_loses_no_waiter_and_it_comes_back() {
     assert!(took < Duration::from_secs(2), "{took:?}");
 
     // Killed while one task waits: the subscription comes back by itself,
-    // and the next release wakes the waiter at once.
+    // and the next release wakes the waiter at once. First the channel's
+    // lingering subscription (3 s after its last waiter) ends, so that the
+    // one seen below is the new waiter's.
+    eventually(Duration::from_secs(5), "unsubscribed", || {
+        shard_subscribers(&cluster, owner, channel) == 0
+    })
+    .await;
     let took = handoff(&lock, || {
         let subscribed = shard_subscribers(&cluster, owner, channel) == 1;
         if subscribed {
