@@ -215,11 +215,13 @@ impl Lock {
     /// [`wait_for_replicas`](crate::LockBuilder::wait_for_replicas), the
     /// replica timeout; [`WaitPolicy::forever`] has none.
     ///
-    /// Waiters are **not** served in FIFO order. A release wakes one waiter
-    /// in each process that waits (the one there that has waited longest),
-    /// and whichever `SET` reaches Redis first takes the lock; the others
-    /// wait for the next release. A new `acquire` (including the releasing
-    /// task's own next one) can take the lock before any waiter.
+    /// Waiters are **not** served in FIFO order. A release wakes one waiting
+    /// process, the next after the releaser's in turn (a Redlock, or a
+    /// release that knows of no other waiting process: one waiter in each
+    /// process that waits), and there the waiter that has waited longest;
+    /// the others wait for the next release. A new `acquire` (including the
+    /// releasing task's own next one) can take the lock before any waiter.
+    /// See [directed wake-ups](crate::guide::waiting#directed-wake-ups).
     ///
     /// # Cancel safety
     ///

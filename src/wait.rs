@@ -23,7 +23,8 @@
 //! - A wait never ends past the wait policy's deadline, nor past the
 //!   kind's [`refresh_every`](Kind::refresh_every): a waiter whose mark
 //!   lives by its attempts keeps it alive while it waits.
-//! - One release wakes one waiter per process. A woken waiter that leaves
+//! - One release wakes one waiter per process, or in one named process
+//!   (see `route`). A woken waiter that leaves
 //!   without the lease passes the wake-up on; one that got an exclusive
 //!   lease keeps it and shows the others the new holder's TTL instead
 //!   ([`Waiter::acquired`]), so that none waits past it.
