@@ -12,8 +12,11 @@
 //! ```
 //!
 //! For instruction counts, which repeat to the last digit on a noisy
-//! machine, run one side under callgrind (`lock`, `floor`, `lock32` or
-//! `floor32` after `--`) and compare the totals:
+//! machine, run one side under callgrind (`lock`, `floor`, `lock32`,
+//! `floor32`, or `lock5` and `floor5`: a Redlock over 5 nodes, its floor
+//! sending the same `SET` to all five and returning at the majority's
+//! grant, then the release to all five, waiting for every reply, as the
+//! lock does) after `--` and compare the totals:
 //!
 //! ```sh
 //! cargo bench --bench cpu --no-run
@@ -31,7 +34,7 @@ mod support;
 #[path = "floor/mod.rs"]
 mod floor;
 
-use floor::{RELEASE_LUA, cpu_time, floor_cycle};
+use floor::{RELEASE_LUA, cpu_time, floor_cycle, floor_redlock_cycle};
 
 /// Cycles per run; `CPU_CYCLES` overrides it (two callgrind runs of
 /// different lengths give the instructions per cycle without the start-up).
@@ -64,7 +67,48 @@ async fn run(connection: &MultiplexedConnection, locks: &[Lock], floor: bool, ta
     set.join_all().await;
 }
 
+/// `cycles()` acquire + release cycles of a Redlock over `connections` (5
+/// servers), by the floor or by the lock, in one task.
+async fn run_redlock(connections: &[MultiplexedConnection], floor: bool) {
+    let script = redis::Script::new(RELEASE_LUA);
+    let lock = Lock::builder("cpu:redlock")
+        .build_quorum(connections.iter().cloned())
+        .unwrap();
+    for _ in 0..cycles() {
+        if floor {
+            floor_redlock_cycle(
+                connections,
+                &script,
+                "cpu:redlock:floor",
+                "token-of-the-floor",
+                true,
+            )
+            .await;
+        } else {
+            lock.acquire().await.unwrap().release().await.unwrap();
+        }
+    }
+}
+
 fn main() {
+    let only = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    if let Some(side @ ("lock5" | "floor5")) = only.as_deref() {
+        let servers: Vec<support::RedisServer> =
+            (0..5).map(|_| support::RedisServer::start()).collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut connections = Vec::new();
+            for server in &servers {
+                let client = redis::Client::open(server.url()).unwrap();
+                connections.push(client.get_multiplexed_async_connection().await.unwrap());
+            }
+            run_redlock(&connections, side == "floor5").await;
+        });
+        return;
+    }
     let server = support::RedisServer::start();
     // `CPU_RUNTIME=multi`: a 2-worker runtime instead, to see what work
     // handed between threads costs (`strace -f -c` of one side).
@@ -90,7 +134,6 @@ fn main() {
             })
             .collect();
         // One side only, for callgrind.
-        let only = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
         if let Some(side) = only.as_deref() {
             let tasks = if side.ends_with("32") { TASKS } else { 1 };
             run(&connection, &locks, side.starts_with("floor"), tasks).await;
