@@ -177,7 +177,11 @@ impl Topology {
     ) -> AcquireStep {
         let node = match &self.servers {
             Servers::Single(node) => node,
-            Servers::Quorum(quorum) => return quorum.try_acquire(kind, token, ttl).await,
+            // Boxed, here and in the other steps: a quorum's future is many
+            // times a single node's, and inline it would make every
+            // single-node step's future as large (moved and zeroed on every
+            // acquire and release).
+            Servers::Quorum(quorum) => return Box::pin(quorum.try_acquire(kind, token, ttl)).await,
         };
         // The lease counts from before the send, so its local deadline is
         // never later than the server's expiry.
@@ -220,7 +224,7 @@ impl Topology {
                 .release(kind, token, self.named_wake_up(kind).as_deref())
                 .await
                 .map_err(|e| Error::from_redis(Operation::Release, kind.key(), e)),
-            Servers::Quorum(quorum) => quorum.release(kind, token).await,
+            Servers::Quorum(quorum) => Box::pin(quorum.release(kind, token)).await,
         }
     }
 
@@ -247,7 +251,7 @@ impl Topology {
                 .extend(kind, token, ttl)
                 .await
                 .map_err(|e| Error::from_redis(Operation::Extend, kind.key(), e)),
-            Servers::Quorum(quorum) => quorum.extend(kind, token, ttl).await,
+            Servers::Quorum(quorum) => Box::pin(quorum.extend(kind, token, ttl)).await,
         }
     }
 
@@ -258,7 +262,7 @@ impl Topology {
                 .holds(kind, token)
                 .await
                 .map_err(|e| Error::from_redis(Operation::Inspect, kind.key(), e)),
-            Servers::Quorum(quorum) => quorum.holds(kind, token).await,
+            Servers::Quorum(quorum) => Box::pin(quorum.holds(kind, token)).await,
         }
     }
 
