@@ -93,10 +93,13 @@ fn eventually_dead(pid: &str, within: Duration) -> bool {
 }
 
 /// A script that leaves `sleep 30` behind in the background (and one that
-/// ignores SIGTERM), writes both pids, then does `then`.
+/// ignores SIGTERM, once its trap is set: else a SIGTERM could come first
+/// under load), writes both pids, then does `then`.
 fn leave_grandchildren(pids: &Path, then: &str) -> String {
     format!(
-        "sleep 30 & a=$!; (trap '' TERM; exec sleep 30) & b=$!; echo \"$a $b\" > {0}.tmp; mv {0}.tmp {0}; {then}",
+        "sleep 30 & a=$!; (trap '' TERM; : > {0}.trapped; exec sleep 30) & b=$!; \
+         while [ ! -e {0}.trapped ]; do sleep 0.01; done; \
+         echo \"$a $b\" > {0}.tmp; mv {0}.tmp {0}; {then}",
         pids.display()
     )
 }
