@@ -47,7 +47,7 @@ async fn locks_on_many_keys_spread_over_every_master_renew_and_release() {
     let mut guards = Vec::new();
     for key in &keys {
         let lock = Lock::builder(key.as_str())
-            .ttl(Duration::from_millis(300))
+            .ttl(Duration::from_millis(800))
             .auto_renew(true)
             .connect_cluster(cluster.seeds())
             .await
@@ -63,7 +63,7 @@ async fn locks_on_many_keys_spread_over_every_master_renew_and_release() {
     }
     assert_eq!(owners.len(), 3, "the keys landed on all three masters");
 
-    tokio::time::sleep(Duration::from_millis(1_000)).await; // > 3 TTLs: renewal kept them
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // > 3 TTLs: renewal kept them
     for (key, guard) in keys.iter().zip(&guards) {
         assert!(!guard.is_lost(), "{key} lost");
         assert!(guard.is_held().await.unwrap());
