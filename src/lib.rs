@@ -125,8 +125,8 @@ mod semaphore_builder;
 mod settings;
 mod sources;
 mod subscriber;
-#[cfg(feature = "test-server")]
 mod subscription;
+#[cfg(feature = "test-server")]
 mod test_cluster;
 #[cfg(feature = "test-server")]
 mod test_redis;
