@@ -628,6 +628,14 @@ async fn a_waiters_subscription_follows_its_slot_to_another_master() {
     no_keys_anywhere(&cluster);
 }
 
+/// Kills the one pub/sub connection on master `owner`.
+fn kill_the_subscription(cluster: &RedisCluster, owner: usize) {
+    let killed: i64 =
+        redis::from_redis_value(cluster.masters[owner].cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]))
+            .unwrap();
+    assert_eq!(killed, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_sharded_subscription_loses_no_waiter_and_it_comes_back() {
     let cluster = RedisCluster::start();
@@ -635,13 +643,7 @@ async fn killing_the_sharded_subscription_loses_no_waiter_and_it_comes_back() {
     let channel = "{killed:wait}:released";
     let owner = cluster.owner_of(key);
     let lock = waiting_lock(&cluster, key).await;
-    let kill = || {
-        let killed: i64 = redis::from_redis_value(
-            cluster.masters[owner].cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]),
-        )
-        .unwrap();
-        assert_eq!(killed, 1);
-    };
+    let kill = || kill_the_subscription(&cluster, owner);
 
     // Killed while 4 tasks wait, and released before the subscription is
     // back: the release's message is lost, the disconnection wakes them.
@@ -682,13 +684,7 @@ async fn killing_the_sharded_subscription_of_one_waiter_wakes_it_at_the_next_rel
     let channel = "{killed:wait}:released";
     let owner = cluster.owner_of(key);
     let lock = waiting_lock(&cluster, key).await;
-    let kill = || {
-        let killed: i64 = redis::from_redis_value(
-            cluster.masters[owner].cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]),
-        )
-        .unwrap();
-        assert_eq!(killed, 1);
-    };
+    let kill = || kill_the_subscription(&cluster, owner);
     eventually(Duration::from_secs(5), "unsubscribed", || {
         shard_subscribers(&cluster, owner, channel) == 0
     })
