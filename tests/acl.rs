@@ -334,3 +334,129 @@ async fn the_readmes_fair_lock_user_can_do_everything_a_fair_lock_does() {
         .collect();
     assert!(refused.is_empty(), "refused: {refused:?}");
 }
+
+/// What waiting processes need besides the lock user's rights: `PTTL`, and
+/// subscribing to the release channels (`&{locks:*`).
+const WAITER_COMMANDS: &[&str] = &["+pttl", "+subscribe", "+unsubscribe", "&{locks:*"];
+
+/// A mutex on `url` whose waiters poll only every 5 s (TTL 10 s), woken
+/// through a notifier that connects as `notifier_url`.
+async fn waiting_lock(url: &str, notifier_url: &str) -> Lock {
+    let connection = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    Lock::builder("locks:directed")
+        .ttl(Duration::from_secs(10))
+        .wait(
+            WaitPolicy::timeout(Duration::from_secs(30))
+                .backoff(Duration::from_secs(5), Duration::from_secs(5)),
+        )
+        .notify_with(&redis::Client::open(notifier_url).unwrap())
+        .build(connection)
+        .unwrap()
+}
+
+/// The `PUBLISH`es that `user` was refused, as `ACL LOG` counts them.
+fn refused_publishes(server: &RedisServer, user: &str) -> i64 {
+    let log: Vec<Vec<redis::Value>> = redis::from_redis_value(server.cmd(&["ACL", "LOG"])).unwrap();
+    log.iter()
+        .map(|entry| {
+            let fields: Vec<String> = entry
+                .iter()
+                .map(|v| redis::from_redis_value::<String>(v.clone()).unwrap_or_default())
+                .collect();
+            let field = |name: &str| {
+                let at = fields.iter().position(|f| f == name).unwrap();
+                entry[at + 1].clone()
+            };
+            let refused = redis::from_redis_value::<String>(field("object")).unwrap();
+            let by = redis::from_redis_value::<String>(field("username")).unwrap();
+            if refused == "publish" && by == user {
+                redis::from_redis_value::<i64>(field("count")).unwrap()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// A process whose notifier may not `PUBLISH` cannot announce that it
+/// waits (directed wake-ups): the others never name it, and it is woken by
+/// their plain releases and by its watchdog after a release named for
+/// another process (`GRACE`, 500 ms). It still gets the lock at the next
+/// release, far from the 5 s poll and the 10 s TTL, and its refused
+/// announcements are its heartbeat's few, not a loop of retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notifier_that_may_not_publish_still_wakes_its_waiters_at_the_next_release() {
+    let server = RedisServer::start();
+    let mut full = LOCK_USER_RULES.to_vec();
+    full.extend_from_slice(WAITER_COMMANDS);
+    full.push("+publish");
+    let mut mute = LOCK_USER_RULES.to_vec();
+    mute.extend_from_slice(WAITER_COMMANDS);
+    // Three users, so three notifiers: three waiting processes as the
+    // routing sees them. The mute process's lock connection may publish
+    // (its releases announce themselves), its notifier may not.
+    let holder_url = user(&server, "holder", &full);
+    let other_url = user(&server, "other", &full);
+    let mute_url = user(&server, "mute", &mute);
+    let holder = waiting_lock(&holder_url, &holder_url).await;
+    let other = waiting_lock(&other_url, &other_url).await;
+    let muted = waiting_lock(&holder_url, &mute_url).await;
+
+    let guard = holder.acquire().await.unwrap();
+    let hold_for = Duration::from_millis(1500);
+    let take = |lock: Lock| {
+        tokio::spawn(async move {
+            let guard = lock.acquire().await.unwrap();
+            let took = std::time::Instant::now();
+            tokio::time::sleep(hold_for).await;
+            let released = std::time::Instant::now();
+            guard.release().await.unwrap();
+            (took, released)
+        })
+    };
+    // A waiter in each process, the holder's too, so that every process
+    // subscribes and the announcing ones hear each other (and name each
+    // other in their releases).
+    let waiters = [take(holder.clone()), take(other), take(muted)];
+    support::eventually(Duration::from_secs(5), "three processes subscribed", || {
+        support::subscribers(&server, "{locks:directed}:released") == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // heartbeats
+    assert!(
+        refused_publishes(&server, "mute") >= 1,
+        "the mute notifier tried to announce itself"
+    );
+
+    let released = std::time::Instant::now();
+    guard.release().await.unwrap();
+    let mut turns = tokio::time::timeout(Duration::from_secs(12), async {
+        let mut turns = Vec::new();
+        for waiter in waiters {
+            turns.push(waiter.await.unwrap());
+        }
+        turns
+    })
+    .await
+    .expect("every waiter got the lock, woken, not by its 5 s poll");
+    // Each took the lock within a wake-up's time of the release before its
+    // turn (a few ms here): the mute process is never named, so its turn
+    // comes at a plain release. A notifier that took the refusal for a
+    // broken connection (reconnecting, its waiters polling) took 450 ms and
+    // more.
+    turns.sort();
+    let mut previous_release = released;
+    for (took, released) in turns {
+        let after = took - previous_release;
+        assert!(after < Duration::from_millis(300), "{after:?}");
+        previous_release = released;
+    }
+    // Refused announcements: a heartbeat's worth (about one a second over
+    // some 7 s), not retries in a loop.
+    let refused = refused_publishes(&server, "mute");
+    assert!(refused <= 20, "{refused} refused PUBLISHes");
+}
