@@ -69,7 +69,12 @@ impl Channel {
         Channel {
             key,
             waiters: 0,
-            signal: watch::channel(Signal { live, holder: None }).0,
+            signal: watch::channel(Signal {
+                live,
+                lives: 0,
+                holder: None,
+            })
+            .0,
             released: Arc::new(Notify::new()),
             refused: false,
             releases: 0,

@@ -15,6 +15,10 @@ use tokio::time::Instant;
 pub(crate) struct Signal {
     /// Subscribed, on a connection that is up: a release will be heard.
     pub(crate) live: bool,
+    /// How many times the channel went live so far. A waiter that counted
+    /// on it being live is covered only while this is still what it saw:
+    /// down and up again in between, a release in the gap went unheard.
+    pub(crate) lives: u64,
     /// The holder, as last seen by a waiter here.
     pub(crate) holder: Option<HeldUntil>,
 }
@@ -45,6 +49,9 @@ fn wakes_sleepers(was: Option<HeldUntil>, now: Option<HeldUntil>) -> bool {
 pub(crate) fn set_live(signal: &watch::Sender<Signal>, live: bool) {
     signal.send_if_modified(|signal| {
         let changed = signal.live != live;
+        if changed && live {
+            signal.lives += 1;
+        }
         signal.live = live;
         changed
     });

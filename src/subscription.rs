@@ -36,6 +36,8 @@ pub(crate) struct Subscription {
     /// (yet): if it leaves now (it failed, was dropped, or got a lease that
     /// others may share), the next waiter is woken in its place.
     woken: bool,
+    /// The channel's [`Signal::lives`] at the last [`arm`](Self::arm).
+    lives_at_arm: u64,
 }
 
 /// What ended a wait early.
@@ -63,6 +65,7 @@ impl Subscription {
             released: joined.released,
             armed: None,
             woken: false,
+            lives_at_arm: 0,
         })
     }
 
@@ -76,7 +79,23 @@ impl Subscription {
             armed.as_mut().enable();
             self.armed = Some(armed);
         }
-        self.signal.borrow_and_update().live
+        let signal = self.signal.borrow_and_update();
+        self.lives_at_arm = signal.lives;
+        signal.live
+    }
+
+    /// Whether the channel's liveness no longer is what the last attempt
+    /// saw at [`arm`](Self::arm) (`live_at_arm`): live then, and down now,
+    /// or down and up again since (a release in the gap went unheard,
+    /// though it is live again by now); or down then and live now. Either
+    /// way the waiter must try again.
+    pub(crate) fn coverage_changed(&self, live_at_arm: bool) -> bool {
+        let signal = self.signal();
+        if live_at_arm {
+            !signal.live || signal.lives != self.lives_at_arm
+        } else {
+            signal.live
+        }
     }
 
     fn took_wake_up(&mut self) {
@@ -174,5 +193,59 @@ impl Drop for Subscription {
             self.released.notify_one();
         }
         self.shared.leave(&self.channel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::{PushInfo, PushKind, Value};
+
+    use super::*;
+
+    fn subscribed(channel: &str) -> PushInfo {
+        PushInfo {
+            kind: PushKind::SSubscribe,
+            data: vec![Value::BulkString(channel.as_bytes().to_vec())],
+        }
+    }
+
+    /// A subscription killed and back (a new connection, subscribed again)
+    /// before the waiter looks leaves it live, but a release in between
+    /// went unheard: the attempt it covered is covered no more. Looking at
+    /// liveness alone, the waiter slept on to the holder's TTL (the Cluster
+    /// kill test, under load).
+    #[test]
+    fn a_channel_down_and_up_again_since_the_attempt_covers_it_no_more() {
+        let shared = Arc::new(Shared::default());
+        let key: Arc<str> = "k".into();
+        let mut waiter = Subscription::join(&shared, &key, "c", false).expect("a new channel");
+        assert!(!waiter.arm(), "not subscribed yet");
+        let epoch = shared.next_epoch();
+        shared.on_push(epoch, subscribed("c"));
+        assert!(waiter.coverage_changed(false), "came up: try again");
+        assert!(waiter.arm(), "live");
+        assert!(!waiter.coverage_changed(true), "covered");
+
+        shared.on_push(
+            epoch,
+            PushInfo {
+                kind: PushKind::Disconnection,
+                data: Vec::new(),
+            },
+        );
+        assert!(waiter.coverage_changed(true), "down");
+        let epoch = shared.next_epoch();
+        shared.on_push(epoch, subscribed("c"));
+        assert!(waiter.signal().live, "back");
+        assert!(
+            waiter.coverage_changed(true),
+            "down and up since the attempt"
+        );
+
+        assert!(waiter.arm());
+        assert!(
+            !waiter.coverage_changed(true),
+            "covered from the next attempt"
+        );
     }
 }

@@ -8,7 +8,10 @@
 //!   liveness as seen just before sending it ([`Subscription::arm`]): a
 //!   release after that attempt reached Redis then publishes after the
 //!   subscription was confirmed, so its message wakes this waiter or one
-//!   queued before it, or the disconnection that lost it notifies it.
+//!   queued before it, or the disconnection that lost it notifies it. A
+//!   channel that went down and came back since the attempt
+//!   ([`Subscription::coverage_changed`]) covers it no more, even if the
+//!   waiter only looks once it is live again.
 //! - A waiter subscribes after its first busy answer (or joins before its
 //!   first attempt when the channel is live already); a subscription that
 //!   comes up (or back) makes it try again at once, covered from then on.
@@ -219,7 +222,7 @@ async fn look<K: Kind>(
     let mut poll_at = None;
     let mut again = false;
     if live {
-        if subscription.released_already() || !subscription.signal().live {
+        if subscription.released_already() || subscription.coverage_changed(true) {
             again = true;
         } else if wake.complete && subscription.known_holder(now).is_some() {
             // Seen by a waiter here since the last release: the holder is
@@ -253,7 +256,7 @@ async fn look<K: Kind>(
                 }
             }
         }
-    } else if subscription.signal().live {
+    } else if subscription.coverage_changed(false) {
         // Subscribed since the last attempt: try again at once, now covered;
         // a release before the subscription was confirmed would otherwise
         // go unheard.
@@ -308,8 +311,9 @@ async fn sleep_for_event(
             event = subscription.event() => match event {
                 Event::Released => return,
                 // Liveness changed: try again (now covered, or not any
-                // more); else the holder as seen here changed: wait for it.
-                Event::Changed if subscription.signal().live != live => return,
+                // more, or down and up again); else the holder as seen
+                // here changed: wait for it.
+                Event::Changed if subscription.coverage_changed(live) => return,
                 Event::Changed => {}
             },
             () = sleep => {
