@@ -344,7 +344,7 @@ return 0
             &self.channel
         }
         fn acquire(&self, token: &str, ttl: Duration) -> Request {
-            Request::Script(ACQUIRE.call().key(&*self.key).arg(token).arg(millis(ttl)))
+            Request::Script(ACQUIRE.call(&[&*self.key]).arg(token).arg(millis(ttl)))
         }
         fn read_acquire(&self, reply: Value, _token: &str) -> RedisResult<Grant> {
             Ok(match redis::from_redis_value::<i64>(reply)? {
@@ -354,7 +354,7 @@ return 0
             })
         }
         fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
-            let call = RELEASE.call().key(&*self.key).arg(token);
+            let call = RELEASE.call(&[&*self.key]).arg(token);
             if announce.publishes() {
                 call.arg(&self.channel)
             } else {
@@ -362,7 +362,7 @@ return 0
             }
         }
         fn extend(&self, token: &str, ttl: Duration) -> ScriptCall {
-            EXTEND.call().key(&*self.key).arg(token).arg(millis(ttl))
+            EXTEND.call(&[&*self.key]).arg(token).arg(millis(ttl))
         }
         fn holds(&self, _token: &str) -> Request {
             let mut hget = redis::cmd("HGET");

@@ -149,11 +149,7 @@ impl FairLease {
 
     /// A call of `script` with the lock's three keys.
     fn with_keys(&self, script: &'static LeaseScript) -> ScriptCall {
-        script
-            .call()
-            .key(&**self.key())
-            .key(&*self.names.queue)
-            .key(&*self.names.expiry)
+        script.call(&[&**self.key(), &*self.names.queue, &*self.names.expiry])
     }
 }
 

@@ -240,9 +240,7 @@ impl FencedResource {
     pub async fn set(&self, fence: u64, value: impl ToSingleRedisArg) -> Result<FencedWrite> {
         let inner = &*self.inner;
         let last: Option<u64> = FENCED_SET
-            .call()
-            .key(&inner.key)
-            .key(&inner.last_fence_key)
+            .call(&[&inner.key, &inner.last_fence_key])
             .arg(fence)
             .arg(value)
             .by_hash(Publish::Plain, &mut inner.node.connection())

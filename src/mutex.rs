@@ -161,9 +161,7 @@ impl Kind for MutexLease {
             }
             Some(fence_key) => Request::Script(
                 FENCED_ACQUIRE
-                    .call()
-                    .key(&*self.key)
-                    .key(&**fence_key)
+                    .call(&[&*self.key, &**fence_key])
                     .arg(token)
                     .arg(millis(ttl)),
             ),
@@ -197,7 +195,7 @@ impl Kind for MutexLease {
     }
 
     fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
-        let call = RELEASE.call().key(&*self.key).arg(token);
+        let call = RELEASE.call(&[&*self.key]).arg(token);
         match announce {
             // Without a channel the script deletes and publishes nothing.
             Announce::Nobody => call,
@@ -207,7 +205,7 @@ impl Kind for MutexLease {
     }
 
     fn extend(&self, token: &str, ttl: Duration) -> ScriptCall {
-        EXTEND.call().key(&*self.key).arg(token).arg(millis(ttl))
+        EXTEND.call(&[&*self.key]).arg(token).arg(millis(ttl))
     }
 
     fn holds(&self, _token: &str) -> Request {

@@ -116,17 +116,12 @@ static IN_USE: LazyLock<LeaseScript> = LazyLock::new(|| script(IN_USE_BODY));
 /// from the server's now (the extend of every kind whose holders are
 /// members of a set).
 pub(crate) fn extend_members(key: &str, token: &str, ttl: Duration, count: u32) -> ScriptCall {
-    EXTEND
-        .call()
-        .key(key)
-        .arg(token)
-        .arg(millis(ttl))
-        .arg(count)
+    EXTEND.call(&[key]).arg(token).arg(millis(ttl)).arg(count)
 }
 
 /// Asks whether `token` is a live member of the set at `key`.
 pub(crate) fn holds_member(key: &str, token: &str) -> Request {
-    Request::Script(HOLDS.call().key(key).arg(token))
+    Request::Script(HOLDS.call(&[key]).arg(token))
 }
 
 /// Reads the answer to [`holds_member`].
@@ -215,7 +210,7 @@ impl PermitSet {
 
     /// Asks how many live permits the set holds.
     pub(crate) fn in_use(&self) -> Request {
-        Request::Script(IN_USE.call().key(&*self.key))
+        Request::Script(IN_USE.call(&[&*self.key]))
     }
 }
 
@@ -235,8 +230,7 @@ impl Kind for PermitSet {
     fn acquire(&self, token: &str, ttl: Duration) -> Request {
         Request::Script(
             ACQUIRE
-                .call()
-                .key(&*self.key)
+                .call(&[&*self.key])
                 .arg(token)
                 .arg(millis(ttl))
                 .arg(self.limit)
@@ -253,7 +247,7 @@ impl Kind for PermitSet {
     }
 
     fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
-        let call = RELEASE.call().key(&*self.key).arg(token).arg(self.count);
+        let call = RELEASE.call(&[&*self.key]).arg(token).arg(self.count);
         if announce.publishes() {
             call.arg(&*self.channel)
         } else {
@@ -274,13 +268,7 @@ impl Kind for PermitSet {
     }
 
     fn holder(&self) -> Request {
-        Request::Script(
-            HOLDER
-                .call()
-                .key(&*self.key)
-                .arg(self.limit)
-                .arg(self.count),
-        )
+        Request::Script(HOLDER.call(&[&*self.key]).arg(self.limit).arg(self.count))
     }
 
     /// Only this crate's scripts write the set, and every release of ours

@@ -120,7 +120,7 @@ impl ReadLease {
     /// (Counted in a script: whether a member has expired is the server's
     /// clock's to say.)
     pub(crate) fn readers(&self) -> Request {
-        Request::Script(READERS.call().key(&*self.names.readers))
+        Request::Script(READERS.call(&[&*self.names.readers]))
     }
 }
 
@@ -153,10 +153,7 @@ impl Kind for ReadLease {
         let names = &*self.names;
         Request::Script(
             READ_ACQUIRE
-                .call()
-                .key(&*self.key)
-                .key(&*names.readers)
-                .key(&*names.intent)
+                .call(&[&*self.key, &*names.readers, &*names.intent])
                 .arg(token)
                 .arg(millis(ttl)),
         )
@@ -167,7 +164,7 @@ impl Kind for ReadLease {
     }
 
     fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
-        let call = READ_RELEASE.call().key(&*self.names.readers).arg(token);
+        let call = READ_RELEASE.call(&[&*self.names.readers]).arg(token);
         match announce.publishes() {
             true => call.arg(&*self.names.readers_released),
             false => call,
@@ -233,10 +230,7 @@ impl Kind for WriteLease {
         let names = &*self.names;
         Request::Script(
             WRITE_ACQUIRE
-                .call()
-                .key(&**self.key())
-                .key(&*names.readers)
-                .key(&*names.intent)
+                .call(&[&**self.key(), &*names.readers, &*names.intent])
                 .arg(token)
                 .arg(millis(ttl)),
         )
@@ -249,9 +243,7 @@ impl Kind for WriteLease {
     fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {
         let names = &*self.names;
         let call = WRITE_RELEASE
-            .call()
-            .key(&**self.key())
-            .key(&*names.intent)
+            .call(&[&**self.key(), &*names.intent])
             .arg(token);
         match announce.publishes() {
             true => call
@@ -276,12 +268,7 @@ impl Kind for WriteLease {
     /// What keeps a writer out: another writer, else the last live reader
     /// (the last reader's release is announced).
     fn holder(&self) -> Request {
-        Request::Script(
-            WRITE_HOLDER
-                .call()
-                .key(&**self.key())
-                .key(&*self.names.readers),
-        )
+        Request::Script(WRITE_HOLDER.call(&[&**self.key(), &*self.names.readers]))
     }
 
     fn read_holder(&self, reply: Value) -> Holder {

@@ -13,7 +13,9 @@
 //!   the server is out of memory.
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, ErrorKind, Pipeline, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value};
+use redis::{
+    Arg, Cmd, ErrorKind, Pipeline, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value,
+};
 
 /// How a release is announced to waiters on the node it runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,46 +73,61 @@ impl LeaseScript {
         &self.lua(publish).body
     }
 
-    /// A call of this script, to add keys and arguments to.
-    pub(crate) fn call(&'static self) -> ScriptCall {
-        ScriptCall {
-            script: self,
-            keys: Vec::new(),
-            args: Vec::new(),
-        }
+    /// A call of this script on `keys`, to add arguments to.
+    pub(crate) fn call(&'static self, keys: &[&str]) -> ScriptCall {
+        // Sized up front, as `redis::Script` does: growing the buffers arg
+        // by arg costs reallocations on every release. Room for the
+        // arguments too (a token, a TTL or a channel and a message).
+        let key_bytes: usize = keys.iter().map(|key| key.len()).sum();
+        let hash = self.plain.script.get_hash();
+        let mut cmd = Cmd::with_capacity(
+            3 + keys.len() + ROOM_FOR_ARGS,
+            "EVALSHA".len() + hash.len() + 2 + 2 * key_bytes + ROOM_FOR_ARG_BYTES,
+        );
+        cmd.arg("EVALSHA").arg(hash).arg(keys.len()).arg(keys);
+        ScriptCall { script: self, cmd }
     }
 }
 
-/// A script with its keys and arguments, ready to send either way.
+/// The arguments a call makes room for, and their bytes beyond the keys'.
+const ROOM_FOR_ARGS: usize = 4;
+const ROOM_FOR_ARG_BYTES: usize = 96;
+
+/// A script with its keys and arguments, ready to send either way: built
+/// once as the command the common case sends, `EVALSHA` of the plain form
+/// (`EVALSHA sha numkeys keys... args...`), and rebuilt only to send
+/// another form (the sharded one, or `EVAL`).
 #[derive(Clone, Debug)]
 pub(crate) struct ScriptCall {
     script: &'static LeaseScript,
-    keys: Vec<Vec<u8>>,
-    args: Vec<Vec<u8>>,
+    cmd: Cmd,
 }
 
-impl ScriptCall {
-    pub(crate) fn key(mut self, key: impl ToRedisArgs) -> ScriptCall {
-        key.write_redis_args(&mut self.keys);
-        self
-    }
+/// The arguments of a [`ScriptCall`]'s command before its `numkeys`.
+const COMMAND_AND_SCRIPT: usize = 2;
 
+impl ScriptCall {
     pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> ScriptCall {
-        arg.write_redis_args(&mut self.args);
+        self.cmd.arg(arg);
         self
     }
 
     /// By hash (`EVALSHA`); when the server answers `NOSCRIPT`, loads the
     /// script through `redis::Script` and sends it again, as
-    /// `ScriptInvocation::invoke_async` does, without copying the keys and
-    /// arguments into one first.
+    /// `ScriptInvocation::invoke_async` does.
     pub(crate) async fn by_hash(
         &self,
         publish: Publish,
         connection: &mut impl ConnectionLike,
     ) -> RedisResult<Value> {
         let script = &self.script.lua(publish).script;
-        let evalsha = self.command("EVALSHA", script.get_hash());
+        let rebuilt;
+        let evalsha = if script.get_hash() == self.script.plain.script.get_hash() {
+            &self.cmd
+        } else {
+            rebuilt = self.command("EVALSHA", script.get_hash());
+            &rebuilt
+        };
         match evalsha.query_async(connection).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 script.load_async(connection).await?;
@@ -126,19 +143,29 @@ impl ScriptCall {
         self.command("EVAL", self.script.body(publish))
     }
 
-    /// `command script numkeys keys... args...`.
+    /// `command script numkeys keys... args...`, the call's own command
+    /// with another command and script.
     fn command(&self, command: &str, script: &str) -> Cmd {
-        // Sized up front, as `redis::Script` does: growing the buffer arg by
-        // arg costs reallocations on every release.
-        let args = 3 + self.keys.len() + self.args.len();
-        let bytes: usize = self.keys.iter().chain(&self.args).map(Vec::len).sum();
-        let mut cmd = Cmd::with_capacity(args, command.len() + script.len() + bytes + 4);
-        cmd.arg(command)
-            .arg(script)
-            .arg(self.keys.len())
-            .arg(&self.keys)
-            .arg(&self.args);
+        let rest = || self.cmd.args_iter().skip(COMMAND_AND_SCRIPT);
+        let bytes: usize = rest().map(|arg| arg_bytes(&arg).len()).sum();
+        let mut cmd = Cmd::with_capacity(
+            COMMAND_AND_SCRIPT + rest().len(),
+            command.len() + script.len() + bytes,
+        );
+        cmd.arg(command).arg(script);
+        for arg in rest() {
+            cmd.arg(arg_bytes(&arg));
+        }
         cmd
+    }
+}
+
+/// A call's arguments are all plain: written by `ToRedisArgs`, never a
+/// cursor (only `Cmd::cursor_arg` adds one, for `SCAN`s).
+fn arg_bytes<'a>(arg: &Arg<&'a [u8]>) -> &'a [u8] {
+    match arg {
+        Arg::Simple(bytes) => bytes,
+        _ => &[],
     }
 }
 
@@ -166,16 +193,38 @@ mod tests {
         assert_eq!(quiet.body(Publish::Plain), quiet.body(Publish::Sharded));
     }
 
+    fn args_of(cmd: &Cmd) -> Vec<String> {
+        cmd.args_iter()
+            .map(|arg| String::from_utf8_lossy(arg_bytes(&arg)).into_owned())
+            .collect()
+    }
+
+    /// The command built once is the plain form's `EVALSHA`; the sharded
+    /// form's is the same but for its hash.
+    #[test]
+    fn by_hash_sends_the_forms_hash_then_keys_then_args() {
+        static SCRIPT: std::sync::LazyLock<LeaseScript> = std::sync::LazyLock::new(|| {
+            LeaseScript::new(r#"redis.pcall("PUBLISH", ARGV[2], "") return 1"#)
+        });
+        let call = SCRIPT.call(&["k", "l"]).arg("a").arg(7);
+        let plain = SCRIPT.plain.script.get_hash();
+        assert_eq!(
+            args_of(&call.cmd),
+            ["EVALSHA", plain, "2", "k", "l", "a", "7"]
+        );
+        let sharded = SCRIPT.sharded.script.get_hash();
+        assert_ne!(plain, sharded);
+        assert_eq!(
+            args_of(&call.command("EVALSHA", sharded)),
+            ["EVALSHA", sharded, "2", "k", "l", "a", "7"]
+        );
+    }
+
     #[test]
     fn by_body_sends_keys_then_args() {
         static SCRIPT: std::sync::LazyLock<LeaseScript> =
             std::sync::LazyLock::new(|| LeaseScript::new("return 1"));
-        let cmd = SCRIPT
-            .call()
-            .key("k")
-            .arg("a")
-            .arg(7)
-            .by_body(Publish::Plain);
+        let cmd = SCRIPT.call(&["k"]).arg("a").arg(7).by_body(Publish::Plain);
         let args: Vec<String> = cmd
             .args_iter()
             .map(|arg| match arg {
