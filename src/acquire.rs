@@ -131,18 +131,25 @@ impl<K: Kind> Engine<K> {
         let mut attempts = 0u32;
         let mut queued_once = false;
         let mut waiting = metrics::Waiting::default();
+        // When the attempt starts: the call's start for the first one (the
+        // clock read once for both).
+        let mut now = started;
         loop {
             attempts += 1;
             pending.maybe_set = true;
-            let attempt = self
-                .topology
-                .try_acquire(&self.kind, pending.token_str(), self.ttl);
+            // `now` is also the attempt's `sent_at`: read before the send.
+            // The attempt is made where it is awaited: a future made first
+            // and moved in after costs a copy of it.
+            let attempt = || {
+                self.topology
+                    .try_acquire(&self.kind, pending.token_str(), self.ttl, now)
+            };
             let cutoff = deadline
                 .filter(|_| self.topology.cuts_attempts())
-                .and_then(|deadline| Some(deadline.max(Instant::now().checked_add(floor)?)));
+                .and_then(|deadline| Some(deadline.max(now.checked_add(floor)?)));
             let step = match cutoff {
-                None => attempt.await,
-                Some(cutoff) => match tokio::time::timeout_at(cutoff, attempt).await {
+                None => attempt().await,
+                Some(cutoff) => match tokio::time::timeout_at(cutoff, attempt()).await {
                     Ok(step) => step,
                     // Cut: the SET may have landed, so the token is released
                     // in the background (the pending acquire's drop).
@@ -216,6 +223,7 @@ impl<K: Kind> Engine<K> {
                     attempts,
                 }));
             }
+            now = Instant::now();
         }
     }
 }

@@ -168,12 +168,15 @@ impl Topology {
         }
     }
 
-    /// One acquire attempt with `token`.
+    /// One acquire attempt with `token`; on one node the lease counts from
+    /// `sent_at`, an instant read before this is called (a Redlock reads
+    /// its own, per round).
     pub(crate) async fn try_acquire<K: Kind>(
         &self,
         kind: &K,
         token: &str,
         ttl: Duration,
+        sent_at: Instant,
     ) -> AcquireStep {
         let node = match &self.servers {
             Servers::Single(node) => node,
@@ -183,9 +186,8 @@ impl Topology {
             // acquire and release).
             Servers::Quorum(quorum) => return Box::pin(quorum.try_acquire(kind, token, ttl)).await,
         };
-        // The lease counts from before the send, so its local deadline is
-        // never later than the server's expiry.
-        let sent_at = Instant::now();
+        // The lease counts from before the send (`sent_at`), so its local
+        // deadline is never later than the server's expiry.
         match node.acquire(kind, token, ttl).await {
             Ok(Grant::Acquired { fence }) => AcquireStep::Acquired {
                 sent_at,
