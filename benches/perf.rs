@@ -3,8 +3,9 @@
 //!
 //! - `throughput`: uncontended acquire + release cycles/s, 1 task and 32
 //!   tasks on distinct keys, as a ratio to the raw `redis` crate sending the
-//!   same two commands on the same connection (median of interleaved
-//!   rounds).
+//!   same two commands on the same connection, and to a second floor whose
+//!   release script also publishes as the crate's does (medians of
+//!   interleaved rounds); the client's and the server's CPU per cycle.
 //! - `handoff`: commands per handoff (`INFO commandstats`, the release
 //!   script's own `GET`, `DEL` and `PUBLISH` included) with 8, 64 and 256
 //!   waiters on one key, in 1 process and spread over 4, with zero hold and
@@ -53,8 +54,8 @@ mod floor;
 
 use floor::pubsub::{FloorGuard, FloorLock};
 use floor::{
-    RELEASE_LUA, command_calls, cpu_time, floor_cycle, floor_redlock_cycle, interleaved, median,
-    percentiles, rate,
+    RELEASE_LUA, RELEASE_PUBLISHING_LUA, command_calls, cpu_time, floor_cycle,
+    floor_publishing_cycle, floor_redlock_cycle, median, percentiles, rate,
 };
 
 /// Heap bytes allocated and not yet freed, by everything in the process.
@@ -134,28 +135,131 @@ fn cpu_model() -> String {
 }
 
 /// `CYCLES` cycles over `tasks` tasks on distinct keys; cycles/s.
-async fn cycles(connection: &MultiplexedConnection, locks: &[Lock], floor: bool) -> f64 {
-    let script = redis::Script::new(RELEASE_LUA);
+/// What a throughput round runs in each task.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    /// `SET NX PX`, then the hand-written compare-and-delete.
+    Floor,
+    /// The same, its release script publishing as the crate's does.
+    FloorPublishing,
+    /// `Lock::acquire`, then `LockGuard::release`.
+    Lock,
+}
+
+impl Side {
+    fn named(name: &str) -> Option<Side> {
+        match name {
+            "floor" => Some(Side::Floor),
+            "publishing" => Some(Side::FloorPublishing),
+            "lock" => Some(Side::Lock),
+            _ => None,
+        }
+    }
+}
+
+/// Cycles per throughput round with `tasks` tasks: ten times as many with
+/// 32 tasks as with 1, so that a round lasts about as long (0.3 to 0.7 s
+/// here) and a few ms of another process's work on a 2-core machine do not
+/// decide it.
+fn cycles_for(tasks: usize) -> usize {
+    if tasks == 1 { CYCLES } else { CYCLES * 10 }
+}
+
+async fn cycles(connection: &MultiplexedConnection, locks: &[Lock], side: Side) -> f64 {
+    let script = redis::Script::new(match side {
+        Side::FloorPublishing => RELEASE_PUBLISHING_LUA,
+        _ => RELEASE_LUA,
+    });
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for lock in locks {
         let (lock, mut connection, script) = (lock.clone(), connection.clone(), script.clone());
-        let per_task = CYCLES / locks.len();
+        let per_task = cycles_for(locks.len()) / locks.len();
         set.spawn(async move {
             let key = format!("{}:floor", lock.key());
+            let channel = format!("{}:floor:released", lock.key());
             for _ in 0..per_task {
-                if floor {
-                    floor_cycle(&mut connection, &script, &key, "token-of-the-floor").await;
-                } else {
-                    lock.acquire().await.unwrap().release().await.unwrap();
+                match side {
+                    Side::Floor => {
+                        floor_cycle(&mut connection, &script, &key, "token-of-the-floor").await
+                    }
+                    Side::FloorPublishing => {
+                        floor_publishing_cycle(
+                            &mut connection,
+                            &script,
+                            &key,
+                            "token-of-the-floor",
+                            &channel,
+                        )
+                        .await
+                    }
+                    Side::Lock => lock.acquire().await.unwrap().release().await.unwrap(),
                 }
             }
         });
     }
     set.join_all().await;
-    rate(CYCLES, started.elapsed())
+    rate(cycles_for(locks.len()), started.elapsed())
 }
 
+/// The server process's CPU time so far (user + system, `INFO cpu`), in
+/// seconds.
+fn server_cpu_seconds(server: &support::RedisServer) -> f64 {
+    let info = server.info("cpu");
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    field("used_cpu_user") + field("used_cpu_sys")
+}
+
+/// One round's cycles/s, and the client's and the server's CPU µs per
+/// cycle.
+#[derive(Default)]
+struct Rounds {
+    rates: Vec<f64>,
+    client_cpu: Vec<f64>,
+    server_cpu: Vec<f64>,
+}
+
+impl Rounds {
+    async fn run(
+        &mut self,
+        server: &support::RedisServer,
+        connection: &MultiplexedConnection,
+        locks: &[Lock],
+        side: Side,
+    ) {
+        let (client, on_server) = (cpu_time(), server_cpu_seconds(server));
+        self.rates.push(cycles(connection, locks, side).await);
+        let per_cycle = 1e6 / cycles_for(locks.len()) as f64;
+        self.client_cpu
+            .push((cpu_time() - client).as_secs_f64() * per_cycle);
+        self.server_cpu
+            .push((server_cpu_seconds(server) - on_server) * per_cycle);
+    }
+
+    /// Medians: cycles/s, client CPU, server CPU.
+    fn medians(self) -> (f64, f64, f64) {
+        (
+            median(self.rates),
+            median(self.client_cpu),
+            median(self.server_cpu),
+        )
+    }
+}
+
+/// Uncontended cycles, 1 task and 32 on distinct keys: the floor, the
+/// publishing floor and the lock in turn, round after round, so that all
+/// three see the same load. The server's CPU is counted too: with 32 tasks
+/// on 2 cores the client and the server share the machine, and what the
+/// release script makes the server do slows both.
+///
+/// For a profile (strace, perf): `PERF_THROUGHPUT_ONLY` = `floor`,
+/// `publishing` or `lock` runs that side alone, `PERF_TASKS` tasks (both
+/// counts by default), `PERF_ROUNDS` rounds.
 async fn throughput(server: &support::RedisServer) {
     let connection = server.conn().await;
     let locks: Vec<Lock> = (0..TASKS)
@@ -165,31 +269,59 @@ async fn throughput(server: &support::RedisServer) {
                 .unwrap()
         })
         .collect();
-    for tasks in [1, TASKS] {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let only = std::env::var("PERF_THROUGHPUT_ONLY")
+        .ok()
+        .map(|name| Side::named(&name).expect("PERF_THROUGHPUT_ONLY: floor, publishing or lock"));
+    let rounds = env("PERF_ROUNDS").unwrap_or(ROUNDS);
+    let task_counts = match env("PERF_TASKS") {
+        Some(tasks) => vec![tasks.clamp(1, TASKS)],
+        None => vec![1, TASKS],
+    };
+    for tasks in task_counts {
         let locks = &locks[..tasks];
-        // Warm up both: scripts loaded, the connection busy once.
-        cycles(&connection, locks, true).await;
-        cycles(&connection, locks, false).await;
-        // Client CPU per cycle too: less disturbed than wall time by other
-        // work on a shared machine.
-        let (mut floor_cpu, mut our_cpu) = (Vec::new(), Vec::new());
-        let timed = async |floor: bool, cpu: &mut Vec<f64>| {
-            let started = cpu_time();
-            let rate = cycles(&connection, locks, floor).await;
-            cpu.push((cpu_time() - started).as_secs_f64() * 1e6 / CYCLES as f64);
-            rate
+        let sides = match only {
+            Some(side) => vec![side],
+            None => vec![Side::Floor, Side::FloorPublishing, Side::Lock],
         };
-        let (floor, ours) = interleaved(
-            ROUNDS,
-            async || timed(true, &mut floor_cpu).await,
-            async || timed(false, &mut our_cpu).await,
-        )
-        .await;
-        let (floor_cpu, our_cpu) = (median(floor_cpu), median(our_cpu));
+        // Warm up each: scripts loaded, the connection busy once.
+        for &side in &sides {
+            cycles(&connection, locks, side).await;
+        }
+        let mut measured: Vec<Rounds> = sides.iter().map(|_| Rounds::default()).collect();
+        for _ in 0..rounds {
+            for (&side, rounds) in sides.iter().zip(&mut measured) {
+                rounds.run(server, &connection, locks, side).await;
+            }
+        }
+        let medians: Vec<(f64, f64, f64)> = measured.into_iter().map(Rounds::medians).collect();
+        if only.is_some() {
+            let (rate, client, on_server) = medians[0];
+            println!(
+                "throughput, {tasks:>2} task(s), one side alone: {rate:.0} cycles/s, client CPU {client:.1} µs, server CPU {on_server:.1} µs per cycle (medians of {rounds} rounds of {})",
+                cycles_for(tasks)
+            );
+            continue;
+        }
+        let [
+            (floor, floor_client, floor_server),
+            (publishing, publishing_client, publishing_server),
+            (ours, our_client, our_server),
+        ] = medians[..]
+        else {
+            unreachable!("three sides")
+        };
         println!(
-            "throughput, {tasks:>2} task(s) on distinct keys: floor {floor:>7.0} cycles/s, Lock {ours:>7.0} cycles/s, ratio {:.3}; client CPU per cycle: floor {floor_cpu:.1} µs, Lock {our_cpu:.1} µs, ratio {:.3} (medians of {ROUNDS} interleaved rounds of {CYCLES})",
+            "throughput, {tasks:>2} task(s) on distinct keys: floor {floor:>7.0} cycles/s, publishing floor {publishing:>7.0}, Lock {ours:>7.0}; ratio {:.3} to the floor, {:.3} to the publishing floor; client CPU per cycle: {floor_client:.1} / {publishing_client:.1} / {our_client:.1} µs (ratio {:.3}); server CPU per cycle: {floor_server:.1} / {publishing_server:.1} / {our_server:.1} µs (ratio {:.3}) (medians of {rounds} interleaved rounds of {})",
             ours / floor,
-            our_cpu / floor_cpu
+            ours / publishing,
+            our_client / floor_client,
+            our_server / floor_server,
+            cycles_for(tasks),
         );
     }
 }

@@ -17,6 +17,39 @@ end
 return 0
 "#;
 
+/// The same compare-and-delete, then the `PUBLISH` of the crate's release
+/// script (`ARGV[2]` the channel, `ARGV[3]` the message, empty by default),
+/// by `pcall` as there: the floor of what the lock's release makes the
+/// server do, to tell the server's cost of the wake-up from the client's.
+pub const RELEASE_PUBLISHING_LUA: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    redis.call("DEL", KEYS[1])
+    redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")
+    return 1
+end
+return 0
+"#;
+
+/// [`floor_cycle`] with [`RELEASE_PUBLISHING_LUA`] as `script`, publishing
+/// on `channel`.
+pub async fn floor_publishing_cycle(
+    connection: &mut impl redis::aio::ConnectionLike,
+    script: &redis::Script,
+    key: &str,
+    token: &str,
+    channel: &str,
+) {
+    floor_set(connection, key, token).await;
+    let deleted: i64 = script
+        .key(key)
+        .arg(token)
+        .arg(channel)
+        .invoke_async(connection)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+}
+
 /// `SET key token NX PX 30000`: whether it was set.
 pub async fn try_set(
     connection: &mut impl redis::aio::ConnectionLike,
