@@ -35,6 +35,9 @@ const START_ATTEMPTS: usize = 8;
 const RESTART_RETRY_FOR: Duration = Duration::from_secs(5);
 /// Lines of server log in errors, and printed when dropped in a panic.
 const LOG_TAIL_LINES: usize = 100;
+/// How long [`RedisServer::pause`] waits for every thread of the server to
+/// stop after `SIGSTOP`.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a throwaway server could not be had.
 ///
@@ -279,12 +282,14 @@ impl RedisServer {
 
     /// Freezes the server (`SIGSTOP`): connections are still accepted by
     /// the kernel, nothing is answered until [`resume`](RedisServer::resume).
-    /// For tests of timeouts and stalls. Unix only.
+    /// For tests of timeouts and stalls. Unix only. On Linux it returns once
+    /// every thread of the server is stopped: `kill(2)` returns when the
+    /// signal is sent, and right after it a thread is often still running.
     pub fn pause(&self) -> Result<(), ServerError> {
         let mut state = self.state();
         signal(&state, Signal::Stop, self.port)?;
         state.paused = true;
-        Ok(())
+        wait_stopped(&state, self.port)
     }
 
     /// Unfreezes a paused server (`SIGCONT`). Unix only.
@@ -512,6 +517,43 @@ fn signal(state: &State, signal: Signal, port: u16) -> Result<(), ServerError> {
         what: format!("cannot send {signal:?} to redis-server on port {port}"),
         source,
     })
+}
+
+/// Waits until every thread of the server is stopped, where `/proc` tells
+/// (Linux); elsewhere the signal's sending is all there is.
+fn wait_stopped(state: &State, port: u16) -> Result<(), ServerError> {
+    let Some(child) = state.child.as_ref() else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        match all_threads_stopped(child.id()) {
+            None | Some(true) => return Ok(()),
+            Some(false) if Instant::now() >= deadline => {
+                return Err(ServerError::Io {
+                    what: format!(
+                        "redis-server on port {port} did not stop within {STOP_TIMEOUT:?} of SIGSTOP"
+                    ),
+                    source: io::Error::from(ErrorKind::TimedOut),
+                });
+            }
+            Some(false) => thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` or `t` in
+/// `/proc/<pid>/task/*/stat`); `None` where that cannot be read.
+fn all_threads_stopped(pid: u32) -> Option<bool> {
+    let mut all = true;
+    for thread in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = fs::read_to_string(thread.ok()?.path().join("stat")).ok()?;
+        // `pid (comm) state ...`: the name may hold anything but the state
+        // follows its last `)`.
+        let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+        all &= matches!(state, 'T' | 't');
+    }
+    Some(all)
 }
 
 /// Sends `signal` to our child `pid` (only ever a server we started, not

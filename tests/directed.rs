@@ -226,19 +226,12 @@ async fn listen(
     (connection, receiver)
 }
 
-/// Whether every thread of `child` is stopped (state `T` in
-/// `/proc/<pid>/task/*/stat`). `kill -STOP` returns once the signal is
-/// sent; a thread of a loaded machine may run on for a moment after it.
+/// Whether every thread of `child` is stopped: `kill -STOP` returns once
+/// the signal is sent, and a thread of a loaded machine may run on for a
+/// moment after it.
 fn stopped(child: &Child) -> bool {
-    let Ok(threads) = std::fs::read_dir(format!("/proc/{}/task", child.id())) else {
-        return false;
-    };
-    threads.flatten().all(|thread| {
-        let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
-        // `pid (comm) state ...`: the state follows the last `)`.
-        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-        state.is_some_and(|rest| rest.starts_with('T') || rest.starts_with('t'))
-    })
+    let states = support::thread_states(child.id());
+    !states.is_empty() && states.iter().all(|state| matches!(state, 'T' | 't'))
 }
 
 fn signal(child: &Child, signal: &str) {

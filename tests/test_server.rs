@@ -72,6 +72,42 @@ async fn start_many_gives_a_redlock_its_independent_servers() {
     lock.acquire().await.unwrap().release().await.unwrap();
 }
 
+/// `pause` returns once the server is frozen, not when the signal is only
+/// sent: right after `kill(2)` a thread of the server is often still running
+/// (a third of the time here), and a test that counts on the stall then
+/// sees an answer. Read off `/proc`, so Linux only.
+#[cfg(target_os = "linux")]
+#[test]
+fn pause_returns_once_every_thread_of_the_server_is_stopped() {
+    let server = RedisServer::start().unwrap();
+    let pid = server.pid().unwrap();
+    let states = || -> Vec<char> {
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        threads
+            .map(|thread| {
+                let stat = std::fs::read_to_string(thread.unwrap().path().join("stat")).unwrap();
+                let (_, rest) = stat.rsplit_once(')').unwrap();
+                rest.trim_start().chars().next().unwrap()
+            })
+            .collect()
+    };
+    for _ in 0..50 {
+        server.pause().unwrap();
+        let now = states();
+        assert!(
+            now.iter().all(|state| matches!(state, 'T' | 't')),
+            "paused, but its threads are {now:?}"
+        );
+        server.resume().unwrap();
+    }
+    let mut connection = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let pong: String = redis::cmd("PING").query(&mut connection).unwrap();
+    assert_eq!(pong, "PONG");
+}
+
 #[test]
 fn a_server_that_will_not_start_is_an_error_with_its_log() {
     let err = RedisServer::start_with(&["--no-such-directive", "1"]).unwrap_err();

@@ -489,6 +489,22 @@ pub async fn woken_at_once<T>(
     got
 }
 
+/// The state of each thread of process `pid` (`R`, `S`, `T` for stopped,
+/// ...), from `/proc/<pid>/task/*/stat`; empty where that cannot be read.
+pub fn thread_states(pid: u32) -> Vec<char> {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    threads
+        .flatten()
+        .filter_map(|thread| {
+            let stat = std::fs::read_to_string(thread.path().join("stat")).ok()?;
+            // `pid (comm) state ...`: the state follows the last `)`.
+            stat.rsplit_once(')')?.1.trim_start().chars().next()
+        })
+        .collect()
+}
+
 /// How many clients of `server` are subscribed to the (plain) `channel`.
 pub fn subscribers(server: &RedisServer, channel: &str) -> i64 {
     let (_, count): (String, i64) =
