@@ -134,7 +134,6 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// `CYCLES` cycles over `tasks` tasks on distinct keys; cycles/s.
 /// What a throughput round runs in each task.
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
@@ -165,6 +164,8 @@ fn cycles_for(tasks: usize) -> usize {
     if tasks == 1 { CYCLES } else { CYCLES * 10 }
 }
 
+/// [`cycles_for`] cycles of `side`, spread over one task per lock (distinct
+/// keys); cycles/s.
 async fn cycles(connection: &MultiplexedConnection, locks: &[Lock], side: Side) -> f64 {
     let script = redis::Script::new(match side {
         Side::FloorPublishing => RELEASE_PUBLISHING_LUA,
@@ -242,12 +243,23 @@ impl Rounds {
     }
 
     /// Medians: cycles/s, client CPU, server CPU.
-    fn medians(self) -> (f64, f64, f64) {
+    fn medians(&self) -> (f64, f64, f64) {
         (
-            median(self.rates),
-            median(self.client_cpu),
-            median(self.server_cpu),
+            median(self.rates.clone()),
+            median(self.client_cpu.clone()),
+            median(self.server_cpu.clone()),
         )
+    }
+
+    /// `ours`' rate over `self`'s in each round: their median, lowest and
+    /// highest. A slow spell of the machine during one round moves this
+    /// median less than it moves the medians of the rates.
+    fn paired(&self, ours: &Rounds) -> (f64, f64, f64) {
+        let mut ratios: Vec<f64> = (ours.rates.iter().zip(&self.rates))
+            .map(|(ours, floor)| ours / floor)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        (median(ratios.clone()), ratios[0], ratios[ratios.len() - 1])
     }
 }
 
@@ -303,49 +315,22 @@ async fn throughput(server: &support::RedisServer) {
                     .await;
             }
         }
-        // The lock's rate over each floor's in the same round, whose median
-        // a slow spell of the machine during one round moves less than it
-        // moves the medians of the rates.
-        let paired = |floor: &Rounds, ours: &Rounds| {
-            let mut ratios: Vec<f64> = ours
-                .rates
-                .iter()
-                .zip(&floor.rates)
-                .map(|(ours, floor)| ours / floor)
-                .collect();
-            ratios.sort_by(f64::total_cmp);
-            (median(ratios.clone()), ratios[0], ratios[ratios.len() - 1])
-        };
-        let paired_ratios = (measured.len() == 3).then(|| {
-            (
-                paired(&measured[0], &measured[2]),
-                paired(&measured[1], &measured[2]),
-            )
-        });
-        let medians: Vec<(f64, f64, f64)> = measured.into_iter().map(Rounds::medians).collect();
         if only.is_some() {
-            let (rate, client, on_server) = medians[0];
+            let (rate, client, on_server) = measured[0].medians();
             println!(
                 "throughput, {tasks:>2} task(s), one side alone: {rate:.0} cycles/s, client CPU {client:.1} µs, server CPU {on_server:.1} µs per cycle (medians of {rounds} rounds of {})",
                 cycles_for(tasks)
             );
             continue;
         }
-        let [
-            (floor, floor_client, floor_server),
-            (publishing, publishing_client, publishing_server),
-            (ours, our_client, our_server),
-        ] = medians[..]
-        else {
+        let [floor_rounds, publishing_rounds, our_rounds] = &measured[..] else {
             unreachable!("three sides")
         };
-        let Some((
-            (to_floor, floor_low, floor_high),
-            (to_publishing, publishing_low, publishing_high),
-        )) = paired_ratios
-        else {
-            unreachable!("three sides")
-        };
+        let (to_floor, floor_low, floor_high) = floor_rounds.paired(our_rounds);
+        let (to_publishing, publishing_low, publishing_high) = publishing_rounds.paired(our_rounds);
+        let (floor, floor_client, floor_server) = floor_rounds.medians();
+        let (publishing, publishing_client, publishing_server) = publishing_rounds.medians();
+        let (ours, our_client, our_server) = our_rounds.medians();
         println!(
             "throughput, {tasks:>2} task(s) on distinct keys: floor {floor:>7.0} cycles/s, publishing floor {publishing:>7.0}, Lock {ours:>7.0}; ratio {to_floor:.3} to the floor ({floor_low:.3} to {floor_high:.3} over rounds), {to_publishing:.3} to the publishing floor ({publishing_low:.3} to {publishing_high:.3}); client CPU per cycle: {floor_client:.1} / {publishing_client:.1} / {our_client:.1} µs (ratio {:.3}); server CPU per cycle: {floor_server:.1} / {publishing_server:.1} / {our_server:.1} µs (ratio {:.3}) (medians of {rounds} rounds of {}; a ratio is the median of the lock's rate over the floor's in the same round)",
             our_client / floor_client,

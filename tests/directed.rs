@@ -269,9 +269,10 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
     // Then a second heartbeat (every second) from each: by then this
     // process has taken in the other's announcement, and its waiter has made
     // the try that follows its subscription. Released at the first
-    // announcements, under load this process could still know no other
-    // (the release then names no stopped process) or its waiter's try could
-    // come after the release: woken in 2 ms, once in a loaded full run.
+    // announcements, under load this process could still know no other, or
+    // its waiter's try could come after the release. (A loaded full run
+    // once saw the waiter here woken in 2 ms; that run was not traced, and
+    // the late stop below may have been its cause.)
     let mut announced: Vec<String> = Vec::new();
     let mut heartbeats: Vec<String> = Vec::new();
     while announced.len() < 2 || heartbeats.len() < 2 {

@@ -39,15 +39,7 @@ pub async fn floor_publishing_cycle(
     token: &str,
     channel: &str,
 ) {
-    floor_set(connection, key, token).await;
-    let deleted: i64 = script
-        .key(key)
-        .arg(token)
-        .arg(channel)
-        .invoke_async(connection)
-        .await
-        .unwrap();
-    assert_eq!(deleted, 1);
+    release_cycle(connection, script, key, token, Some(channel)).await;
 }
 
 /// `SET key token NX PX 30000`: whether it was set.
@@ -79,13 +71,25 @@ pub async fn floor_cycle(
     key: &str,
     token: &str,
 ) {
+    release_cycle(connection, script, key, token, None).await;
+}
+
+/// [`floor_set`], then `script` by hash with `key`, `token` and, when
+/// given, `channel`; the script must answer 1 (deleted).
+async fn release_cycle(
+    connection: &mut impl redis::aio::ConnectionLike,
+    script: &redis::Script,
+    key: &str,
+    token: &str,
+    channel: Option<&str>,
+) {
     floor_set(connection, key, token).await;
-    let deleted: i64 = script
-        .key(key)
-        .arg(token)
-        .invoke_async(connection)
-        .await
-        .unwrap();
+    let mut invocation = script.key(key);
+    invocation.arg(token);
+    if let Some(channel) = channel {
+        invocation.arg(channel);
+    }
+    let deleted: i64 = invocation.invoke_async(connection).await.unwrap();
     assert_eq!(deleted, 1);
 }
 
