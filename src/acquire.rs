@@ -118,7 +118,7 @@ impl<K: Kind> Engine<K> {
         };
         let mut waiter = Waiter::new(
             &self.kind,
-            pending.token_str(),
+            (pending.token_str(), self.ttl),
             policy.start(started),
             self.topology.wake_ups(),
         );
@@ -202,7 +202,7 @@ impl<K: Kind> Engine<K> {
                     failed,
                     token_spent,
                     queued,
-                    announces,
+                    named,
                 } => {
                     // A mark left while queued (by this attempt or an
                     // earlier one) is released by token if the acquire
@@ -212,11 +212,11 @@ impl<K: Kind> Engine<K> {
                     if token_spent {
                         pending.token = Some(Token::generate()?);
                     }
-                    (failed, announces)
+                    (failed, named)
                 }
             };
             waiting.start(&self.meter);
-            if !waiter.wait(holder_named).await {
+            if !waiter.wait(holder_named, pending.token_str()).await {
                 return Err(failed.unwrap_or_else(|| Error::Busy {
                     key: self.key().to_owned(),
                     waited: started.elapsed(),
@@ -358,7 +358,7 @@ return 0
             Ok(match redis::from_redis_value::<i64>(reply)? {
                 1 => Grant::Acquired { fence: None },
                 2 => Grant::AlreadyOurs { fence: None },
-                _ => Grant::Busy { announces: None },
+                _ => Grant::Busy { named: None },
             })
         }
         fn release(&self, token: &str, announce: Announce<'_>) -> ScriptCall {

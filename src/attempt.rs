@@ -4,6 +4,7 @@
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::kind::Named;
 
 /// The outcome of one acquire attempt.
 #[derive(Debug)]
@@ -21,13 +22,13 @@ pub(crate) enum AcquireStep {
     /// contention ([`Error::Busy`]). When `token_spent`, the next attempt
     /// needs a fresh token. When `queued`, the token left a mark (see
     /// `Grant::Queued`) that must be released if the acquire gives up;
-    /// otherwise nothing of ours is left behind. `announces`: what a busy
-    /// answer showed of the holder (see `Grant::Busy`).
+    /// otherwise nothing of ours is left behind. `named`: the holder a busy
+    /// answer named (see `Grant::Busy`).
     Retry {
         failed: Option<Error>,
         token_spent: bool,
         queued: bool,
-        announces: Option<bool>,
+        named: Option<Named>,
     },
     /// Give up with `error`. `maybe_set`: whether our token may have been
     /// set on a node, so that it needs releasing.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use crate::recent::RecentTokens;
 use crate::route::{self, Announcement, Heard, Message, Route};
 use crate::seen::{self, HeldUntil, Signal};
 
@@ -42,6 +43,8 @@ pub(crate) struct Channel {
     /// releases (it gets the lease, or inspects its holder), so a busy
     /// answer here meanwhile needs no inspection of its own.
     pub(crate) woken_as_of: Option<u64>,
+    /// The tokens this process's latest attempts on the channel sent.
+    pub(crate) recent: RecentTokens,
     /// Where releases are named for one process (a mutex on one node).
     pub(crate) route: Option<Route>,
     /// Since when a channel with a route has had no waiters: it stays
@@ -80,6 +83,7 @@ impl Channel {
             releases: 0,
             holder_as_of: 0,
             woken_as_of: None,
+            recent: RecentTokens::default(),
             route: directed.then(Route::default),
             idle_since: None,
         }

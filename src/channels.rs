@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use redis::{PushInfo, PushKind};
 use tokio::sync::{Notify, watch};
@@ -31,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::route::{self, Announcement, Message, Route};
 use crate::seen::{self, HeldUntil, Signal};
+use crate::token::HolderToken;
 
 /// Locks the mutex, ignoring poisoning: every critical section here leaves
 /// the state consistent at each step, and nothing in them panics.
@@ -379,6 +381,26 @@ impl Shared {
             .channels
             .get(channel)
             .map_or(0, |entry| entry.releases)
+    }
+
+    /// An attempt on `channel` is about to be sent, with `token` and `ttl`
+    /// when a busy answer naming that token is to be known as this
+    /// process's (see `recent`); the releases heard on it so far.
+    pub(crate) fn sending(&self, channel: &str, token: Option<(HolderToken, Duration)>) -> u64 {
+        let mut state = self.state();
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return 0;
+        };
+        if let Some((token, ttl)) = token {
+            entry.recent.sending(token, ttl);
+        }
+        entry.releases
+    }
+
+    /// The TTL asked for by a recent attempt of this process on `channel`
+    /// that sent `token` (see `recent`).
+    pub(crate) fn sent_here(&self, channel: &str, token: HolderToken) -> Option<Duration> {
+        self.state().channels.get(channel)?.recent.ttl_of(token)
     }
 
     /// The holder as seen on `channel` in this busy period, if it has not

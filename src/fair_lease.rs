@@ -198,7 +198,7 @@ impl Kind for FairLease {
             1 => Grant::Acquired { fence: None },
             2 => Grant::AlreadyOurs { fence: None },
             3 => Grant::Queued,
-            _ => Grant::Busy { announces: None },
+            _ => Grant::Busy { named: None },
         })
     }
 

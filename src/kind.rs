@@ -31,6 +31,7 @@ use std::time::Duration;
 use redis::{RedisResult, Value};
 
 use crate::scripts::{Request, ScriptCall};
+use crate::token::HolderToken;
 
 /// A node's answer to an acquire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,16 +40,36 @@ pub(crate) enum Grant {
     Acquired { fence: Option<u64> },
     /// The lease was ours already: an earlier send of the same token landed.
     AlreadyOurs { fence: Option<u64> },
-    /// Held by others; nothing was changed. `announces`: when the answer
-    /// named the holder, whether it announces its release (a client of this
-    /// crate); a waiter's inspection then asks only for its TTL
-    /// ([`Kind::holder_ttl`]).
-    Busy { announces: Option<bool> },
+    /// Held by others; nothing was changed. `named`: the holder, when the
+    /// answer named it; a waiter's inspection then asks only for its TTL
+    /// ([`Kind::holder_ttl`]), or not at all when the token is one this
+    /// process sent (see `recent`).
+    Busy { named: Option<Named> },
     /// Held by others, and this send left a mark of our token that makes
     /// others wait behind us (a writer's intent to write, a place in a
     /// queue). The mark expires by itself; a release by our token removes
     /// it at once, and the engine sends one when it gives up waiting.
     Queued,
+}
+
+/// The holder a busy answer named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Named {
+    /// A client of this crate, which announces its release; its token.
+    Announcing(HolderToken),
+    /// Another library's client: its release is not announced.
+    Silent,
+}
+
+impl Named {
+    /// The holder named by `value`, a busy answer's token.
+    pub(crate) fn of(value: &[u8]) -> Named {
+        HolderToken::read(value).map_or(Named::Silent, Named::Announcing)
+    }
+
+    pub(crate) fn announces(self) -> bool {
+        matches!(self, Named::Announcing(_))
+    }
 }
 
 /// Who holds a busy lease, as a waiter asks after a busy answer.

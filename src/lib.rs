@@ -107,6 +107,7 @@ mod owner;
 mod permit;
 mod permit_set;
 mod quorum;
+mod recent;
 mod reentrant;
 mod renew;
 mod replicas;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use redis::{RedisResult, Value};
 
-use crate::kind::{Announce, Grant, Holder, Kind};
+use crate::kind::{Announce, Grant, Holder, Kind, Named};
 use crate::scripts::{LeaseScript, Request, ScriptCall};
 use crate::token;
 use crate::ttl::millis;
@@ -175,13 +175,13 @@ impl Kind for MutexLease {
                 None => Grant::Acquired { fence: None },
                 Some(holder) if holder == token.as_bytes() => Grant::AlreadyOurs { fence: None },
                 Some(holder) => Grant::Busy {
-                    announces: Some(token::has_token_format(&holder)),
+                    named: Some(Named::of(&holder)),
                 },
             });
         }
         let reply: Option<(i64, u64)> = redis::from_redis_value(reply)?;
         Ok(match reply {
-            None => Grant::Busy { announces: None },
+            None => Grant::Busy { named: None },
             Some((1, fence)) => Grant::Acquired { fence: Some(fence) },
             Some((2, fence)) => Grant::AlreadyOurs { fence: Some(fence) },
             Some((state, _)) => {

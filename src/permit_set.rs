@@ -242,7 +242,7 @@ impl Kind for PermitSet {
         Ok(match redis::from_redis_value::<i64>(reply)? {
             1 => Grant::Acquired { fence: None },
             2 => Grant::AlreadyOurs { fence: None },
-            _ => Grant::Busy { announces: None },
+            _ => Grant::Busy { named: None },
         })
     }
 

@@ -269,7 +269,7 @@ impl Quorum {
 
         if granted >= self.required {
             return AcquireStep::Retry {
-                announces: None,
+                named: None,
                 queued: false,
                 failed: Some(Error::ValidityExpired {
                     operation: Operation::Acquire,
@@ -284,7 +284,7 @@ impl Quorum {
         // went wrong.
         if busy > self.len() - self.required {
             return AcquireStep::Retry {
-                announces: None,
+                named: None,
                 queued: false,
                 failed: None,
                 token_spent: true,
@@ -308,7 +308,7 @@ impl Quorum {
         } else {
             // A split vote (with some node failing): another try may win.
             AcquireStep::Retry {
-                announces: None,
+                named: None,
                 queued: false,
                 failed: Some(error),
                 token_spent: true,

@@ -132,7 +132,7 @@ fn read_grant(reply: Value) -> RedisResult<Grant> {
         1 => Grant::Acquired { fence: None },
         2 => Grant::AlreadyOurs { fence: None },
         3 => Grant::Queued,
-        _ => Grant::Busy { announces: None },
+        _ => Grant::Busy { named: None },
     })
 }
 

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Waker};
+use std::time::Duration;
 
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, watch};
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::channels::Shared;
 use crate::seen::{HeldUntil, Signal};
+use crate::token::HolderToken;
 
 /// One waiter's interest in a channel; dropping it lets the task unsubscribe
 /// when it was the last.
@@ -38,6 +40,9 @@ pub(crate) struct Subscription {
     woken: bool,
     /// The channel's [`Signal::lives`] at the last [`arm`](Self::arm).
     lives_at_arm: u64,
+    /// The releases heard on the channel at the last [`arm`](Self::arm)
+    /// that recorded a token (see [`sent_here`](Self::sent_here)).
+    releases_at_arm: u64,
 }
 
 /// What ended a wait early.
@@ -66,13 +71,18 @@ impl Subscription {
             armed: None,
             woken: false,
             lives_at_arm: 0,
+            releases_at_arm: 0,
         })
     }
 
     /// Queues for the next release, unless already queued, and marks the
     /// signal as seen; whether the channel is live. Call right before an
-    /// attempt.
-    pub(crate) fn arm(&mut self) -> bool {
+    /// attempt; `sending`: its token and TTL, for a kind whose busy answers
+    /// naming it are to be known as this process's (see `recent`).
+    pub(crate) fn arm(&mut self, sending: Option<(HolderToken, Duration)>) -> bool {
+        if sending.is_some() {
+            self.releases_at_arm = self.shared.sending(&self.channel, sending);
+        }
         if self.armed.is_none() {
             let mut armed = Box::pin(self.released.clone().notified_owned());
             // Queued from now on, not only once polled.
@@ -141,6 +151,15 @@ impl Subscription {
     /// given back with what it saw ([`saw_holder`](Self::saw_holder)).
     pub(crate) fn releases_heard(&self) -> u64 {
         self.shared.releases_heard(&self.channel)
+    }
+
+    /// When a busy answer named `holder`, a token that a recent attempt of
+    /// this process sent: the TTL that attempt asked for, and the releases
+    /// heard before the attempt this answer replied to (what the answer
+    /// shows is as of then at the earliest).
+    pub(crate) fn sent_here(&self, holder: HolderToken) -> Option<(Duration, u64)> {
+        let ttl = self.shared.sent_here(&self.channel, holder)?;
+        Some((ttl, self.releases_at_arm))
     }
 
     /// The holder as seen by a waiter of this process since the last
@@ -219,11 +238,11 @@ mod tests {
         let shared = Arc::new(Shared::default());
         let key: Arc<str> = "k".into();
         let mut waiter = Subscription::join(&shared, &key, "c", false).expect("a new channel");
-        assert!(!waiter.arm(), "not subscribed yet");
+        assert!(!waiter.arm(None), "not subscribed yet");
         let epoch = shared.next_epoch();
         shared.on_push(epoch, subscribed("c"));
         assert!(waiter.coverage_changed(false), "came up: try again");
-        assert!(waiter.arm(), "live");
+        assert!(waiter.arm(None), "live");
         assert!(!waiter.coverage_changed(true), "covered");
 
         shared.on_push(
@@ -242,7 +261,7 @@ mod tests {
             "down and up since the attempt"
         );
 
-        assert!(waiter.arm());
+        assert!(waiter.arm(None));
         assert!(
             !waiter.coverage_changed(true),
             "covered from the next attempt"

@@ -144,6 +144,35 @@ pub(crate) fn has_token_format(value: &[u8]) -> bool {
     value.len() == TOKEN_BYTES * 2 && value.iter().all(|b| HEX.contains(b))
 }
 
+/// A token of this crate as a busy answer named its holder: compared with
+/// this process's own recent tokens (see `recent`), never shown whole.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HolderToken([u8; TOKEN_BYTES * 2]);
+
+impl HolderToken {
+    /// `value`, if it has this crate's token format.
+    pub(crate) fn read(value: &[u8]) -> Option<HolderToken> {
+        if !has_token_format(value) {
+            return None;
+        }
+        let mut bytes = [0u8; TOKEN_BYTES * 2];
+        bytes.copy_from_slice(value);
+        Some(HolderToken(bytes))
+    }
+
+    /// An acquire's own token (a [`Token`]'s text): its bytes, unchecked.
+    pub(crate) fn own(token: &str) -> Option<HolderToken> {
+        token.as_bytes().try_into().ok().map(HolderToken)
+    }
+}
+
+impl fmt::Debug for HolderToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = String::from_utf8_lossy(&self.0[..SHOWN_HEX_DIGITS]);
+        write!(f, "HolderToken({shown}…)")
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Token({}…)", &self.as_str()[..SHOWN_HEX_DIGITS])

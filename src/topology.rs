@@ -199,14 +199,14 @@ impl Topology {
                 from_earlier_send: true,
                 fence,
             },
-            Ok(Grant::Busy { announces }) => AcquireStep::Retry {
+            Ok(Grant::Busy { named }) => AcquireStep::Retry {
                 failed: None,
                 token_spent: false,
                 queued: false,
-                announces,
+                named,
             },
             Ok(Grant::Queued) => AcquireStep::Retry {
-                announces: None,
+                named: None,
                 failed: None,
                 token_spent: false,
                 queued: true,

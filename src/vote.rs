@@ -127,7 +127,7 @@ mod tests {
         Some(Ok(Grant::Acquired { fence: None }))
     }
     fn busy() -> Option<Reply<Grant>> {
-        Some(Ok(Grant::Busy { announces: None }))
+        Some(Ok(Grant::Busy { named: None }))
     }
     fn timed_out() -> Option<Reply<Grant>> {
         Some(Err(NodeFailureReason::TimedOut(Duration::from_millis(50))))

@@ -19,7 +19,9 @@
 //!   as last seen here (asked after a busy answer, never on the uncontended
 //!   path, shared with the channel's other waiters). A busy answer asks
 //!   only when no waiter here saw the holder since the last release heard
-//!   (one inspection per busy period and process, not one per waiter). A holder that does not
+//!   (one inspection per busy period and process, not one per waiter), and
+//!   not when it names a token a recent attempt here sent, whose TTL is
+//!   known (see `recent`). A holder that does not
 //!   announce (another library), an unknown holder, and wake-ups that are
 //!   not complete (one node of a Redlock) are also polled for under the
 //!   wait policy's backoff.
@@ -40,10 +42,11 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::time::Instant;
 
-use crate::kind::{Holder, Kind};
+use crate::kind::{Holder, Kind, Named};
 use crate::retry::Backoff;
 use crate::seen::HeldUntil;
 use crate::subscription::{Event, Subscription};
+use crate::token::HolderToken;
 use crate::topology::WakeUps;
 
 /// A wait this long is as good as endless: instants past it are not
@@ -68,6 +71,11 @@ pub(crate) struct Waiter<'a, K> {
     live: bool,
     /// Whether releases on the channel may name one process (see `route`).
     directed: bool,
+    /// The acquire's TTL, when its token and TTL are recorded before each
+    /// attempt that a subscription covers, so that a busy answer naming
+    /// that token is known as this process's hold (an exclusive lease with
+    /// complete wake-ups, whose attempts all send one token; see `recent`).
+    recorded_ttl: Option<Duration>,
 }
 
 /// What a look after a busy answer decided.
@@ -86,7 +94,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
     /// acquire's (for a kind whose waiters have channels of their own).
     pub(crate) fn new(
         kind: &'a K,
-        token: &str,
+        (token, ttl): (&str, Duration),
         backoff: Backoff,
         wake_ups: Option<WakeUps<'a>>,
     ) -> Self {
@@ -102,7 +110,11 @@ impl<'a, K: Kind> Waiter<'a, K> {
         };
         let mut subscription =
             wake_ups.and_then(|wake| wake.notifier.join_if_live(kind.key(), &channel, directed));
-        let live = subscription.as_mut().is_some_and(Subscription::arm);
+        let recorded_ttl =
+            (wake_ups.is_some_and(|wake| wake.complete) && kind.exclusive()).then_some(ttl);
+        let live = subscription.as_mut().is_some_and(|subscription| {
+            subscription.arm(recorded_ttl.and_then(|ttl| sending(token, ttl)))
+        });
         Waiter {
             kind,
             channel,
@@ -111,6 +123,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
             subscription,
             live,
             directed,
+            recorded_ttl,
         }
     }
 
@@ -121,7 +134,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
     ///
     /// Cancel safe: dropping it (with the `Waiter`) gives up this waiter's
     /// share of the subscription, and passes on a release wake-up it took.
-    pub(crate) async fn wait(&mut self, named: Option<bool>) -> bool {
+    pub(crate) async fn wait(&mut self, named: Option<Named>, token: &str) -> bool {
         let now = Instant::now();
         let Some(mut left) = self.backoff.time_left(now) else {
             return false;
@@ -170,7 +183,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
         }
         // The mark and the queueing come after the wait and right before
         // the next attempt (nothing is awaited in between).
-        self.live = subscription.arm();
+        self.live = subscription.arm(self.recorded_ttl.and_then(|ttl| sending(token, ttl)));
         true
     }
 
@@ -208,13 +221,18 @@ impl<'a, K: Kind> Waiter<'a, K> {
     }
 }
 
+/// What an attempt with `token` records before it is sent (see `recent`).
+fn sending(token: &str, ttl: Duration) -> Option<(HolderToken, Duration)> {
+    Some((HolderToken::own(token)?, ttl))
+}
+
 /// Right after a busy answer: try again at once, or sleep (and poll when
 /// releases may go unheard).
 async fn look<K: Kind>(
     subscription: &mut Subscription,
     live: bool,
     wake: WakeUps<'_>,
-    (kind, named): (&K, Option<bool>),
+    (kind, named): (&K, Option<Named>),
     backoff: &mut Backoff,
     now: Instant,
 ) -> Next {
@@ -228,11 +246,30 @@ async fn look<K: Kind>(
             // Seen by a waiter here since the last release: the holder is
             // the same, and sleeping until its expiry (or the release's
             // wake-up) needs no inspection of this waiter's own.
+        } else if let Some(Named::Announcing(holder)) = named
+            && wake.complete
+            && let Some((ttl, as_of)) = subscription.sent_here(holder)
+        {
+            // Held by an attempt of this process, which set the key before
+            // the busy answer came: it expires within its TTL from now at
+            // the latest, and announces its release. (The race this saves
+            // an inspection in: a task here takes the lock right after its
+            // release, and the woken waiter's answer comes before its own
+            // acquire shows the new holder, or after the release heard has
+            // made that stale.)
+            subscription.saw_holder(
+                Some(HeldUntil {
+                    expires: after(now, ttl),
+                    announces: true,
+                }),
+                as_of,
+            );
         } else {
             // Taken before the inspection: a release heard while it runs
             // makes what it sees unfit for reuse.
             let as_of = subscription.releases_heard();
-            match wake.node.holder_after_busy(kind, named).await {
+            let announces = named.map(Named::announces);
+            match wake.node.holder_after_busy(kind, announces).await {
                 // Gone from one node of several says nothing of the others:
                 // poll (below), or this loop would spin.
                 Holder::Gone if !wake.complete => subscription.saw_holder(None, as_of),

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis_mutex::{Lock, WaitPolicy};
+use support::proxy::{Mode, Proxy};
 use support::{RedisServer, eventually, subscribers, time_handoff, time_handoffs};
 
 /// The URL, key and hold time for a contender process started by the test.
@@ -577,6 +578,85 @@ async fn one_release_wakes_one_local_waiter_and_the_winner_keeps_it() {
     for waiter in waiters {
         waiter.await.unwrap();
     }
+}
+
+/// A task here that takes the lock again right after its own release,
+/// before the release is heard (this process hears its channel late, here
+/// through a proxy that delays every push by 300 ms): the waiter woken by
+/// that release finds the lock busy, named by the token a task here just
+/// sent, so it knows the holder's TTL without asking (no `PTTL`). The new
+/// holder's own acquire could not show it: the release heard after it made
+/// what it showed stale. (It was the hundredth of a command above 6 per
+/// handoff in the bench, with zero hold times.) The new holder never
+/// releases: the waiter's sleep ends by that TTL, counted from its busy
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_answer_naming_a_token_sent_here_needs_no_inspection() {
+    let server = RedisServer::start();
+    let late = Proxy::to(&server);
+    late.set(Mode::Delay(Duration::from_millis(300)));
+    let hears_late = redis::Client::open(late.url()).unwrap();
+    let key = "handoff:again-here";
+    let lock = |ttl: Duration| {
+        let server = &server;
+        let hears_late = &hears_late;
+        async move {
+            Lock::builder(key)
+                .ttl(ttl)
+                .wait(sluggish())
+                .notify_with(hears_late)
+                .build(server.conn().await)
+                .unwrap()
+        }
+    };
+    let patient = lock(Duration::from_secs(10)).await;
+    let short = lock(Duration::from_millis(600)).await;
+    let holder = patient.acquire().await.unwrap();
+    let waiter = {
+        let patient = patient.clone();
+        tokio::spawn(async move { patient.acquire().await.unwrap() })
+    };
+    eventually(
+        Duration::from_secs(5),
+        "the waiter subscribed and looked",
+        || {
+            subscribers(&server, "{handoff:again-here}:released") == 1
+                && server.command_calls("pttl") == 1
+        },
+    )
+    .await;
+    // The confirmation comes 300 ms late: the waiter tries again then.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.reset_stats();
+
+    holder.release().await.unwrap();
+    // Never released: only its TTL (600 ms) ends it.
+    std::mem::forget(short.acquire().await.unwrap());
+    let taken = Instant::now();
+    assert_eq!(server.command_calls("set"), 1, "taken again at once");
+    eventually(Duration::from_secs(5), "the woken waiter tried", || {
+        server.command_calls("set") == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        server.command_calls("pttl"),
+        0,
+        "the woken waiter asked for the TTL of a hold taken here"
+    );
+    assert!(!waiter.is_finished(), "the lock is held");
+
+    let guard = tokio::time::timeout(Duration::from_secs(3), waiter)
+        .await
+        .expect("the waiter slept past the new holder's TTL (600 ms)")
+        .unwrap();
+    let waited = taken.elapsed();
+    // Its answer came some 300 ms after the SET; it sleeps the TTL from then.
+    assert!(
+        waited >= Duration::from_millis(600) && waited < Duration::from_millis(600 + 300 + 500),
+        "{waited:?}"
+    );
+    guard.release().await.unwrap();
 }
 
 // --------------------------------------------------------------------------
