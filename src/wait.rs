@@ -90,8 +90,10 @@ enum Next {
 impl<'a, K: Kind> Waiter<'a, K> {
     /// Made before the first attempt. When others in the process already
     /// wait on the key, with a live subscription, the first attempt is
-    /// covered too, and a busy answer needs no second try. `token` is the
-    /// acquire's (for a kind whose waiters have channels of their own).
+    /// covered too, and a busy answer needs no second try. `token` and
+    /// `ttl` are the acquire's: the token names the waiter's channel for a
+    /// kind whose waiters have channels of their own, and both are recorded
+    /// before a covered attempt (see `recent`).
     pub(crate) fn new(
         kind: &'a K,
         (token, ttl): (&str, Duration),
@@ -130,7 +132,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
     /// Waits after a busy answer until the next attempt is worth sending.
     /// `false` when the wait policy's deadline has passed: give up.
     /// `named`: what the busy answer showed of the holder (see
-    /// `Grant::Busy`).
+    /// `Grant::Busy`); `token`: the acquire's, which the next attempt sends.
     ///
     /// Cancel safe: dropping it (with the `Waiter`) gives up this waiter's
     /// share of the subscription, and passes on a release wake-up it took.
