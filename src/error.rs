@@ -456,7 +456,8 @@ impl Error {
     /// Whether trying again later may succeed: the lock was busy, or Redis
     /// could not be reached, timed out, or was in a passing state (loading
     /// its data; on a cluster, a failover or resharding in progress:
-    /// `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `READONLY`). A missed quorum is retryable when no
+    /// `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `READONLY`, or a replica sync's
+    /// `WAIT` answered by the master just demoted). A missed quorum is retryable when no
     /// node failed with an error reply (only busy, timed-out or unreachable
     /// nodes).
     pub fn is_retryable(&self) -> bool {
@@ -620,7 +621,17 @@ fn is_transient_server_state(error: &redis::RedisError) -> bool {
                 | ServerErrorKind::MasterDown
                 | ServerErrorKind::ReadOnly
         ) | ErrorKind::ClusterConnectionNotFound
-    )
+    ) || is_wait_on_a_replica(error)
+}
+
+/// `WAIT` or `WAITAOF` sent to a node that is a replica by now: the master
+/// that granted the lock was demoted in a failover (as `READONLY` for a
+/// write). Redis and Valkey say so with a plain `ERR`.
+fn is_wait_on_a_replica(error: &redis::RedisError) -> bool {
+    error.code() == Some("ERR")
+        && error
+            .detail()
+            .is_some_and(|detail| detail.contains("cannot be used with replica instances"))
 }
 
 #[cfg(test)]
@@ -696,6 +707,23 @@ mod tests {
         ] {
             assert!(server_error(kind, code).is_retryable(), "{code}");
         }
+        // The demoted master's answers to the acquire's `WAIT` or
+        // `WAITAOF`, word for word (Redis 7.0, Valkey 9).
+        for detail in [
+            "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 \
+             if a replica is configured to be writable (which is not the default) writes to \
+             replicas are just local and are not propagated.",
+            "WAIT cannot be used with replica instances. Please also note that if a replica is \
+             configured to be writable (which is not the default) writes to replicas are just \
+             local and are not propagated.",
+            "WAITAOF cannot be used with replica instances. Please also note that writes to \
+             replicas are just local and are not propagated.",
+        ] {
+            let demoted = Error::from_redis(Operation::Replicate, "k", reply("ERR", detail));
+            assert!(demoted.is_retryable(), "{demoted:?}");
+        }
+        let other = Error::from_redis(Operation::Replicate, "k", reply("ERR", "something else"));
+        assert!(!other.is_retryable(), "{other:?}");
         for (kind, code) in [
             (ServerErrorKind::CrossSlot, "CROSSSLOT"),
             (ServerErrorKind::NoScript, "NOSCRIPT"),

@@ -96,8 +96,10 @@ impl Node {
             use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
             let route = Route::with_key(key, SlotAddr::Master);
             let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            // An error reply comes back as a value here: surfaced as the
+            // server's error, not as a reply that does not parse.
             let value = cluster.clone().route_command(cmd, routing).await?;
-            return redis::from_redis_value(value).map_err(Into::into);
+            return redis::from_redis_value(value.extract_error()?).map_err(Into::into);
         }
         #[cfg(not(feature = "cluster"))]
         let _ = key; // One node holds every key.
