@@ -141,7 +141,9 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// release, so a waiter polls for it. Bytes, not text: a foreign token need
 /// not be UTF-8 (rslock's are raw random bytes).
 pub(crate) fn has_token_format(value: &[u8]) -> bool {
-    value.len() == TOKEN_BYTES * 2 && value.iter().all(|b| HEX.contains(b))
+    // A range test per byte: `HEX.contains` is a `memchr` call per byte,
+    // ~80 instructions each, 3,300 per busy answer (callgrind).
+    value.len() == TOKEN_BYTES * 2 && value.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A token of this crate as a busy answer named its holder: compared with
@@ -212,6 +214,11 @@ mod tests {
             "q2x8Zr1mN4vB7tK0pL3sYw==",         // redsync
             "q2x8Zr1mN4vB7tK0pL3sYw",           // bsm/redislock
             "3F2B8C1E9A7D4E6F8B0C2D4E6F8A0B1C2D3E4F5A", // upper case
+            // One byte past the ends of the digit ranges: `/` `:` `` ` `` `g`.
+            "/f2b8c1e9a7d4e6f8b0c2d4e6f8a0b1c2d3e4f5a",
+            "3f2b8c1e9a7d4e6f8b0c2d4e6f8a0b1c2d3e4f5:",
+            "3f2b8c1e9a7d4e6f8b0c2d`e6f8a0b1c2d3e4f5a",
+            "3f2b8c1e9a7d4e6f8b0c2d4e6f8a0b1c2d3e4f5g",
             "",
         ] {
             assert!(!has_token_format(foreign.as_bytes()), "{foreign}");
