@@ -27,6 +27,18 @@
 //! cargo bench --bench perf -- redlock
 //! ```
 //!
+//! The instructions of contended acquisitions, against the floor's: one
+//! handoff child (`--child url run tasks hold_us crate|floor`: 9 tasks are
+//! 8 waiters and the holder) under callgrind, against a server of your own,
+//! each side with a run name of its own; the totals over its 451
+//! acquisitions differ by what the crate adds per acquisition:
+//!
+//! ```sh
+//! redis-server --port 6399 --save '' --daemonize yes
+//! valgrind --tool=callgrind target/release/deps/perf-<hash> --child redis://127.0.0.1:6399 c 9 2000 crate
+//! valgrind --tool=callgrind target/release/deps/perf-<hash> --child redis://127.0.0.1:6399 f 9 2000 floor
+//! ```
+//!
 //! In a handoff run each process has `waiters / processes + 1` tasks; a
 //! task that released does not compete again until another task of its
 //! process took the lock, so every handoff goes to a task that was waiting
