@@ -30,8 +30,10 @@
 //! The instructions of contended acquisitions, against the floor's: one
 //! handoff child (`--child url run tasks hold_us crate|floor`: 9 tasks are
 //! 8 waiters and the holder) under callgrind, against a server of your own,
-//! each side with a run name of its own; the totals over its 451
-//! acquisitions differ by what the crate adds per acquisition:
+//! each side with a run name of its own. The totals over its 451
+//! acquisitions differ by what the crate adds per acquisition, and by each
+//! side's set-up; a side's total moves by a few hundred thousand from run
+//! to run (timing decides how many busy answers there are):
 //!
 //! ```sh
 //! redis-server --port 6399 --save '' --daemonize yes
