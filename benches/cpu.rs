@@ -1,7 +1,8 @@
 //! Client CPU per uncontended acquire + release, against the floor: the
-//! `redis` crate alone sending the same two commands (`SET key token NX PX
-//! ttl`, then a compare-and-delete by `EVALSHA`) on the same multiplexed
-//! connection, in the same process and run.
+//! `redis` crate alone sending byte for byte the lock's two commands (`SET
+//! key token NX GET PX ttl`, then the crate's release script by `EVALSHA`,
+//! see `floor::same_commands_cycle`) on the same multiplexed connection, in
+//! the same process and run.
 //!
 //! On a slow loopback the wall-clock ratios of `benches/lock.rs` hide the
 //! client's CPU cost; this counts it. Everything runs on one current-thread
@@ -34,7 +35,9 @@ mod support;
 #[path = "floor/mod.rs"]
 mod floor;
 
-use floor::{RELEASE_LUA, cpu_time, floor_cycle, floor_redlock_cycle};
+use floor::{
+    CRATE_RELEASE_LUA, CRATE_SIZED_TOKEN, cpu_time, floor_redlock_cycle, same_commands_cycle,
+};
 
 /// Cycles per run; `CPU_CYCLES` overrides it (two callgrind runs of
 /// different lengths give the instructions per cycle without the start-up).
@@ -49,15 +52,23 @@ const TASKS: usize = 32;
 /// `cycles()` acquire + release cycles spread over `tasks` tasks on distinct
 /// keys, by the floor or by the lock.
 async fn run(connection: &MultiplexedConnection, locks: &[Lock], floor: bool, tasks: usize) {
-    let script = redis::Script::new(RELEASE_LUA);
+    let script = redis::Script::new(CRATE_RELEASE_LUA);
     let mut set = tokio::task::JoinSet::new();
     for lock in &locks[..tasks] {
         let (lock, mut connection, script) = (lock.clone(), connection.clone(), script.clone());
         set.spawn(async move {
             let key = format!("{}:floor", lock.key());
+            let channel = format!("{{{key}}}:released");
             for _ in 0..cycles() / tasks {
                 if floor {
-                    floor_cycle(&mut connection, &script, &key, "token-of-the-floor").await;
+                    same_commands_cycle(
+                        &mut connection,
+                        &script,
+                        &key,
+                        CRATE_SIZED_TOKEN,
+                        &channel,
+                    )
+                    .await;
                 } else {
                     lock.acquire().await.unwrap().release().await.unwrap();
                 }
@@ -70,7 +81,7 @@ async fn run(connection: &MultiplexedConnection, locks: &[Lock], floor: bool, ta
 /// `cycles()` acquire + release cycles of a Redlock over `connections` (5
 /// servers), by the floor or by the lock, in one task.
 async fn run_redlock(connections: &[MultiplexedConnection], floor: bool) {
-    let script = redis::Script::new(RELEASE_LUA);
+    let script = redis::Script::new(CRATE_RELEASE_LUA);
     let lock = Lock::builder("cpu:redlock")
         .build_quorum(connections.iter().cloned())
         .unwrap();
@@ -80,7 +91,8 @@ async fn run_redlock(connections: &[MultiplexedConnection], floor: bool) {
                 connections,
                 &script,
                 "cpu:redlock:floor",
-                "token-of-the-floor",
+                CRATE_SIZED_TOKEN,
+                Some("{cpu:redlock:floor}:released"),
                 true,
             )
             .await;

@@ -2,10 +2,12 @@
 //! the same run:
 //!
 //! - `throughput`: uncontended acquire + release cycles/s, 1 task and 32
-//!   tasks on distinct keys, as a ratio to the raw `redis` crate sending the
-//!   same two commands on the same connection, and to a second floor whose
-//!   release script also publishes as the crate's does (medians of
-//!   interleaved rounds); the client's and the server's CPU per cycle.
+//!   tasks on distinct keys, as a ratio to the raw `redis` crate sending
+//!   byte for byte the lock's commands on the same connection (`SET key
+//!   token NX GET PX ttl`, then the crate's release script, which
+//!   publishes), and to the plain floor anyone would write (`SET NX PX`,
+//!   then a compare-and-delete), medians of paired interleaved rounds; the
+//!   client's and the server's CPU per cycle.
 //! - `handoff`: commands per handoff (`INFO commandstats`, the release
 //!   script's own `GET`, `DEL` and `PUBLISH` included) with 8, 64 and 256
 //!   waiters on one key, in 1 process and spread over 4, with zero hold and
@@ -14,10 +16,10 @@
 //!   back-to-back `PING` on the same server).
 //! - `redlock`: acquire + release cycles/s of 1 task over a Redlock of 5
 //!   local servers, as a ratio to two floors of the raw `redis` crate
-//!   sending the same commands to all 5 at once (`SET NX PX`, then the
-//!   release by `EVALSHA`): one that waits for all five `SET`s, and one that
-//!   returns at the third grant like redis-lock (medians of interleaved
-//!   rounds, the three in turn).
+//!   sending the lock's commands to all 5 at once (`SET NX GET PX`, then
+//!   the crate's release script by `EVALSHA`): one that returns at the
+//!   third grant like the lock (and redis-lock), and one that waits for all
+//!   five `SET`s (medians of paired interleaved rounds, the three in turn).
 //! - `memory`: heap bytes and tokio tasks per idle `Lock`, per held lock
 //!   and per waiting task (a counting allocator).
 //!
@@ -25,6 +27,8 @@
 //! cargo bench --bench perf                 # all three
 //! cargo bench --bench perf -- handoff      # one of them
 //! cargo bench --bench perf -- redlock
+//! taskset -c 0 cargo bench --bench perf    # everything on one core
+//! PERF_PLACEMENT=split cargo bench --bench perf  # clients on CPU 0, servers on CPU 1
 //! ```
 //!
 //! The instructions of contended acquisitions, against the floor's: one
@@ -68,8 +72,8 @@ mod floor;
 
 use floor::pubsub::{FloorGuard, FloorLock};
 use floor::{
-    RELEASE_LUA, RELEASE_PUBLISHING_LUA, command_calls, cpu_time, floor_cycle,
-    floor_publishing_cycle, floor_redlock_cycle, median, percentiles, rate,
+    CRATE_RELEASE_LUA, CRATE_SIZED_TOKEN, RELEASE_LUA, command_calls, cpu_time, floor_cycle,
+    floor_redlock_cycle, median, percentiles, rate, same_commands_cycle,
 };
 
 /// Heap bytes allocated and not yet freed, by everything in the process.
@@ -112,16 +116,25 @@ fn main() {
     }
     let only = args.iter().find(|arg| !arg.starts_with('-'));
     let wanted = |section: &str| only.is_none_or(|only| section.contains(only.as_str()));
+    if split_placement() {
+        // Before any thread is started: they inherit it.
+        pin_threads_of(std::process::id(), CLIENT_CPU);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let server = support::RedisServer::start();
+    let server = start_server();
     println!(
-        "machine: {} cores, {}",
+        "machine: {} cores, {}; {}",
         std::thread::available_parallelism().map_or(0, usize::from),
-        cpu_model()
+        cpu_model(),
+        if split_placement() {
+            "PERF_PLACEMENT=split: this process and its children on CPU 0, the servers on CPU 1"
+        } else {
+            "threads where the OS puts them"
+        }
     );
     if wanted("throughput") {
         runtime.block_on(throughput(&server));
@@ -135,6 +148,49 @@ fn main() {
     if wanted("memory") {
         runtime.block_on(memory(&server));
     }
+}
+
+/// The CPU of the bench's own threads, and of the handoff children it
+/// starts, with `PERF_PLACEMENT=split`.
+const CLIENT_CPU: usize = 0;
+/// The CPU of every server the bench starts, with `PERF_PLACEMENT=split`.
+const SERVER_CPU: usize = 1;
+
+/// `PERF_PLACEMENT=split`: the clients on one core, the servers on the
+/// other, as in "redis-server and clients pinned to separate cores".
+/// Unset, the OS places the threads, and on a VM where a wake-up across
+/// cores costs far more than one on the same core, the loopback then
+/// changes with each placement; `taskset -c 0 cargo bench` puts everything
+/// on one core instead (servers inherit the mask).
+fn split_placement() -> bool {
+    std::env::var("PERF_PLACEMENT").is_ok_and(|placement| placement == "split")
+}
+
+/// Restricts every thread of process `pid` to `cpu`.
+fn pin_threads_of(pid: u32, cpu: usize) {
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/<pid>/task");
+    for thread in threads.flatten() {
+        let Some(tid) = thread.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        // SAFETY: a zeroed cpu_set_t is an empty set; the calls only read
+        // and write the set they are given.
+        let done = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        assert_eq!(done, 0, "sched_setaffinity({tid}, CPU {cpu})");
+    }
+}
+
+/// A throwaway redis-server, on [`SERVER_CPU`] with `PERF_PLACEMENT=split`.
+fn start_server() -> support::RedisServer {
+    let server = support::RedisServer::start();
+    if split_placement() {
+        pin_threads_of(server.pid(), SERVER_CPU);
+    }
+    server
 }
 
 fn cpu_model() -> String {
@@ -153,8 +209,9 @@ fn cpu_model() -> String {
 enum Side {
     /// `SET NX PX`, then the hand-written compare-and-delete.
     Floor,
-    /// The same, its release script publishing as the crate's does.
-    FloorPublishing,
+    /// Byte for byte the commands of the lock's cycle: `SET NX GET PX`,
+    /// then the crate's release script, publishing.
+    FloorSame,
     /// `Lock::acquire`, then `LockGuard::release`.
     Lock,
 }
@@ -163,7 +220,7 @@ impl Side {
     fn named(name: &str) -> Option<Side> {
         match name {
             "floor" => Some(Side::Floor),
-            "publishing" => Some(Side::FloorPublishing),
+            "same" => Some(Side::FloorSame),
             "lock" => Some(Side::Lock),
             _ => None,
         }
@@ -182,7 +239,7 @@ fn cycles_for(tasks: usize) -> usize {
 /// keys); cycles/s.
 async fn cycles(connection: &MultiplexedConnection, locks: &[Lock], side: Side) -> f64 {
     let script = redis::Script::new(match side {
-        Side::FloorPublishing => RELEASE_PUBLISHING_LUA,
+        Side::FloorSame => CRATE_RELEASE_LUA,
         _ => RELEASE_LUA,
     });
     let started = Instant::now();
@@ -192,18 +249,19 @@ async fn cycles(connection: &MultiplexedConnection, locks: &[Lock], side: Side) 
         let per_task = cycles_for(locks.len()) / locks.len();
         set.spawn(async move {
             let key = format!("{}:floor", lock.key());
-            let channel = format!("{}:floor:released", lock.key());
+            // The crate's channel name for this key.
+            let channel = format!("{{{key}}}:released");
             for _ in 0..per_task {
                 match side {
                     Side::Floor => {
                         floor_cycle(&mut connection, &script, &key, "token-of-the-floor").await
                     }
-                    Side::FloorPublishing => {
-                        floor_publishing_cycle(
+                    Side::FloorSame => {
+                        same_commands_cycle(
                             &mut connection,
                             &script,
                             &key,
-                            "token-of-the-floor",
+                            CRATE_SIZED_TOKEN,
                             &channel,
                         )
                         .await
@@ -277,14 +335,14 @@ impl Rounds {
     }
 }
 
-/// Uncontended cycles, 1 task and 32 on distinct keys: the floor, the
-/// publishing floor and the lock in turn, round after round, so that all
+/// Uncontended cycles, 1 task and 32 on distinct keys: the plain floor, the
+/// same-commands floor and the lock in turn, round after round, so that all
 /// three see the same load. The server's CPU is counted too: with 32 tasks
 /// on 2 cores the client and the server share the machine, and what the
 /// release script makes the server do slows both.
 ///
 /// For a profile (strace, perf): `PERF_THROUGHPUT_ONLY` = `floor`,
-/// `publishing` or `lock` runs that side alone, `PERF_TASKS` tasks (both
+/// `same` or `lock` runs that side alone, `PERF_TASKS` tasks (both
 /// counts by default), `PERF_ROUNDS` rounds.
 async fn throughput(server: &support::RedisServer) {
     let connection = server.conn().await;
@@ -302,7 +360,7 @@ async fn throughput(server: &support::RedisServer) {
     };
     let only = std::env::var("PERF_THROUGHPUT_ONLY")
         .ok()
-        .map(|name| Side::named(&name).expect("PERF_THROUGHPUT_ONLY: floor, publishing or lock"));
+        .map(|name| Side::named(&name).expect("PERF_THROUGHPUT_ONLY: floor, same or lock"));
     let rounds = env("PERF_ROUNDS").unwrap_or(ROUNDS);
     let task_counts = match env("PERF_TASKS") {
         Some(tasks) => vec![tasks.clamp(1, TASKS)],
@@ -312,7 +370,7 @@ async fn throughput(server: &support::RedisServer) {
         let locks = &locks[..tasks];
         let sides = match only {
             Some(side) => vec![side],
-            None => vec![Side::Floor, Side::FloorPublishing, Side::Lock],
+            None => vec![Side::Floor, Side::FloorSame, Side::Lock],
         };
         // Warm up each: scripts loaded, the connection busy once.
         for &side in &sides {
@@ -337,18 +395,18 @@ async fn throughput(server: &support::RedisServer) {
             );
             continue;
         }
-        let [floor_rounds, publishing_rounds, our_rounds] = &measured[..] else {
+        let [floor_rounds, same_rounds, our_rounds] = &measured[..] else {
             unreachable!("three sides")
         };
+        let (to_same, same_low, same_high) = same_rounds.paired(our_rounds);
         let (to_floor, floor_low, floor_high) = floor_rounds.paired(our_rounds);
-        let (to_publishing, publishing_low, publishing_high) = publishing_rounds.paired(our_rounds);
         let (floor, floor_client, floor_server) = floor_rounds.medians();
-        let (publishing, publishing_client, publishing_server) = publishing_rounds.medians();
+        let (same, same_client, same_server) = same_rounds.medians();
         let (ours, our_client, our_server) = our_rounds.medians();
         println!(
-            "throughput, {tasks:>2} task(s) on distinct keys: floor {floor:>7.0} cycles/s, publishing floor {publishing:>7.0}, Lock {ours:>7.0}; ratio {to_floor:.3} to the floor ({floor_low:.3} to {floor_high:.3} over rounds), {to_publishing:.3} to the publishing floor ({publishing_low:.3} to {publishing_high:.3}); client CPU per cycle: {floor_client:.1} / {publishing_client:.1} / {our_client:.1} µs (ratio {:.3}); server CPU per cycle: {floor_server:.1} / {publishing_server:.1} / {our_server:.1} µs (ratio {:.3}) (medians of {rounds} rounds of {}; a ratio is the median of the lock's rate over the floor's in the same round)",
-            our_client / floor_client,
-            our_server / floor_server,
+            "throughput, {tasks:>2} task(s) on distinct keys: plain floor {floor:>7.0} cycles/s, same-commands floor {same:>7.0}, Lock {ours:>7.0}; ratio {to_same:.3} to the same-commands floor ({same_low:.3} to {same_high:.3} over rounds), {to_floor:.3} to the plain floor ({floor_low:.3} to {floor_high:.3}); client CPU per cycle: {floor_client:.1} / {same_client:.1} / {our_client:.1} µs (Lock to same-commands {:.3}); server CPU per cycle: {floor_server:.1} / {same_server:.1} / {our_server:.1} µs (Lock to same-commands {:.3}) (medians of {rounds} rounds of {}; a ratio is the median of the lock's rate over the floor's in the same round)",
+            our_client / same_client,
+            our_server / same_server,
             cycles_for(tasks),
         );
     }
@@ -358,8 +416,7 @@ async fn throughput(server: &support::RedisServer) {
 /// floors (see the module docs). Cycles/s and client CPU µs per cycle.
 async fn redlock() {
     const NODES: usize = 5;
-    let servers: Vec<support::RedisServer> =
-        (0..NODES).map(|_| support::RedisServer::start()).collect();
+    let servers: Vec<support::RedisServer> = (0..NODES).map(|_| start_server()).collect();
     let mut connections = Vec::new();
     for server in &servers {
         connections.push(server.conn().await);
@@ -367,7 +424,8 @@ async fn redlock() {
     let lock = Lock::builder("perf:redlock")
         .build_quorum(connections.clone())
         .unwrap();
-    let script = redis::Script::new(RELEASE_LUA);
+    let script = redis::Script::new(CRATE_RELEASE_LUA);
+    let (floor_key, floor_channel) = ("perf:redlock:floor", "{perf:redlock:floor}:released");
     // For a profile (valgrind): one of the three alone, `PERF_CYCLES` cycles
     // per round.
     let env = |name: &str| {
@@ -390,8 +448,9 @@ async fn redlock() {
                     floor_redlock_cycle(
                         &connections,
                         &script,
-                        "perf:redlock:floor",
-                        "floor",
+                        floor_key,
+                        CRATE_SIZED_TOKEN,
+                        Some(floor_channel),
                         which == 1,
                     )
                     .await
@@ -409,27 +468,40 @@ async fn redlock() {
         round(which).await; // warm up: scripts loaded, nodes identified
     }
     let (mut rates, mut cpus): ([Vec<f64>; 3], [Vec<f64>; 3]) = Default::default();
-    for _ in 0..rounds {
-        for &which in &variants {
-            let (r, c) = round(which).await;
-            rates[which].push(r);
-            cpus[which].push(c);
+    for r in 0..rounds {
+        // Each round starts from the next variant, so that none always
+        // follows another.
+        for turn in 0..variants.len() {
+            let which = variants[(r + turn) % variants.len()];
+            let (rate, cpu) = round(which).await;
+            rates[which].push(rate);
+            cpus[which].push(cpu);
         }
     }
     // A variant left out (profiling one) shows 0.
-    let of = |values: Vec<f64>| {
+    let of = |values: &Vec<f64>| {
         if values.is_empty() {
             0.0
         } else {
-            median(values)
+            median(values.clone())
         }
     };
-    let [all, third, ours] = rates.map(of);
-    let [all_cpu, third_cpu, our_cpu] = cpus.map(of);
+    // The median over rounds of the lock's rate over a floor's in the same
+    // round, and the lowest and highest.
+    let paired = |floor: &Vec<f64>| {
+        let mut ratios: Vec<f64> = rates[2].iter().zip(floor).map(|(o, f)| o / f).collect();
+        if ratios.is_empty() {
+            return (0.0, 0.0, 0.0);
+        }
+        ratios.sort_by(f64::total_cmp);
+        (median(ratios.clone()), ratios[0], ratios[ratios.len() - 1])
+    };
+    let [all, third, ours] = [of(&rates[0]), of(&rates[1]), of(&rates[2])];
+    let [all_cpu, third_cpu, our_cpu] = [of(&cpus[0]), of(&cpus[1]), of(&cpus[2])];
+    let ((to_third, third_low, third_high), (to_all, all_low, all_high)) =
+        (paired(&rates[1]), paired(&rates[0]));
     println!(
-        "redlock over {NODES} nodes, 1 task: floor waiting for all {all:>6.0} cycles/s, floor returning at the 3rd grant {third:>6.0} cycles/s, Lock {ours:>6.0} cycles/s; ratio to the 3rd-grant floor {:.3}, to the wait-for-all floor {:.3}; client CPU per cycle: {all_cpu:.1} / {third_cpu:.1} / {our_cpu:.1} µs (medians of {rounds} interleaved rounds of {cycles})",
-        ours / third,
-        ours / all
+        "redlock over {NODES} nodes, 1 task (the lock's commands on every side): floor waiting for all {all:>6.0} cycles/s, floor returning at the 3rd grant {third:>6.0} cycles/s, Lock {ours:>6.0} cycles/s; ratio to the 3rd-grant floor {to_third:.3} ({third_low:.3} to {third_high:.3} over rounds), to the wait-for-all floor {to_all:.3} ({all_low:.3} to {all_high:.3}); client CPU per cycle: {all_cpu:.1} / {third_cpu:.1} / {our_cpu:.1} µs (medians of {rounds} interleaved rounds of {cycles})",
     );
     drop(servers);
 }

@@ -283,6 +283,17 @@ mod tests {
         );
     }
 
+    /// The benches' same-commands floor sends this script word for word:
+    /// a change here must be made there too, or the floor measures
+    /// something else.
+    #[test]
+    fn the_benches_floor_sends_this_release_script() {
+        let floor = include_str!("../benches/floor/mod.rs");
+        assert!(floor.contains(&format!(
+            "pub const CRATE_RELEASE_LUA: &str = r#\"{RELEASE_LUA}\"#;"
+        )));
+    }
+
     #[test]
     fn scripts_have_no_shebang_so_they_run_under_oom() {
         for lua in [RELEASE_LUA, EXTEND_LUA, FENCED_ACQUIRE_LUA] {

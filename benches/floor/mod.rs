@@ -1,7 +1,16 @@
-//! The floor every bench compares the lock with: the raw `redis` crate
-//! doing the same two commands by hand (`SET key token NX PX 30000`, then
-//! a compare-and-delete by `EVALSHA`), and the helpers the benches share
-//! (medians of interleaved rounds, percentiles, CPU time, command counts).
+//! The floors the benches compare the lock with, the raw `redis` crate
+//! sending commands by hand on the same connection, and the helpers the
+//! benches share (medians of interleaved rounds, percentiles, CPU time,
+//! command counts). Two floors:
+//!
+//! - the plain one, the lock anyone would write by hand: `SET key token NX
+//!   PX 30000`, then a compare-and-delete by `EVALSHA` ([`floor_cycle`]);
+//! - the same-commands one, byte for byte what an uncontended `Lock` sends:
+//!   `SET key token NX GET PX ttl`, then the crate's own release script,
+//!   which also publishes the release ([`same_commands_cycle`]). Against it
+//!   a ratio measures the crate's client code alone; against the plain one
+//!   it also measures what the `GET` option and the `PUBLISH` cost the
+//!   server.
 #![allow(dead_code)]
 
 pub mod pubsub;
@@ -17,29 +26,69 @@ end
 return 0
 "#;
 
-/// The same compare-and-delete, then the `PUBLISH` of the crate's release
-/// script (`ARGV[2]` the channel, `ARGV[3]` the message, empty by default),
-/// by `pcall` as there: the floor of what the lock's release makes the
-/// server do, to tell the server's cost of the wake-up from the client's.
-pub const RELEASE_PUBLISHING_LUA: &str = r#"
+/// The crate's release script, word for word (`RELEASE_LUA` in
+/// `src/mutex.rs`, whose unit test checks that this file holds its text): the
+/// compare-and-delete, then the `PUBLISH` on the release channel
+/// (`ARGV[2]`) of an empty message (`ARGV[3]` absent), by `pcall`. Being
+/// the same text it has the same SHA1, so the floor and the lock share one
+/// cached script on the server.
+pub const CRATE_RELEASE_LUA: &str = r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then
     redis.call("DEL", KEYS[1])
-    redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")
+    if ARGV[2] then
+        redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")
+    end
     return 1
 end
 return 0
 "#;
 
-/// [`floor_cycle`] with [`RELEASE_PUBLISHING_LUA`] as `script`, publishing
-/// on `channel`.
-pub async fn floor_publishing_cycle(
+/// A token as long as the crate's (40 hex digits), for the same-commands
+/// floor: the same bytes on the wire, without drawing a fresh one.
+pub const CRATE_SIZED_TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// One uncontended cycle of exactly the commands an uncontended `Lock`
+/// cycle sends, on the same connection: `SET key token NX GET PX ttl` (the
+/// lock's default TTL), which must answer nil (it was free), then
+/// [`CRATE_RELEASE_LUA`] by `EVALSHA` with the key, the token and
+/// `channel`, which must answer 1. What a cycle costs beyond this is the
+/// crate's client code alone.
+pub async fn same_commands_cycle(
     connection: &mut impl redis::aio::ConnectionLike,
     script: &redis::Script,
     key: &str,
     token: &str,
     channel: &str,
 ) {
-    release_cycle(connection, script, key, token, Some(channel)).await;
+    assert!(try_set_get(connection, key, token).await, "{key} was free");
+    let deleted: i64 = script
+        .key(key)
+        .arg(token)
+        .arg(channel)
+        .invoke_async(connection)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+}
+
+/// `SET key token NX GET PX ttl`, the crate's acquire (TTL: the lock's
+/// default): whether it was set (the key held nothing before).
+pub async fn try_set_get(
+    connection: &mut impl redis::aio::ConnectionLike,
+    key: &str,
+    token: &str,
+) -> bool {
+    let previous: Option<Vec<u8>> = redis::cmd("SET")
+        .arg(key)
+        .arg(token)
+        .arg("NX")
+        .arg("GET")
+        .arg("PX")
+        .arg(redis_mutex::DEFAULT_TTL.as_millis() as u64)
+        .query_async(connection)
+        .await
+        .unwrap();
+    previous.is_none()
 }
 
 /// `SET key token NX PX 30000`: whether it was set.
@@ -65,31 +114,21 @@ pub async fn floor_set(connection: &mut impl redis::aio::ConnectionLike, key: &s
     assert!(try_set(connection, key, token).await, "{key} was free");
 }
 
+/// The plain floor's cycle: [`floor_set`], then `script` (a
+/// compare-and-delete) by `EVALSHA`, which must answer 1.
 pub async fn floor_cycle(
     connection: &mut impl redis::aio::ConnectionLike,
     script: &redis::Script,
     key: &str,
     token: &str,
 ) {
-    release_cycle(connection, script, key, token, None).await;
-}
-
-/// [`floor_set`], then `script` by hash with `key`, `token` and, when
-/// given, `channel`; the script must answer 1 (deleted).
-async fn release_cycle(
-    connection: &mut impl redis::aio::ConnectionLike,
-    script: &redis::Script,
-    key: &str,
-    token: &str,
-    channel: Option<&str>,
-) {
     floor_set(connection, key, token).await;
-    let mut invocation = script.key(key);
-    invocation.arg(token);
-    if let Some(channel) = channel {
-        invocation.arg(channel);
-    }
-    let deleted: i64 = invocation.invoke_async(connection).await.unwrap();
+    let deleted: i64 = script
+        .key(key)
+        .arg(token)
+        .invoke_async(connection)
+        .await
+        .unwrap();
     assert_eq!(deleted, 1);
 }
 
@@ -155,7 +194,10 @@ pub fn command_calls(info: &str) -> std::collections::BTreeMap<String, u64> {
 
 /// The floor of one Redlock cycle over `connections` (5 independent
 /// servers): `SET key token NX PX 30000` to every node at once, then the
-/// release by `EVALSHA` to every node at once, waiting for all five. With
+/// release by `EVALSHA` to every node at once, waiting for all five. With a
+/// `channel`, the same commands as the crate's Redlock instead: `SET key
+/// token NX GET PX ttl` ([`try_set_get`]) and `script` (then
+/// [`CRATE_RELEASE_LUA`]) given the channel to publish on. With
 /// `at_majority`, the acquire returns at the majority's grant instead (as
 /// redis-lock's does); the slower nodes' `SET`s are still sent, their
 /// answers dropped, and the release queues behind them on each connection.
@@ -164,6 +206,7 @@ pub async fn floor_redlock_cycle(
     script: &redis::Script,
     key: &str,
     token: &str,
+    channel: Option<&str>,
     at_majority: bool,
 ) {
     use std::future::Future;
@@ -175,8 +218,12 @@ pub async fn floor_redlock_cycle(
         .iter()
         .map(|connection| {
             let mut connection = connection.clone();
-            Box::pin(async move { try_set(&mut connection, key, token).await })
-                as Pin<Box<dyn Future<Output = bool> + Send + '_>>
+            Box::pin(async move {
+                match channel {
+                    None => try_set(&mut connection, key, token).await,
+                    Some(_) => try_set_get(&mut connection, key, token).await,
+                }
+            }) as Pin<Box<dyn Future<Output = bool> + Send + '_>>
         })
         .collect();
     let mut done: Vec<Option<bool>> = vec![None; sets.len()];
@@ -204,12 +251,12 @@ pub async fn floor_redlock_cycle(
     for connection in connections {
         let mut connection = connection.clone();
         releases.push(async move {
-            let _: i64 = script
-                .key(key)
-                .arg(token)
-                .invoke_async(&mut connection)
-                .await
-                .unwrap();
+            let mut invocation = script.key(key);
+            invocation.arg(token);
+            if let Some(channel) = channel {
+                invocation.arg(channel);
+            }
+            let _: i64 = invocation.invoke_async(&mut connection).await.unwrap();
         });
     }
     join_all(releases).await;
