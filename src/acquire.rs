@@ -246,7 +246,9 @@ impl<K: Kind> PendingAcquire<'_, K> {
         // more: it may have expired and been taken meanwhile. No hold; the
         // token stays pending, so Drop releases it in the background.
         let valid_until = engine.drift.valid_until(valid_from, engine.ttl);
-        if valid_until <= Instant::now() {
+        // Read once, for this check and for the lease's boot-clock deadline.
+        let now = crate::clock::read();
+        if valid_until <= now.monotonic {
             return Err(Error::ValidityExpired {
                 operation: Operation::Acquire,
                 key: engine.key().to_owned(),
@@ -258,7 +260,7 @@ impl<K: Kind> PendingAcquire<'_, K> {
             unreachable!("token taken twice")
         };
         // From here the hold's Drop releases the lease if anything fails.
-        Hold::new(engine.clone(), token, fence, valid_from, valid_until)
+        Hold::new(engine.clone(), token, fence, valid_from, valid_until, now)
     }
 }
 

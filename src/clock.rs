@@ -14,6 +14,26 @@
 
 use std::time::Duration;
 
+/// Both clocks, read together for a lease's deadline.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Readings {
+    /// [`boot_now`], read first.
+    pub(crate) boot: Option<Duration>,
+    /// The monotonic clock (tokio's, which tests can pause), read after.
+    pub(crate) monotonic: tokio::time::Instant,
+}
+
+/// Reads both clocks, the boot clock first: a deadline carried from the
+/// monotonic clock to the boot clock (`boot + (deadline - monotonic)`) then
+/// comes out no later than the true one, whatever ran between the reads.
+pub(crate) fn read() -> Readings {
+    let boot = boot_now();
+    Readings {
+        boot,
+        monotonic: tokio::time::Instant::now(),
+    }
+}
+
 /// Time since boot, suspend included; `None` where the platform offers no
 /// such clock here.
 pub(crate) fn boot_now() -> Option<Duration> {

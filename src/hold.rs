@@ -48,15 +48,17 @@ pub(crate) struct Hold<K: Kind> {
 impl<K: Kind> Hold<K> {
     /// A hold that Redis just confirmed, with renewal started if the engine
     /// asks for it. `valid_from` is when the confirming command was sent,
-    /// `valid_until` the lease's deadline counted from it (computed once).
+    /// `valid_until` the lease's deadline counted from it (computed once),
+    /// `now` both clocks read after its answer came.
     pub(crate) fn new(
         engine: Arc<Engine<K>>,
         token: Token,
         fence: Option<u64>,
         valid_from: Instant,
         valid_until: Instant,
+        now: crate::clock::Readings,
     ) -> Result<Hold<K>> {
-        let lease = Lease::new(engine.kind.key().clone(), valid_until);
+        let lease = Lease::new(engine.kind.key().clone(), valid_until, now);
         let hold_until = engine.max_hold.and_then(|max| valid_from.checked_add(max));
         let auto_renew = engine.auto_renew;
         let mut hold = Hold {

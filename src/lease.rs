@@ -65,11 +65,14 @@ struct LeaseState {
 }
 
 impl LeaseState {
-    fn until(deadline: Instant) -> LeaseState {
+    /// A lease until `deadline`, carried to the boot clock by `now` (both
+    /// clocks read once, the boot clock first: see [`clock::read`]).
+    fn until(deadline: Instant, now: clock::Readings) -> LeaseState {
         LeaseState {
             deadline,
-            boot_deadline: clock::boot_now()
-                .map(|now| now + deadline.saturating_duration_since(Instant::now())),
+            boot_deadline: now
+                .boot
+                .map(|boot| boot + deadline.saturating_duration_since(now.monotonic)),
             lost: false,
         }
     }
@@ -95,11 +98,14 @@ impl LeaseState {
 }
 
 impl Lease {
-    pub(crate) fn new(key: Arc<str>, deadline: Instant) -> Lease {
+    /// A lease until `deadline`; `now`: both clocks, read when the answer
+    /// that confirmed it came (the acquire reads them once for its validity
+    /// check and for this).
+    pub(crate) fn new(key: Arc<str>, deadline: Instant, now: clock::Readings) -> Lease {
         Lease {
             shared: Arc::new(Shared {
                 key,
-                state: Mutex::new(LeaseState::until(deadline)),
+                state: Mutex::new(LeaseState::until(deadline, now)),
                 changed: Notify::new(),
                 #[cfg(feature = "metrics")]
                 loss_counted: std::sync::atomic::AtomicBool::new(false),
@@ -216,7 +222,7 @@ impl Lease {
                 state.lost = true;
                 return false;
             }
-            *state = LeaseState::until(deadline);
+            *state = LeaseState::until(deadline, clock::read());
             true
         })
     }
@@ -250,9 +256,15 @@ impl fmt::Debug for Lease {
 mod tests {
     use super::*;
 
+    /// A lease of `left` from now.
+    fn lease_for(left: Duration) -> Lease {
+        let now = clock::read();
+        Lease::new("k".into(), now.monotonic + left, now)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn lost_fires_at_the_deadline_without_any_answer() {
-        let lease = Lease::new("k".into(), Instant::now() + Duration::from_secs(3));
+        let lease = lease_for(Duration::from_secs(3));
         assert!(!lease.is_lost());
         let started = Instant::now();
         lease.lost().await;
@@ -263,7 +275,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_extend_postpones_loss() {
-        let lease = Lease::new("k".into(), Instant::now() + Duration::from_secs(3));
+        let lease = lease_for(Duration::from_secs(3));
         let watcher = tokio::spawn({
             let lease = lease.clone();
             async move {
@@ -279,7 +291,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn mark_lost_wakes_watchers_and_is_final() {
-        let lease = Lease::new("k".into(), Instant::now() + Duration::from_secs(60));
+        let lease = lease_for(Duration::from_secs(60));
         let watcher = tokio::spawn({
             let lease = lease.clone();
             async move { lease.lost().await }
@@ -305,7 +317,7 @@ mod tests {
             );
             return;
         }
-        let lease = Lease::new("k".into(), Instant::now() + Duration::from_secs(30));
+        let lease = lease_for(Duration::from_secs(30));
         let watcher = tokio::spawn({
             let lease = lease.clone();
             async move {
@@ -338,7 +350,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_extend_after_the_deadline_does_not_revive_the_lease() {
-        let lease = Lease::new("k".into(), Instant::now() + Duration::from_secs(1));
+        let lease = lease_for(Duration::from_secs(1));
         tokio::time::sleep(Duration::from_secs(2)).await;
         lease.extended(Instant::now() + Duration::from_secs(60));
         assert!(lease.is_lost());
