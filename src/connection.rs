@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::timeout::TimedConnection;
@@ -19,22 +19,27 @@ pub trait LockConnection: ConnectionLike + Clone + Send + Sync + 'static {}
 impl<C> LockConnection for C where C: ConnectionLike + Clone + Send + Sync + 'static {}
 
 /// A shared connection of any type, so that locks and guards carry no type
-/// parameter. The lock clones it for every command; a
-/// [`MultiplexedConnection`], the usual connection, is kept as itself so
-/// that such a clone needs no allocation and its calls no indirection.
+/// parameter. The lock clones it for every command; the two usual
+/// connections, [`MultiplexedConnection`] and [`ConnectionManager`], are
+/// kept as themselves so that such a clone needs no allocation and their
+/// calls no indirection.
 #[derive(Clone)]
 pub(crate) enum SharedConnection {
     Multiplexed(TimedConnection<MultiplexedConnection>),
+    Manager(TimedConnection<ConnectionManager>),
     Other(Arc<dyn CloneConnection>),
 }
 
 impl SharedConnection {
     pub(crate) fn new<C: LockConnection>(connection: TimedConnection<C>) -> SharedConnection {
         let any: &dyn Any = &connection;
-        match any.downcast_ref::<TimedConnection<MultiplexedConnection>>() {
-            Some(multiplexed) => SharedConnection::Multiplexed(multiplexed.clone()),
-            None => SharedConnection::Other(Arc::new(connection)),
+        if let Some(multiplexed) = any.downcast_ref::<TimedConnection<MultiplexedConnection>>() {
+            return SharedConnection::Multiplexed(multiplexed.clone());
         }
+        if let Some(manager) = any.downcast_ref::<TimedConnection<ConnectionManager>>() {
+            return SharedConnection::Manager(manager.clone());
+        }
+        SharedConnection::Other(Arc::new(connection))
     }
 
     /// A clone to send on (clones share the underlying connection).
@@ -43,6 +48,7 @@ impl SharedConnection {
             SharedConnection::Multiplexed(connection) => {
                 DynConnection::Multiplexed(connection.clone())
             }
+            SharedConnection::Manager(connection) => DynConnection::Manager(connection.clone()),
             SharedConnection::Other(connection) => connection.clone_connection(),
         }
     }
@@ -62,6 +68,7 @@ impl<C: LockConnection> CloneConnection for TimedConnection<C> {
 /// A connection that `redis` can send commands and scripts on.
 pub(crate) enum DynConnection {
     Multiplexed(TimedConnection<MultiplexedConnection>),
+    Manager(TimedConnection<ConnectionManager>),
     Other(Box<dyn ConnectionLike + Send>),
 }
 
@@ -69,6 +76,7 @@ impl ConnectionLike for DynConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             DynConnection::Multiplexed(connection) => connection.req_packed_command(cmd),
+            DynConnection::Manager(connection) => connection.req_packed_command(cmd),
             DynConnection::Other(connection) => connection.req_packed_command(cmd),
         }
     }
@@ -83,6 +91,9 @@ impl ConnectionLike for DynConnection {
             DynConnection::Multiplexed(connection) => {
                 connection.req_packed_commands(pipeline, offset, count)
             }
+            DynConnection::Manager(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
             DynConnection::Other(connection) => {
                 connection.req_packed_commands(pipeline, offset, count)
             }
@@ -92,6 +103,7 @@ impl ConnectionLike for DynConnection {
     fn get_db(&self) -> i64 {
         match self {
             DynConnection::Multiplexed(connection) => connection.get_db(),
+            DynConnection::Manager(connection) => connection.get_db(),
             DynConnection::Other(connection) => connection.get_db(),
         }
     }
