@@ -36,7 +36,8 @@ mod support;
 mod floor;
 
 use floor::{
-    CRATE_RELEASE_LUA, CRATE_SIZED_TOKEN, cpu_time, floor_redlock_cycle, same_commands_cycle,
+    CRATE_RELEASE_LUA, CRATE_SIZED_TOKEN, cpu_time, crate_release_channel, floor_redlock_cycle,
+    same_commands_cycle,
 };
 
 /// Cycles per run; `CPU_CYCLES` overrides it (two callgrind runs of
@@ -58,7 +59,7 @@ async fn run(connection: &MultiplexedConnection, locks: &[Lock], floor: bool, ta
         let (lock, mut connection, script) = (lock.clone(), connection.clone(), script.clone());
         set.spawn(async move {
             let key = format!("{}:floor", lock.key());
-            let channel = format!("{{{key}}}:released");
+            let channel = crate_release_channel(&key);
             for _ in 0..cycles() / tasks {
                 if floor {
                     same_commands_cycle(

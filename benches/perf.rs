@@ -72,8 +72,9 @@ mod floor;
 
 use floor::pubsub::{FloorGuard, FloorLock};
 use floor::{
-    CRATE_RELEASE_LUA, CRATE_SIZED_TOKEN, RELEASE_LUA, command_calls, cpu_time, floor_cycle,
-    floor_redlock_cycle, median, percentiles, rate, same_commands_cycle,
+    CRATE_RELEASE_LUA, CRATE_SIZED_TOKEN, RELEASE_LUA, command_calls, cpu_time,
+    crate_release_channel, floor_cycle, floor_redlock_cycle, median, percentiles, rate,
+    same_commands_cycle,
 };
 
 /// Heap bytes allocated and not yet freed, by everything in the process.
@@ -249,8 +250,7 @@ async fn cycles(connection: &MultiplexedConnection, locks: &[Lock], side: Side) 
         let per_task = cycles_for(locks.len()) / locks.len();
         set.spawn(async move {
             let key = format!("{}:floor", lock.key());
-            // The crate's channel name for this key.
-            let channel = format!("{{{key}}}:released");
+            let channel = crate_release_channel(&key);
             for _ in 0..per_task {
                 match side {
                     Side::Floor => {

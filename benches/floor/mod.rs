@@ -47,6 +47,11 @@ return 0
 /// floor: the same bytes on the wire, without drawing a fresh one.
 pub const CRATE_SIZED_TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
 
+/// The channel the crate's release publishes on for a mutex on `key`.
+pub fn crate_release_channel(key: &str) -> String {
+    format!("{{{key}}}:released")
+}
+
 /// One uncontended cycle of exactly the commands an uncontended `Lock`
 /// cycle sends, on the same connection: `SET key token NX GET PX ttl` (the
 /// lock's default TTL), which must answer nil (it was free), then
