@@ -47,7 +47,9 @@ return 0
 /// floor: the same bytes on the wire, without drawing a fresh one.
 pub const CRATE_SIZED_TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
 
-/// The channel the crate's release publishes on for a mutex on `key`.
+/// The channel the crate's release publishes on for a mutex on `key`: the
+/// key in braces, then `:released` (`src/keys.rs`; copied by hand, since the
+/// crate does not export it).
 pub fn crate_release_channel(key: &str) -> String {
     format!("{{{key}}}:released")
 }
