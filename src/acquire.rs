@@ -13,6 +13,8 @@
 //!   its last attempt started if that is later (`Topology::attempt_floor`):
 //!   an attempt still running then is cut, as a dropped future would be
 //!   (a Redlock attempt ends by then on its own: `Topology::cuts_attempts`).
+//!   The cut is the process-wide watchdog's (`cut.rs`), not a tokio timer
+//!   per attempt: almost every attempt ends long before it.
 //! - A topology that spent a token (a Redlock attempt that missed) gets a
 //!   fresh one: a late release of the old token must never meet a later
 //!   attempt's key.
@@ -149,7 +151,7 @@ impl<K: Kind> Engine<K> {
                 .and_then(|deadline| Some(deadline.max(now.checked_add(floor)?)));
             let step = match cutoff {
                 None => attempt().await,
-                Some(cutoff) => match tokio::time::timeout_at(cutoff, attempt()).await {
+                Some(cutoff) => match crate::cut::cut_at(cutoff, attempt()).await {
                     Ok(step) => step,
                     // Cut: the SET may have landed, so the token is released
                     // in the background (the pending acquire's drop).

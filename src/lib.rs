@@ -79,6 +79,7 @@ mod channels;
 mod clock;
 mod connect;
 mod connection;
+mod cut;
 mod diagnose;
 mod engine;
 mod error;

@@ -139,7 +139,7 @@ impl Topology {
     /// Whether the attempt loop must cut an attempt that runs past its
     /// bound. Not on a Redlock: each of its steps ends by its own deadline
     /// (the per-node timeout), so an attempt ends within the attempt floor
-    /// by itself, and the cut's timer would only cost every acquire.
+    /// by itself, and the cut would only cost every acquire.
     pub(crate) fn cuts_attempts(&self) -> bool {
         matches!(self.servers, Servers::Single(_))
     }
