@@ -12,7 +12,8 @@
 //! when it ends; the watchdog sleeps on a condition variable until the
 //! earliest cutoff it knows of, wakes the futures whose cutoff passed, and
 //! sleeps without a timeout while the table is empty. When the thread
-//! cannot be started, a tokio timer does the same job.
+//! cannot be started, and in a forked child (which has no copy of the
+//! thread), a tokio timer does the same job.
 //!
 //! Invariants:
 //! - A [`Cut`] ends with [`Elapsed`] only once the clock (std's monotonic
@@ -33,6 +34,8 @@ use std::pin::Pin;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+
+use crate::forks;
 
 /// The cut fired: the deadline passed before the future was ready.
 #[derive(Debug, PartialEq, Eq)]
@@ -152,16 +155,20 @@ static WATCHDOG: Watchdog = Watchdog {
 };
 
 /// The watchdog, its thread started on first use; `None` when the thread
-/// could not be started.
+/// could not be started, or in a forked child (threads do not survive a
+/// fork; the child's cuts are tokio timers).
 fn watchdog() -> Option<&'static Watchdog> {
-    static STARTED: OnceLock<bool> = OnceLock::new();
+    /// The fork count the thread was started at, if it was.
+    static STARTED: OnceLock<Option<u64>> = OnceLock::new();
     let started = STARTED.get_or_init(|| {
+        let forks = forks::count();
         std::thread::Builder::new()
             .name("redis-mutex-cut".to_owned())
             .spawn(|| WATCHDOG.watch())
-            .is_ok()
+            .ok()
+            .map(|_| forks)
     });
-    started.then_some(&WATCHDOG)
+    (*started == Some(forks::counted())).then_some(&WATCHDOG)
 }
 
 impl Watchdog {
@@ -368,6 +375,44 @@ mod tests {
         );
         assert_eq!(Arc::strong_count(&first), 2, "the first waker is let go");
         assert_eq!(Arc::strong_count(&second), 3, "the second one is held");
+    }
+
+    /// A forked child has no copy of the watchdog thread: its cuts must
+    /// still fire (by a tokio timer), not wait forever.
+    #[cfg(unix)]
+    #[test]
+    fn a_forked_child_still_cuts() {
+        assert!(watchdog().is_some(), "the parent's thread is started");
+        // SAFETY: the child only builds a current-thread runtime, awaits
+        // one cut and exits without unwinding; `alarm` kills it if the cut
+        // never fires.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            unsafe { libc::alarm(10) };
+            let cut = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map(|runtime| {
+                    runtime.block_on(cut_at(
+                        after(Duration::from_millis(50)),
+                        std::future::pending::<()>(),
+                    ))
+                });
+            unsafe {
+                libc::_exit(if matches!(cut, Ok(Err(Elapsed))) {
+                    0
+                } else {
+                    1
+                })
+            };
+        }
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child's cut fired (wait status {status})"
+        );
     }
 
     #[tokio::test]

@@ -88,6 +88,7 @@ mod fair_lease;
 mod fair_lock;
 mod fair_lock_builder;
 mod fence;
+mod forks;
 mod guard;
 mod guard_methods;
 mod handoff;

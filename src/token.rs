@@ -6,7 +6,7 @@
 //!   on the thread's first token and again every [`TOKENS_PER_SEED`]
 //!   tokens, so that the uncontended path makes no system call for it.
 //! - A forked child never repeats its parent's tokens: a fork (counted by a
-//!   `pthread_atfork` handler) makes every thread's generator reseed before
+//!   `pthread_atfork` handler, `forks.rs`) makes every thread's generator reseed before
 //!   its next token. Two holders with one token would both pass the
 //!   token check.
 //! - A [`Token`]'s bytes are ASCII lowercase hex digits, written only by
@@ -14,12 +14,12 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::rngs::{StdRng, SysRng};
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
+use crate::forks;
 
 /// Random bytes per token: 160 bits, as in the Redlock reference (20 bytes of
 /// `/dev/urandom`), comfortably above the 128 bits the crate promises.
@@ -33,9 +33,6 @@ const SHOWN_HEX_DIGITS: usize = 6;
 /// which rand's own `ThreadRng` reseeds.
 const TOKENS_PER_SEED: u32 = 1024;
 
-/// Forks of this process so far, as its children count them.
-static FORKS: AtomicU64 = AtomicU64::new(0);
-
 /// A thread's generator: the forks it was seeded after, and the tokens left
 /// before the next seed.
 struct Source {
@@ -48,31 +45,14 @@ thread_local! {
     static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
 }
 
-/// Counts forks from the first token on (async-signal-safe: one atomic add).
-#[cfg(unix)]
-fn count_forks() {
-    extern "C" fn forked() {
-        FORKS.fetch_add(1, Ordering::Relaxed);
-    }
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    REGISTERED.call_once(|| {
-        // SAFETY: registers a handler that only adds to an atomic.
-        unsafe { libc::pthread_atfork(None, None, Some(forked)) };
-    });
-}
-
-#[cfg(not(unix))]
-fn count_forks() {}
-
 /// `bytes` from this thread's generator, reseeded from the OS when due.
 fn fill(bytes: &mut [u8]) -> Result<()> {
     SOURCE.with_borrow_mut(|source| {
-        let forks = FORKS.load(Ordering::Relaxed);
+        let forks = forks::counted();
         let fresh = match source {
             Some(s) if s.left > 0 && s.forks == forks => s,
             _ => {
-                count_forks();
-                let forks = FORKS.load(Ordering::Relaxed);
+                let forks = forks::count();
                 let rng = StdRng::try_from_rng(&mut SysRng).map_err(Error::Random)?;
                 source.insert(Source {
                     rng,
