@@ -12,8 +12,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The layers, each using only those below it (`module-graph.py` checks):
-// - base: alarm (renewal's timer), clock, timeout, node_failure, error,
-//   token, keys, ttl, lease, retry, rt, scripts, trace, metrics
+// - base: forks, alarm (renewal's timer, and the acquire's cut), cut,
+//   clock, timeout, node_failure, error, token, keys, ttl, lease, retry,
+//   rt, scripts, trace, metrics
 // - node: connection, kind (what a kind of lease is), node (its steps on
 //   one server), replicas
 // - topology: attempt, identity (which server a Redlock node is), quorum
