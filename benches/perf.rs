@@ -116,6 +116,11 @@ const TASKS: usize = 32;
 const WARM_UP: u64 = 50;
 const HANDOFFS: u64 = 400;
 
+/// A count the environment sets for a profile or an experiment, if set.
+fn env(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
@@ -359,11 +364,6 @@ async fn throughput(server: &support::RedisServer) {
                 .unwrap()
         })
         .collect();
-    let env = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-    };
     let only = std::env::var("PERF_THROUGHPUT_ONLY")
         .ok()
         .map(|name| Side::named(&name).expect("PERF_THROUGHPUT_ONLY: floor, same or lock"));
@@ -434,11 +434,6 @@ async fn redlock() {
     let (floor_key, floor_channel) = ("perf:redlock:floor", "{perf:redlock:floor}:released");
     // For a profile (valgrind): one of the three alone, `PERF_CYCLES` cycles
     // per round.
-    let env = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-    };
     let (only, cycles) = (
         env("PERF_REDLOCK_ONLY"),
         env("PERF_CYCLES").unwrap_or(CYCLES),
@@ -803,10 +798,7 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
         "moved RTs"
     );
     // `PERF_PROCESSES=2` (say): one count of processes instead of 1 and 4.
-    let process_counts = std::env::var("PERF_PROCESSES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .map_or(vec![1, 4], |n| vec![n]);
+    let process_counts = env("PERF_PROCESSES").map_or(vec![1, 4], |n| vec![n]);
     for processes in process_counts {
         for waiters in [8, 64, 256] {
             for hold in [Duration::ZERO, Duration::from_millis(2)] {
