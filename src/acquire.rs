@@ -33,7 +33,7 @@ use crate::lease::Lease;
 use crate::metrics::{self, LossReason};
 use crate::retry::WaitPolicy;
 use crate::timeout::timed_out;
-use crate::token::Token;
+use crate::token::{HolderToken, Token};
 use crate::wait::Waiter;
 
 impl<K: Kind> Engine<K> {
@@ -190,9 +190,10 @@ impl<K: Kind> Engine<K> {
                         }
                         return Err(error);
                     }
+                    let granted = HolderToken::own(pending.token_str());
                     let hold = pending.into_hold(from, fence);
                     if hold.is_ok() {
-                        waiter.acquired(self.ttl);
+                        waiter.acquired(granted, self.ttl);
                     }
                     return hold;
                 }

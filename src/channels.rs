@@ -30,6 +30,7 @@ use tokio::sync::{Notify, watch};
 use crate::channel::{Channel, ForTask};
 use tokio::time::Instant;
 
+use crate::recent::SentHold;
 use crate::route::{self, Announcement, Message, Route};
 use crate::seen::{self, HeldUntil, Signal};
 use crate::token::HolderToken;
@@ -402,10 +403,18 @@ impl Shared {
         entry.releases
     }
 
-    /// The TTL asked for by a recent attempt of this process on `channel`
-    /// that sent `token` (see `recent`).
-    pub(crate) fn sent_here(&self, channel: &str, token: HolderToken) -> Option<Duration> {
-        self.state().channels.get(channel)?.recent.ttl_of(token)
+    /// The hold of a recent attempt of this process on `channel` that sent
+    /// `token` (see `recent`).
+    pub(crate) fn sent_here(&self, channel: &str, token: HolderToken) -> Option<SentHold> {
+        self.state().channels.get(channel)?.recent.hold_of(token)
+    }
+
+    /// The recent attempt on `channel` that sent `token` got the lease, as
+    /// seen `at` (see `recent`).
+    pub(crate) fn granted(&self, channel: &str, token: HolderToken, at: Instant) {
+        if let Some(entry) = self.state().channels.get_mut(channel) {
+            entry.recent.granted(token, at);
+        }
     }
 
     /// The holder as seen on `channel` in this busy period, if it has not

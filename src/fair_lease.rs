@@ -40,7 +40,7 @@ use crate::mutex::MutexLease;
 use crate::permit_set::SERVER_NOW_LUA;
 use crate::scripts::{LeaseScript, Request, ScriptCall};
 use crate::token;
-use crate::ttl::millis;
+use crate::ttl::{gone_within, millis};
 
 /// How long a waiter's place outlives the waiter unless set: short, since
 /// it is what a crashed waiter costs those behind it.
@@ -236,23 +236,17 @@ impl Kind for FairLease {
         match parts.as_slice() {
             [Value::Int(0)] => Holder::Gone,
             [Value::Int(1), Value::Int(ttl), holder] if *ttl >= 0 => Holder::Held {
-                free_in: after_ms(*ttl),
+                free_in: gone_within(*ttl),
                 announces: redis::from_redis_value_ref::<Vec<u8>>(holder)
                     .is_ok_and(|holder| token::has_token_format(&holder)),
             },
             [Value::Int(2), Value::Int(ms)] => Holder::Held {
-                free_in: after_ms(*ms),
+                free_in: gone_within(*ms),
                 announces: true,
             },
             _ => Holder::Unknown,
         }
     }
-}
-
-/// A remaining time in ms as the server rounds it down: one more and it is
-/// over.
-fn after_ms(ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0) + 1)
 }
 
 #[cfg(test)]

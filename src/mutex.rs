@@ -23,7 +23,7 @@ use redis::{RedisResult, Value};
 use crate::kind::{Announce, Grant, Holder, Kind, Named};
 use crate::scripts::{LeaseScript, Request, ScriptCall};
 use crate::token;
-use crate::ttl::millis;
+use crate::ttl::{gone_within, millis};
 
 /// Deletes the lock only while it still holds our token (`ARGV[1]`), and
 /// then publishes on `ARGV[2]`, the lock's release channel, when given, to
@@ -238,7 +238,7 @@ impl Kind for MutexLease {
         match redis::from_redis_value::<i64>(reply) {
             Ok(-2) => Holder::Gone,
             Ok(ttl) if ttl >= 0 => Holder::Held {
-                free_in: Duration::from_millis(u64::try_from(ttl).unwrap_or(0) + 1),
+                free_in: gone_within(ttl),
                 announces,
             },
             _ => Holder::Unknown,
@@ -251,8 +251,7 @@ impl Kind for MutexLease {
         match redis::from_redis_value::<(Option<Vec<u8>>, i64)>(reply) {
             Ok((None, _)) | Ok((_, -2)) => Holder::Gone,
             Ok((Some(holder), ttl)) if ttl >= 0 => Holder::Held {
-                // PTTL rounds down: one more millisecond and it has expired.
-                free_in: Duration::from_millis(u64::try_from(ttl).unwrap_or(0) + 1),
+                free_in: gone_within(ttl),
                 announces: token::has_token_format(&holder),
             },
             _ => Holder::Unknown,

@@ -39,7 +39,7 @@ use crate::mutex::MutexLease;
 use crate::permit_set::{SERVER_NOW_LUA, extend_members, holds_member, read_holds_member};
 use crate::scripts::{LeaseScript, Request, ScriptCall};
 use crate::token;
-use crate::ttl::millis;
+use crate::ttl::{gone_within, millis};
 
 /// The ms until the writer's key expires, else until the last live reader
 /// expires: `{1, pttl, writer}`, `{2, ms}`, or `{0}` when free.
@@ -200,11 +200,11 @@ impl Kind for ReadLease {
     fn read_holder(&self, reply: Value) -> Holder {
         match redis::from_redis_value::<(Option<Vec<u8>>, i64, i64)>(reply) {
             Ok((Some(writer), ttl, _)) if ttl >= 0 => Holder::Held {
-                free_in: after_ms(ttl),
+                free_in: gone_within(ttl),
                 announces: token::has_token_format(&writer),
             },
             Ok((None, _, mark)) if mark >= 0 => Holder::Held {
-                free_in: after_ms(mark),
+                free_in: gone_within(mark),
                 announces: true,
             },
             Ok((None, _, -2)) => Holder::Gone,
@@ -276,12 +276,12 @@ impl Kind for WriteLease {
             Ok(parts) => match parts.as_slice() {
                 [Value::Int(0)] => Holder::Gone,
                 [Value::Int(1), Value::Int(ttl), writer] if *ttl >= 0 => Holder::Held {
-                    free_in: after_ms(*ttl),
+                    free_in: gone_within(*ttl),
                     announces: redis::from_redis_value_ref::<Vec<u8>>(writer)
                         .is_ok_and(|writer| token::has_token_format(&writer)),
                 },
                 [Value::Int(2), Value::Int(ms)] if *ms >= 0 => Holder::Held {
-                    free_in: after_ms(*ms),
+                    free_in: gone_within(*ms),
                     announces: true,
                 },
                 _ => Holder::Unknown,
@@ -289,12 +289,6 @@ impl Kind for WriteLease {
             Err(_) => Holder::Unknown,
         }
     }
-}
-
-/// A remaining time in ms as the server rounds it down: one more and it is
-/// over.
-fn after_ms(ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0) + 1)
 }
 
 #[cfg(test)]

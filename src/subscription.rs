@@ -21,6 +21,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::channels::Shared;
+use crate::recent::SentHold;
 use crate::seen::{HeldUntil, Signal};
 use crate::token::HolderToken;
 
@@ -154,12 +155,18 @@ impl Subscription {
     }
 
     /// When a busy answer named `holder`, a token that a recent attempt of
-    /// this process sent: the TTL that attempt asked for, and the releases
-    /// heard before the attempt this answer replied to (what the answer
-    /// shows is as of then at the earliest).
-    pub(crate) fn sent_here(&self, holder: HolderToken) -> Option<(Duration, u64)> {
-        let ttl = self.shared.sent_here(&self.channel, holder)?;
-        Some((ttl, self.releases_at_arm))
+    /// this process sent: what is known of that attempt's hold, and the
+    /// releases heard before the attempt this answer replied to (what the
+    /// answer shows is as of then at the earliest).
+    pub(crate) fn sent_here(&self, holder: HolderToken) -> Option<(SentHold, u64)> {
+        let hold = self.shared.sent_here(&self.channel, holder)?;
+        Some((hold, self.releases_at_arm))
+    }
+
+    /// This process's attempt that sent `token` got the lease, as seen `at`:
+    /// a busy answer naming it shows a key gone by its TTL after `at`.
+    pub(crate) fn granted(&self, token: HolderToken, at: Instant) {
+        self.shared.granted(&self.channel, token, at);
     }
 
     /// The holder as seen by a waiter of this process since the last

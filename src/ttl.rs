@@ -27,6 +27,20 @@ pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The TTL of a lock unless set.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
+/// How long a key can outlive its TTL: Redis keeps expiry times in whole
+/// milliseconds and deletes a key only once its last millisecond is over.
+/// So a key set with a TTL before instant `t` is gone by
+/// `t + ttl + EXPIRY_RESOLUTION`, and one whose `PTTL` read `n` before `t`,
+/// by `t + n + EXPIRY_RESOLUTION`. A waiter that wakes at `t + ttl` can
+/// find it still there.
+pub(crate) const EXPIRY_RESOLUTION: Duration = Duration::from_millis(1);
+
+/// How long after a reply of `pttl_ms` (`PTTL`, or a script's) its key is
+/// gone at the latest. A negative reply counts as 0.
+pub(crate) fn gone_within(pttl_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(pttl_ms).unwrap_or(0)) + EXPIRY_RESOLUTION
+}
+
 /// Checks a TTL and rounds it down to whole milliseconds, as `PX` takes them.
 pub(crate) fn check_ttl(ttl: Duration) -> Result<Duration> {
     if ttl < MIN_TTL {

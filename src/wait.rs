@@ -48,6 +48,7 @@ use crate::seen::HeldUntil;
 use crate::subscription::{Event, Subscription};
 use crate::token::HolderToken;
 use crate::topology::WakeUps;
+use crate::ttl::EXPIRY_RESOLUTION;
 
 /// A wait this long is as good as endless: instants past it are not
 /// computed (they need not fit in an `Instant`). Far above any lease
@@ -189,12 +190,13 @@ impl<'a, K: Kind> Waiter<'a, K> {
         true
     }
 
-    /// The acquire got the lease, `ttl` from now at the latest. A waiter of
-    /// an [exclusive](Kind::exclusive) lease keeps the release it was woken
-    /// for, and shows the channel's other waiters how long the lease is
-    /// held; else its wake-up is passed on when it is dropped. Not on a
-    /// Redlock, whose wake-ups are incomplete anyway.
-    pub(crate) fn acquired(&mut self, ttl: Duration) {
+    /// The acquire with `token` got the lease, `ttl` from now at the latest.
+    /// A waiter of an [exclusive](Kind::exclusive) lease keeps the release
+    /// it was woken for, and shows the channel's other waiters how long the
+    /// lease is held (and when it was granted, for a busy answer that names
+    /// it later: see `recent`); else its wake-up is passed on when it is
+    /// dropped. Not on a Redlock, whose wake-ups are incomplete anyway.
+    pub(crate) fn acquired(&mut self, token: Option<HolderToken>, ttl: Duration) {
         let complete = self.wake_ups.is_some_and(|wake| wake.complete);
         let Some(subscription) = self.subscription.as_mut() else {
             return;
@@ -203,13 +205,17 @@ impl<'a, K: Kind> Waiter<'a, K> {
             // Shown before the wake-up's mark goes: a busy answer here in
             // between would inspect.
             let as_of = subscription.releases_heard();
+            let now = Instant::now();
             subscription.saw_holder(
                 Some(HeldUntil {
-                    expires: after(Instant::now(), ttl),
+                    expires: after(now, ttl + EXPIRY_RESOLUTION),
                     announces: true,
                 }),
                 as_of,
             );
+            if let Some(token) = token {
+                subscription.granted(token, now);
+            }
             subscription.wake_up_used();
         }
         subscription.attempt_ended();
@@ -250,18 +256,21 @@ async fn look<K: Kind>(
             // wake-up) needs no inspection of this waiter's own.
         } else if let Some(Named::Announcing(holder)) = named
             && wake.complete
-            && let Some((ttl, as_of)) = subscription.sent_here(holder)
+            && let Some((hold, as_of)) = subscription.sent_here(holder)
+            && let Some(expires) = hold.expires_by(now)
         {
             // Held by an attempt of this process, which set the key before
-            // the busy answer came: it expires within its TTL from now at
-            // the latest, and announces its release. (The race this saves
-            // an inspection in: a task here takes the lock right after its
-            // release, and the woken waiter's answer comes before its own
-            // acquire shows the new holder, or after the release heard has
-            // made that stale.)
+            // the busy answer came: it expires within its TTL of its grant
+            // (or, not seen yet, of now) at the latest, and announces its
+            // release. (The race this saves an inspection in: a task here
+            // takes the lock right after its release, and the woken
+            // waiter's answer comes before its own acquire shows the new
+            // holder, or after the release heard has made that stale.)
+            // Not a full TTL from now for a hold whose expiry was waited
+            // out already: a holder that crashed would be waited for twice.
             subscription.saw_holder(
                 Some(HeldUntil {
-                    expires: after(now, ttl),
+                    expires,
                     announces: true,
                 }),
                 as_of,

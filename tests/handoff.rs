@@ -416,6 +416,53 @@ async fn after_a_local_handoff_the_other_waiters_follow_the_new_holders_ttl() {
     guard.release().await.unwrap();
 }
 
+/// A local holder that extended its lease and then crashed: a waiter that
+/// knew its first TTL tries when that runs out, is told the key is held by
+/// that holder still, and must look how long (the extension), not wait a
+/// whole TTL from then. (It waited `ttl` from the busy answer: a holder
+/// whose key outlived the TTL this process gave it, by an extension, or by
+/// the server's expiry rounding to the next whole millisecond, was waited
+/// for twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_told_a_known_local_hold_outlived_its_ttl_looks_how_long() {
+    let server = RedisServer::start();
+    let client = server.client();
+    let key = "handoff:outlived";
+    let ttl = Duration::from_millis(300);
+    let extended = Duration::from_millis(450);
+    let first = notified_lock(&client, key, Duration::from_secs(10), WaitPolicy::no_wait()).await;
+    let short = notified_lock(&client, key, ttl, sluggish()).await;
+    let patient = notified_lock(&client, key, Duration::from_secs(10), sluggish()).await;
+
+    let holder = first.acquire().await.unwrap();
+    let crashing = tokio::spawn(async move {
+        // Queued first, so woken first; it extends once, then never
+        // releases.
+        let guard = short.acquire().await.unwrap();
+        let acquired = Instant::now();
+        guard.extend(extended).await.unwrap();
+        std::mem::forget(guard);
+        acquired
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = tokio::spawn(async move { patient.acquire().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holder.release().await.unwrap();
+
+    let crashed_holder_acquired = crashing.await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("the waiter went on waiting for the first holder's expiry (10 s)")
+        .unwrap();
+    let waited = crashed_holder_acquired.elapsed();
+    assert!(
+        waited < extended + Duration::from_millis(100),
+        "the crashed holder extended its lease to {extended:?}, the waiter got the lock after {waited:?} \
+         (a full TTL of {ttl:?} after its first expiry would be 600 ms)"
+    );
+    guard.release().await.unwrap();
+}
+
 /// `x` and `{x}` are two locks: each one's release wakes its own waiter,
 /// at once, and not the other's. (Both channels were `{x}:released`: the
 /// release of `{x}` woke the waiter of `x`, queued first, which found `x`
