@@ -385,62 +385,35 @@ async fn a_foreign_holder_that_never_publishes_still_hands_over() {
 /// waiting for the previous holder's (long) expiry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_local_handoff_the_other_waiters_follow_the_new_holders_ttl() {
-    let server = RedisServer::start();
-    let client = server.client();
-    let key = "handoff:next";
-    let first = notified_lock(&client, key, Duration::from_secs(10), WaitPolicy::no_wait()).await;
-    let short = notified_lock(&client, key, Duration::from_millis(300), sluggish()).await;
-    let patient = notified_lock(&client, key, Duration::from_secs(10), sluggish()).await;
-
-    let holder = first.acquire().await.unwrap();
-    let crashing = tokio::spawn(async move {
-        // Queued first, so woken first; then it never releases.
-        std::mem::forget(short.acquire().await.unwrap());
-        Instant::now()
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let waiting = tokio::spawn(async move { patient.acquire().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    holder.release().await.unwrap();
-
-    let crashed_holder_acquired = crashing.await.unwrap();
-    let guard = tokio::time::timeout(Duration::from_secs(3), waiting)
-        .await
-        .expect("the waiter went on waiting for the first holder's expiry (10 s)")
-        .unwrap();
-    let waited = crashed_holder_acquired.elapsed();
+    let waited = waited_after_a_local_crash("handoff:next", Duration::from_millis(300), None).await;
     assert!(
         waited < Duration::from_millis(300 + 300),
         "the new holder's TTL was 300 ms, the waiter got the lock after {waited:?}"
     );
-    guard.release().await.unwrap();
 }
 
-/// A local holder that extended its lease and then crashed: a waiter that
-/// knew its first TTL tries when that runs out, is told the key is held by
-/// that holder still, and must look how long (the extension), not wait a
-/// whole TTL from then. (It waited `ttl` from the busy answer: a holder
-/// whose key outlived the TTL this process gave it, by an extension, or by
-/// the server's expiry rounding to the next whole millisecond, was waited
-/// for twice.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiter_told_a_known_local_hold_outlived_its_ttl_looks_how_long() {
+/// How long after a local holder took the lock from a release, with
+/// `ttl`, extended it to `extended` if given and crashed (never released),
+/// another local waiter got it.
+async fn waited_after_a_local_crash(
+    key: &str,
+    ttl: Duration,
+    extended: Option<Duration>,
+) -> Duration {
     let server = RedisServer::start();
     let client = server.client();
-    let key = "handoff:outlived";
-    let ttl = Duration::from_millis(300);
-    let extended = Duration::from_millis(450);
     let first = notified_lock(&client, key, Duration::from_secs(10), WaitPolicy::no_wait()).await;
     let short = notified_lock(&client, key, ttl, sluggish()).await;
     let patient = notified_lock(&client, key, Duration::from_secs(10), sluggish()).await;
 
     let holder = first.acquire().await.unwrap();
     let crashing = tokio::spawn(async move {
-        // Queued first, so woken first; it extends once, then never
-        // releases.
+        // Queued first, so woken first; then it never releases.
         let guard = short.acquire().await.unwrap();
         let acquired = Instant::now();
-        guard.extend(extended).await.unwrap();
+        if let Some(extended) = extended {
+            guard.extend(extended).await.unwrap();
+        }
         std::mem::forget(guard);
         acquired
     });
@@ -455,12 +428,27 @@ async fn a_waiter_told_a_known_local_hold_outlived_its_ttl_looks_how_long() {
         .expect("the waiter went on waiting for the first holder's expiry (10 s)")
         .unwrap();
     let waited = crashed_holder_acquired.elapsed();
+    guard.release().await.unwrap();
+    waited
+}
+
+/// A local holder that extended its lease and then crashed: a waiter that
+/// knew its first TTL tries when that runs out, is told the key is held by
+/// that holder still, and must look how long (the extension), not wait a
+/// whole TTL from then. (It waited `ttl` from the busy answer: a holder
+/// whose key outlived the TTL this process gave it, by an extension, or by
+/// the server's expiry rounding to the next whole millisecond, was waited
+/// for twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_told_a_known_local_hold_outlived_its_ttl_looks_how_long() {
+    let ttl = Duration::from_millis(300);
+    let extended = Duration::from_millis(450);
+    let waited = waited_after_a_local_crash("handoff:outlived", ttl, Some(extended)).await;
     assert!(
         waited < extended + Duration::from_millis(100),
         "the crashed holder extended its lease to {extended:?}, the waiter got the lock after {waited:?} \
          (a full TTL of {ttl:?} after its first expiry would be 600 ms)"
     );
-    guard.release().await.unwrap();
 }
 
 /// `x` and `{x}` are two locks: each one's release wakes its own waiter,
