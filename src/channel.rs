@@ -175,9 +175,10 @@ impl Channel {
         done && announced && self.waiters == 0
     }
 
-    /// The announcement due by `now`, if any (`me`: this process's id).
-    pub(crate) fn announcement(&self, me: &str, now: Instant) -> Option<String> {
-        Some(match self.route.as_ref()?.to_announce(now)? {
+    /// The announcement due by `now`, if any (`me`: this process's id),
+    /// taken to be published (see [`Route::take_announcement`]).
+    pub(crate) fn announcement(&mut self, me: &str, now: Instant) -> Option<String> {
+        Some(match self.route.as_mut()?.take_announcement(now)? {
             Announcement::Waiting => route::waiting(me),
             Announcement::Answer => route::answer(me),
             Announcement::Leaving => route::leaving(me),

@@ -282,7 +282,7 @@ impl Shared {
         if !wanted.is_empty() {
             return Step::Subscribe(wanted);
         }
-        let posts = state.to_publish(&self.id, now);
+        let posts = state.take_posts(&self.id, now);
         if !posts.is_empty() {
             return Step::Publish(posts);
         }
@@ -528,14 +528,21 @@ impl State {
 
     /// What the task is to publish now (`me`: this process's id): passed-on
     /// wake-ups, leaves, and announcements due by `now`.
-    fn to_publish(&self, me: &str, now: Instant) -> Vec<(Arc<str>, String)> {
-        let forwards = self.forward.iter().map(|(c, message)| (c, message.clone()));
-        let announcements =
-            (self.channels.iter()).filter_map(|(c, entry)| Some((c, entry.announcement(me, now)?)));
-        (forwards.chain(announcements))
-            .filter(|(channel, _)| self.confirmed.contains(*channel))
-            .map(|(channel, message)| (channel.clone(), message))
-            .collect()
+    /// Announcements are taken here, on subscribed channels only, so that
+    /// an answer owed on a channel not yet confirmed stays owed.
+    fn take_posts(&mut self, me: &str, now: Instant) -> Vec<(Arc<str>, String)> {
+        let State {
+            channels,
+            confirmed,
+            forward,
+            ..
+        } = self;
+        let forwards = (forward.iter()).filter(|(channel, _)| confirmed.contains(channel));
+        let forwards = forwards.map(|(channel, message)| (channel.clone(), message.clone()));
+        let announcements = (channels.iter_mut())
+            .filter(|(channel, _)| confirmed.contains(*channel))
+            .filter_map(|(channel, entry)| Some((channel.clone(), entry.announcement(me, now)?)));
+        forwards.chain(announcements).collect()
     }
 
     /// The next watchdog, announcement (when `up`) or end of lingering

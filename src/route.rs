@@ -168,7 +168,8 @@ pub(crate) struct Route {
     /// When this process last announced that it waits, on the current
     /// connection (`None` after it announced leaving).
     announced: Option<Instant>,
-    /// A newcomer is to be answered with an announcement.
+    /// A newcomer is to be answered with an announcement: set when one is
+    /// heard, cleared when an announcement is taken after that.
     answer: bool,
 }
 
@@ -328,9 +329,24 @@ impl Route {
         }
     }
 
+    /// The announcement due by `now`, taken to be published. A waiting
+    /// announcement or an answer is heard by every newcomer that asked for
+    /// an answer so far (it is subscribed), so the request is met when the
+    /// announcement is chosen, not when its publish returns: a newcomer
+    /// heard while that publish is in flight may have subscribed after it,
+    /// and is owed an answer of its own. (Met only on its return, such a
+    /// newcomer went unanswered: it never named this process until the
+    /// next heartbeat, and this process's waiters lost their turns.)
+    pub(crate) fn take_announcement(&mut self, now: Instant) -> Option<Announcement> {
+        let what = self.to_announce(now)?;
+        if what != Announcement::Leaving {
+            self.answer = false;
+        }
+        Some(what)
+    }
+
     /// This process announced `what` at `now`.
     pub(crate) fn announced(&mut self, what: Announcement, now: Instant) {
-        self.answer = false;
         self.announced = match what {
             Announcement::Waiting | Announcement::Answer => Some(now),
             Announcement::Leaving => None,
@@ -491,7 +507,7 @@ mod tests {
         route.announced(Announcement::Waiting, now);
         assert_eq!(route.heard(Message::Waiting(C), A, now), Heard::Newcomer);
         assert_eq!(
-            route.to_announce(now),
+            route.take_announcement(now),
             Some(Announcement::Answer),
             "at once"
         );
@@ -525,6 +541,31 @@ mod tests {
             Heard::Nothing,
             "ourselves"
         );
+    }
+
+    /// A newcomer heard while an announcement is being published may have
+    /// subscribed after it: it gets an answer of its own, whether that
+    /// announcement was the first one or an answer to another newcomer.
+    #[test]
+    fn a_newcomer_heard_while_an_announcement_is_published_is_answered() {
+        let now = Instant::now();
+        let mut route = Route::default();
+        route.set_waiting_here(true);
+        assert_eq!(route.take_announcement(now), Some(Announcement::Waiting));
+        route.heard(Message::Waiting(B), A, now);
+        route.announced(Announcement::Waiting, now);
+        assert_eq!(route.to_announce(now), Some(Announcement::Answer));
+
+        assert_eq!(route.take_announcement(now), Some(Announcement::Answer));
+        route.heard(Message::Waiting(C), A, now);
+        route.announced(Announcement::Answer, now);
+        assert_eq!(
+            route.take_announcement(now),
+            Some(Announcement::Answer),
+            "C heard after B's answer was sent"
+        );
+        route.announced(Announcement::Answer, now);
+        assert_eq!(route.to_announce(now), None, "all answered");
     }
 
     /// Waiting is announced at once and every heartbeat, leaving once.
