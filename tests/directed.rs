@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -122,6 +123,8 @@ async fn contend(url: &str, tag: &str) {
 async fn a_release_wakes_one_process_and_the_processes_take_turns() {
     let server = RedisServer::start();
     let url = server.url();
+    // What the processes say on the channel, for a failure's message.
+    let (_listening, mut heard) = listen(&server).await;
     let (holder, _) = notified_lock(&url).await;
     let first = holder.acquire().await.unwrap();
     let mut children: Vec<Child> = (1..PROCESSES)
@@ -142,7 +145,7 @@ async fn a_release_wakes_one_process_and_the_processes_take_turns() {
         let ready: Option<String> =
             redis::from_redis_value(server.cmd(&["HGET", DATA, "ready"])).unwrap();
         ready.as_deref() == Some(everyone.as_str())
-            && subscribers(&server, CHANNEL) == PROCESSES as i64
+            && subscribers(&server, CHANNEL) == PROCESSES as i64 + 1
     })
     .await;
     // The processes' announcements are heard by all.
@@ -180,11 +183,19 @@ async fn a_release_wakes_one_process_and_the_processes_take_turns() {
     // While every process has most of its sections left, each takes its
     // turn: about a quarter of them each.
     let early = &order[..handoffs / 3];
+    let (mut announcements, mut named) = (Vec::new(), BTreeMap::<String, usize>::new());
+    while let Ok(message) = heard.try_recv() {
+        match message.strip_prefix('=') {
+            Some(release) => *named.entry(release.chars().take(16).collect()).or_default() += 1,
+            None => announcements.push(message),
+        }
+    }
     for tag in 0..PROCESSES {
         let turns = early.iter().filter(|t| **t == tag.to_string()).count();
         assert!(
             turns >= early.len() / (2 * PROCESSES),
-            "process {tag} took {turns} of the first {} acquisitions: {early:?}",
+            "process {tag} took {turns} of the first {} acquisitions: {early:?}; \
+             announced on the channel: {announcements:?}; releases naming each process: {named:?}",
             early.len()
         );
     }
