@@ -177,7 +177,7 @@ impl Channel {
 
     /// The announcement due by `now`, if any (`me`: this process's id),
     /// taken to be published (see [`Route::take_announcement`]).
-    pub(crate) fn announcement(&mut self, me: &str, now: Instant) -> Option<String> {
+    pub(crate) fn take_announcement(&mut self, me: &str, now: Instant) -> Option<String> {
         Some(match self.route.as_mut()?.take_announcement(now)? {
             Announcement::Waiting => route::waiting(me),
             Announcement::Answer => route::answer(me),

@@ -531,18 +531,12 @@ impl State {
     /// Announcements are taken here, on subscribed channels only, so that
     /// an answer owed on a channel not yet confirmed stays owed.
     fn take_posts(&mut self, me: &str, now: Instant) -> Vec<(Arc<str>, String)> {
-        let State {
-            channels,
-            confirmed,
-            forward,
-            ..
-        } = self;
-        let forwards = (forward.iter()).filter(|(channel, _)| confirmed.contains(channel));
-        let forwards = forwards.map(|(channel, message)| (channel.clone(), message.clone()));
-        let announcements = (channels.iter_mut())
-            .filter(|(channel, _)| confirmed.contains(*channel))
-            .filter_map(|(channel, entry)| Some((channel.clone(), entry.announcement(me, now)?)));
-        forwards.chain(announcements).collect()
+        let confirmed = &self.confirmed;
+        let forwards = (self.forward.iter()).filter(|(c, _)| confirmed.contains(c));
+        let announcements = (self.channels.iter_mut())
+            .filter(|(c, _)| confirmed.contains(*c))
+            .filter_map(|(c, entry)| Some((c.clone(), entry.take_announcement(me, now)?)));
+        forwards.cloned().chain(announcements).collect()
     }
 
     /// The next watchdog, announcement (when `up`) or end of lingering

@@ -334,9 +334,8 @@ impl Route {
     /// an answer so far (it is subscribed), so the request is met when the
     /// announcement is chosen, not when its publish returns: a newcomer
     /// heard while that publish is in flight may have subscribed after it,
-    /// and is owed an answer of its own. (Met only on its return, such a
-    /// newcomer went unanswered: it never named this process until the
-    /// next heartbeat, and this process's waiters lost their turns.)
+    /// and is owed an answer of its own (unanswered, it would not name this
+    /// process until the next heartbeat).
     pub(crate) fn take_announcement(&mut self, now: Instant) -> Option<Announcement> {
         let what = self.to_announce(now)?;
         if what != Announcement::Leaving {
