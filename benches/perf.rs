@@ -13,7 +13,9 @@
 //!   waiters on one key, in 1 process and spread over 4, with zero hold and
 //!   2 ms holds; and the p50 handoff (one holder's `release()` returning to
 //!   the next holder's `acquire()` returning) in round trips (the p50 of a
-//!   back-to-back `PING` on the same server); over several processes, the
+//!   back-to-back `PING` on the same server, and of a `PING` after a pause
+//!   as long as the hold, which wakes an idle client and server as a
+//!   handoff after a hold does); over several processes, the
 //!   share of handoffs that went to a waiter of another process, and their
 //!   own p50. `PERF_PROCESSES=2` runs one count of processes instead of 1
 //!   and 4.
@@ -753,12 +755,22 @@ fn handoff_run(
     (command_calls(&info), handoffs, cpu_per)
 }
 
-/// The p50 of 500 back-to-back `PING`s, in µs: one round trip.
-fn round_trip(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) -> f64 {
+/// The p50 of 500 `PING`s, in µs, each after `pause`: one round trip
+/// (back to back with no pause; after a pause as long as the hold, one that
+/// wakes a client and a server that were idle, as a handoff after a hold
+/// does).
+fn round_trip(
+    runtime: &tokio::runtime::Runtime,
+    server: &support::RedisServer,
+    pause: Duration,
+) -> f64 {
     let mut samples = runtime.block_on(async {
         let mut connection = server.conn().await;
         let mut samples = Vec::new();
         for _ in 0..500 {
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
             let started = Instant::now();
             let _: String = redis::cmd("PING")
                 .query_async(&mut connection)
@@ -774,11 +786,12 @@ fn round_trip(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) 
 fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
     println!(
         "handoff: {HANDOFFS} handoffs a run; RTs = p50 handoff / p50 of a back-to-back PING measured just before the run; \
+         paced = p50 handoff / p50 of a PING after a pause as long as the hold (the same as RTs with zero hold); \
          each crate row is followed by its floor (raw redis, one SET per woken process, see benches/floor/pubsub.rs), \
          and x floor = the crate's p50 / the floor's"
     );
     println!(
-        "{:>9} {:>7} {:>6} {:>5} | {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} | {:>6} | {:>9} {:>7} {:>7} {:>7} | {:>6} {:>9}",
+        "{:>9} {:>7} {:>6} {:>5} | {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} | {:>6} | {:>9} {:>7} {:>7} {:>6} {:>7} | {:>6} {:>9}",
         "processes",
         "waiters",
         "hold",
@@ -793,6 +806,7 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
         "p50 µs",
         "RTs",
         "PING µs",
+        "paced",
         "x floor",
         "moved",
         "moved RTs"
@@ -804,7 +818,12 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
             for hold in [Duration::ZERO, Duration::from_millis(2)] {
                 let mut crate_p50 = 0.0;
                 for floor in [false, true] {
-                    let round_trip = round_trip(runtime, server);
+                    let round_trip_paced = round_trip(runtime, server, hold);
+                    let round_trip = if hold.is_zero() {
+                        round_trip_paced
+                    } else {
+                        round_trip(runtime, server, Duration::ZERO)
+                    };
                     let (calls, mut handoffs, cpu) =
                         handoff_run(runtime, server, processes, waiters, hold, floor);
                     let n = HANDOFFS as f64;
@@ -841,7 +860,7 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
                         format!("{:>7}", "")
                     };
                     println!(
-                        "{processes:>9} {waiters:>7} {:>4}ms {:>5} | {all:>8.2} {:>5.2} {evals:>5.2} {:>5.2} {:>5.2} {:>7.2} | {cpu:>6.1} | {p50:>9.1} {:>7.2} {round_trip:>7.1} {against} | {:>5.0}% {moved_p50}",
+                        "{processes:>9} {waiters:>7} {:>4}ms {:>5} | {all:>8.2} {:>5.2} {evals:>5.2} {:>5.2} {:>5.2} {:>7.2} | {cpu:>6.1} | {p50:>9.1} {:>7.2} {round_trip:>7.1} {:>6.2} {against} | {:>5.0}% {moved_p50}",
                         hold.as_millis(),
                         if floor { "floor" } else { "crate" },
                         per("set"),
@@ -849,6 +868,7 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
                         per("pttl"),
                         per("subscribe") + per("unsubscribe"),
                         p50 / round_trip,
+                        p50 / round_trip_paced,
                         moved * 100.0,
                     );
                 }
