@@ -34,7 +34,15 @@
 //! cargo bench --bench perf -- redlock
 //! taskset -c 0 cargo bench --bench perf    # everything on one core
 //! PERF_PLACEMENT=split cargo bench --bench perf  # clients on CPU 0, servers on CPU 1
+//! PERF_DELAY_US=60 cargo bench --bench perf  # a slow link: 60 µs more each way
 //! ```
+//!
+//! `PERF_DELAY_US` sends every timed connection (the floors' and the
+//! lock's, `PING`s included) through a relay in this process that holds
+//! each chunk that long in each direction (`benches/relay`): this machine
+//! cannot delay its loopback in the kernel (no `tc netem`). The relay is a
+//! process of its own per server, whose CPU time is not the client's; it
+//! runs on the servers' CPU with `PERF_PLACEMENT=split`.
 //!
 //! The instructions of contended acquisitions, against the floor's: one
 //! handoff child (`--child url run tasks hold_us crate|floor`: 9 tasks are
@@ -61,8 +69,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
@@ -74,6 +82,9 @@ mod support;
 
 #[path = "floor/mod.rs"]
 mod floor;
+
+#[path = "relay/mod.rs"]
+mod relay;
 
 use floor::pubsub::{FloorGuard, FloorLock};
 use floor::{
@@ -128,6 +139,9 @@ fn main() {
     if args.first().map(String::as_str) == Some("--child") {
         return child(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("--relay") {
+        relay::serve(&args[1..]);
+    }
     let only = args.iter().find(|arg| !arg.starts_with('-'));
     let wanted = |section: &str| only.is_none_or(|only| section.contains(only.as_str()));
     if split_placement() {
@@ -141,13 +155,22 @@ fn main() {
         .unwrap();
     let server = start_server();
     println!(
-        "machine: {} cores, {}; {}",
+        "machine: {} cores online ({} for this process), {}; {}; {}",
+        // SAFETY: sysconf only reads a system setting.
+        unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) },
         std::thread::available_parallelism().map_or(0, usize::from),
         cpu_model(),
         if split_placement() {
             "PERF_PLACEMENT=split: this process and its children on CPU 0, the servers on CPU 1"
         } else {
             "threads where the OS puts them"
+        },
+        match link_delay() {
+            Some(delay) => format!(
+                "PERF_DELAY_US={}: timed connections through a relay adding that much each way",
+                delay.as_micros()
+            ),
+            None => "the plain loopback".to_owned(),
         }
     );
     if wanted("throughput") {
@@ -196,6 +219,46 @@ fn pin_threads_of(pid: u32, cpu: usize) {
         };
         assert_eq!(done, 0, "sched_setaffinity({tid}, CPU {cpu})");
     }
+}
+
+/// `PERF_DELAY_US`: a slow link, this many µs added to each direction of
+/// every timed connection by a relay (`benches/relay`), since the machine
+/// cannot delay its loopback itself. Unset or 0: the plain loopback.
+fn link_delay() -> Option<Duration> {
+    env("PERF_DELAY_US")
+        .filter(|&us| us > 0)
+        .map(|us| Duration::from_micros(us as u64))
+}
+
+/// The address of `server` for timed connections, the floors' and the
+/// lock's alike: through its relay with [`link_delay`] (started at the
+/// first use, on the servers' CPU with `PERF_PLACEMENT=split`, as the far
+/// end of the link), else the server's own. Statistics and
+/// set-up (`INFO`, `CONFIG RESETSTAT`) go to the server directly.
+fn url_of(server: &support::RedisServer) -> String {
+    let Some(delay) = link_delay() else {
+        return server.url();
+    };
+    // Kept until the bench ends (they die with it).
+    static RELAYS: Mutex<BTreeMap<u16, relay::Relay>> = Mutex::new(BTreeMap::new());
+    let mut relays = RELAYS.lock().unwrap();
+    let relay = relays.entry(server.port()).or_insert_with(|| {
+        let relay = relay::Relay::start(server.port(), delay);
+        if split_placement() {
+            pin_threads_of(relay.pid(), SERVER_CPU);
+        }
+        relay
+    });
+    relay.url()
+}
+
+/// A timed connection to `server` (see [`url_of`]).
+async fn timed_conn(server: &support::RedisServer) -> MultiplexedConnection {
+    redis::Client::open(url_of(server))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 /// A throwaway redis-server, on [`SERVER_CPU`] with `PERF_PLACEMENT=split`.
@@ -358,7 +421,7 @@ impl Rounds {
 /// `same` or `lock` runs that side alone, `PERF_TASKS` tasks (both
 /// counts by default), `PERF_ROUNDS` rounds.
 async fn throughput(server: &support::RedisServer) {
-    let connection = server.conn().await;
+    let connection = timed_conn(server).await;
     let locks: Vec<Lock> = (0..TASKS)
         .map(|i| {
             Lock::builder(format!("perf:{i}"))
@@ -427,7 +490,7 @@ async fn redlock() {
     let servers: Vec<support::RedisServer> = (0..NODES).map(|_| start_server()).collect();
     let mut connections = Vec::new();
     for server in &servers {
-        connections.push(server.conn().await);
+        connections.push(timed_conn(server).await);
     }
     let lock = Lock::builder("perf:redlock")
         .build_quorum(connections.clone())
@@ -691,7 +754,7 @@ fn handoff_run(
     let mut cpu = Duration::ZERO;
     let held: Vec<Held> = if processes == 1 {
         let before = cpu_time();
-        let held = runtime.block_on(take_turns(&server.url(), &run, tasks, hold, floor));
+        let held = runtime.block_on(take_turns(&url_of(server), &run, tasks, hold, floor));
         cpu = cpu_time() - before;
         held
     } else {
@@ -699,7 +762,7 @@ fn handoff_run(
         let children: Vec<_> = (0..processes)
             .map(|_| {
                 Command::new(&exe)
-                    .args(["--child", &server.url(), &run, &tasks.to_string()])
+                    .args(["--child", &url_of(server), &run, &tasks.to_string()])
                     .arg(hold.as_micros().to_string())
                     .arg(taker)
                     .stdout(Stdio::piped())
@@ -765,7 +828,7 @@ fn round_trip(
     pause: Duration,
 ) -> f64 {
     let mut samples = runtime.block_on(async {
-        let mut connection = server.conn().await;
+        let mut connection = timed_conn(server).await;
         let mut samples = Vec::new();
         for _ in 0..500 {
             if !pause.is_zero() {
