@@ -34,15 +34,16 @@
 //! cargo bench --bench perf -- redlock
 //! taskset -c 0 cargo bench --bench perf    # everything on one core
 //! PERF_PLACEMENT=split cargo bench --bench perf  # clients on CPU 0, servers on CPU 1
-//! PERF_DELAY_US=60 cargo bench --bench perf  # a slow link: 60 µs more each way
+//! PERF_DELAY_US=30 cargo bench --bench perf  # a slow link (~150 µs PING here)
 //! ```
 //!
 //! `PERF_DELAY_US` sends every timed connection (the floors' and the
-//! lock's, `PING`s included) through a relay in this process that holds
-//! each chunk that long in each direction (`benches/relay`): this machine
-//! cannot delay its loopback in the kernel (no `tc netem`). The relay is a
-//! process of its own per server, whose CPU time is not the client's; it
-//! runs on the servers' CPU with `PERF_PLACEMENT=split`.
+//! lock's, `PING`s included) through a relay that holds each chunk that
+//! long in each direction (`benches/relay`): this machine cannot delay its
+//! loopback in the kernel (no `tc netem`). The relay is a process of its
+//! own per server, whose CPU time is not the client's; it runs on the
+//! servers' CPU with `PERF_PLACEMENT=split`. It adds about 100 µs a round
+//! trip of its own here, so read the round trip off the `PING` rows.
 //!
 //! The instructions of contended acquisitions, against the floor's: one
 //! handoff child (`--child url run tasks hold_us crate|floor`: 9 tasks are
