@@ -737,6 +737,19 @@ async fn a_resp2_cluster_client_polls_instead_of_subscribing() {
 
 /// Errors a lock may give while its master fails over: typed, and worth
 /// trying again (never a panic, never "acquired" without an answer).
+/// Extends `guard` by 20 s, retrying the retryable errors of a failover
+/// for up to 10 s; fails the test if it cannot.
+async fn extend_through_failover(guard: &LockGuard, when: &str) {
+    for _ in 0..100 {
+        match guard.extend(Duration::from_secs(20)).await {
+            Ok(()) => return,
+            Err(error) => assert_passing(&error),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the held lock could not be extended {when}");
+}
+
 fn assert_passing(error: &redis_mutex::Error) {
     assert!(
         error.is_retryable(),
@@ -747,6 +760,9 @@ fn assert_passing(error: &redis_mutex::Error) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_failover_keeps_replicated_locks_and_never_overlaps() {
     let cluster = Arc::new(RedisCluster::start_with_replicas());
+    // Each phase's start, printed with a failure: which one was slow.
+    let started = Instant::now();
+    let phase = |name: &str| eprintln!("{:>8.3?} {name}", started.elapsed());
     // Two keys of one slot: one held through the failover, one contended.
     let held_key = "{failover}:held";
     let contended_key = "{failover}:contended";
@@ -819,6 +835,7 @@ async fn a_master_failover_keeps_replicated_locks_and_never_overlaps() {
     assert!(sections.load(Ordering::SeqCst) > 0, "contention runs");
 
     // The master dies; its replica takes over (node timeout 1 s).
+    phase("stopping the master");
     master.stop();
     {
         let cluster = cluster.clone();
@@ -830,21 +847,8 @@ async fn a_master_failover_keeps_replicated_locks_and_never_overlaps() {
         .unwrap();
     }
     // The held lock is still ours on the new master: extend and check.
-    let mut extended = false;
-    for _ in 0..100 {
-        match guard.extend(Duration::from_secs(20)).await {
-            Ok(()) => {
-                extended = true;
-                break;
-            }
-            Err(error) => assert_passing(&error),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        extended,
-        "the held lock could not be extended after the failover"
-    );
+    phase("replica promoted");
+    extend_through_failover(&guard, "after the failover").await;
     assert!(guard.is_held().await.unwrap());
     assert!(held.try_acquire().await.unwrap().is_none(), "still held");
     // A lock on another master's key still gets its WAIT answered: it goes
@@ -860,6 +864,7 @@ async fn a_master_failover_keeps_replicated_locks_and_never_overlaps() {
 
     // The old master comes back empty and rejoins as the new master's
     // replica, so WAIT can be satisfied again; contention goes on.
+    phase("restarting the old master");
     master.restart();
     let back = Instant::now();
     let before = sections.load(Ordering::SeqCst);
@@ -870,10 +875,17 @@ async fn a_master_failover_keeps_replicated_locks_and_never_overlaps() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // And still ours once the old master came back empty as a replica (a
+    // full sync from the new master, not the other way). Extended again
+    // here: the phases since the last extension are bounded by 30 s, more
+    // than its TTL, on a slow machine.
+    phase("20 sections after the rejoin; stopping the contenders");
+    extend_through_failover(&guard, "after the old master rejoined").await;
     stop.store(true, Ordering::SeqCst);
     for task in tasks {
         task.await.unwrap();
     }
+    phase("contenders stopped");
     assert_eq!(overlaps.load(Ordering::SeqCst), 0);
 
     guard.release().await.unwrap();
