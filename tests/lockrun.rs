@@ -437,6 +437,21 @@ fn flock_flags_version_and_a_help_that_lists_every_exit_code() {
 }
 
 #[test]
+fn an_empty_redis_url_counts_as_unset() {
+    // `REDIS_URL= lockrun ...` is the default server, not a bad URL (64).
+    // Nothing listens on port 6379 in the tests unless a user runs one
+    // there: then the command runs.
+    let mut command = Command::new(lockrun_bin());
+    command
+        .env("REDIS_URL", "")
+        .args(["--key", "job", "--nonblock", "--", "true"]);
+    let out = run(command);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 69 | 75)), "{stderr}");
+    assert!(!stderr.contains("parse"), "{stderr}");
+}
+
+#[test]
 fn a_bad_url_or_one_server_given_twice_is_a_usage_error() {
     let server = RedisServer::start();
     let port = server.port().to_string();

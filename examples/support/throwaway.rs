@@ -9,8 +9,9 @@ use redis_mutex::test_server::{RedisServer, ServerError};
 /// lives as long as the returned server (keep it until the end of `main`).
 pub fn url_or_start() -> Result<(String, Option<RedisServer>), ServerError> {
     match std::env::var("REDIS_URL") {
-        Ok(url) => Ok((url, None)),
-        Err(_) => {
+        // Set but empty (`REDIS_URL= cargo run ...`) counts as unset.
+        Ok(url) if !url.trim().is_empty() => Ok((url, None)),
+        _ => {
             let server = RedisServer::start()?;
             Ok((server.url(), Some(server)))
         }

@@ -58,7 +58,7 @@ pub struct Args {
     pub key: Option<String>,
 
     /// Redis server (redis://, rediss://, redis+unix://); defaults to
-    /// $REDIS_URL, then redis://127.0.0.1:6379. Give it 3 or 5 times for a
+    /// $REDIS_URL (unless empty), then redis://127.0.0.1:6379. Give it 3 or 5 times for a
     /// Redlock over independent servers
     #[arg(long = "url", value_name = "URL")]
     pub urls: Vec<String>,

@@ -34,7 +34,11 @@ pub async fn main(mut args: Args) -> u8 {
         }
     };
     if args.urls.is_empty() {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        // An empty $REDIS_URL counts as unset, as in the examples.
+        let url = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
         args.urls.push(url);
     }
     for (n, url) in args.urls.iter().enumerate() {
