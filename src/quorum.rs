@@ -219,19 +219,19 @@ impl Quorum {
         // One request for every node (it is the same command).
         let request = kind.acquire(token, ttl);
         let sent_at = Instant::now();
-        let (mut replies, round) = tokio::join!(
-            self.on_nodes_until(
-                &voters,
-                |node| node.acquire_by(kind, &request, token),
-                decided
-            ),
-            async {
-                match learn {
-                    true => Some(self.identify().await),
-                    false => None,
-                }
-            },
+        let acquiring = self.on_nodes_until(
+            &voters,
+            |node| node.acquire_by(kind, &request, token),
+            decided,
         );
+        // Joined with the round only while learning: on the usual path a
+        // join would add a layer to every poll of every reply.
+        let (mut replies, round) = if learn {
+            let (replies, round) = tokio::join!(acquiring, self.identify());
+            (replies, Some(round))
+        } else {
+            (acquiring.await, None)
+        };
         let elapsed = sent_at.elapsed();
         match round {
             Some(Err(error)) => {
