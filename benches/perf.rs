@@ -6,8 +6,10 @@
 //!   byte for byte the lock's commands on the same connection (`SET key
 //!   token NX GET PX ttl`, then the crate's release script, which
 //!   publishes), and to the plain floor anyone would write (`SET NX PX`,
-//!   then a compare-and-delete), medians of paired interleaved rounds; the
-//!   client's and the server's CPU per cycle.
+//!   then a compare-and-delete), medians of paired interleaved rounds with
+//!   a 95% confidence interval of each median (`floor::PairedRatio`: a bar
+//!   inside it is neither met nor missed by the run); the client's and the
+//!   server's CPU per cycle.
 //! - `handoff`: commands per handoff (`INFO commandstats`, the release
 //!   script's own `GET`, `DEL` and `PUBLISH` included) with 8, 64 and 256
 //!   waiters on one key, in 1 process and spread over 4, with zero hold and
@@ -89,7 +91,7 @@ mod relay;
 
 use floor::pubsub::{FloorGuard, FloorLock};
 use floor::{
-    CRATE_RELEASE_LUA, CRATE_SIZED_TOKEN, RELEASE_LUA, command_calls, cpu_time,
+    CRATE_RELEASE_LUA, CRATE_SIZED_TOKEN, PairedRatio, RELEASE_LUA, command_calls, cpu_time,
     crate_release_channel, floor_cycle, floor_redlock_cycle, median, percentiles, rate,
     same_commands_cycle,
 };
@@ -400,15 +402,11 @@ impl Rounds {
         )
     }
 
-    /// `ours`' rate over `self`'s in each round: their median, lowest and
-    /// highest. A slow spell of the machine during one round moves this
-    /// median less than it moves the medians of the rates.
-    fn paired(&self, ours: &Rounds) -> (f64, f64, f64) {
-        let mut ratios: Vec<f64> = (ours.rates.iter().zip(&self.rates))
-            .map(|(ours, floor)| ours / floor)
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        (median(ratios.clone()), ratios[0], ratios[ratios.len() - 1])
+    /// `ours`' rate over `self`'s in each round (see [`PairedRatio`]). A
+    /// slow spell of the machine during one round moves this median less
+    /// than it moves the medians of the rates.
+    fn paired(&self, ours: &Rounds) -> PairedRatio {
+        PairedRatio::of(&ours.rates, &self.rates).unwrap_or_default()
     }
 }
 
@@ -470,13 +468,13 @@ async fn throughput(server: &support::RedisServer) {
         let [floor_rounds, same_rounds, our_rounds] = &measured[..] else {
             unreachable!("three sides")
         };
-        let (to_same, same_low, same_high) = same_rounds.paired(our_rounds);
-        let (to_floor, floor_low, floor_high) = floor_rounds.paired(our_rounds);
+        let to_same = same_rounds.paired(our_rounds);
+        let to_floor = floor_rounds.paired(our_rounds);
         let (floor, floor_client, floor_server) = floor_rounds.medians();
         let (same, same_client, same_server) = same_rounds.medians();
         let (ours, our_client, our_server) = our_rounds.medians();
         println!(
-            "throughput, {tasks:>2} task(s) on distinct keys: plain floor {floor:>7.0} cycles/s, same-commands floor {same:>7.0}, Lock {ours:>7.0}; ratio {to_same:.3} to the same-commands floor ({same_low:.3} to {same_high:.3} over rounds), {to_floor:.3} to the plain floor ({floor_low:.3} to {floor_high:.3}); client CPU per cycle: {floor_client:.1} / {same_client:.1} / {our_client:.1} µs (Lock to same-commands {:.3}); server CPU per cycle: {floor_server:.1} / {same_server:.1} / {our_server:.1} µs (Lock to same-commands {:.3}) (medians of {rounds} rounds of {}; a ratio is the median of the lock's rate over the floor's in the same round)",
+            "throughput, {tasks:>2} task(s) on distinct keys: plain floor {floor:>7.0} cycles/s, same-commands floor {same:>7.0}, Lock {ours:>7.0}; ratio {to_same} to the same-commands floor, {to_floor} to the plain floor; client CPU per cycle: {floor_client:.1} / {same_client:.1} / {our_client:.1} µs (Lock to same-commands {:.3}); server CPU per cycle: {floor_server:.1} / {same_server:.1} / {our_server:.1} µs (Lock to same-commands {:.3}) (medians of {rounds} rounds of {}; a ratio is the median of the lock's rate over the floor's in the same round)",
             our_client / same_client,
             our_server / same_server,
             cycles_for(tasks),
@@ -553,22 +551,13 @@ async fn redlock() {
             median(values.clone())
         }
     };
-    // The median over rounds of the lock's rate over a floor's in the same
-    // round, and the lowest and highest.
-    let paired = |floor: &Vec<f64>| {
-        let mut ratios: Vec<f64> = rates[2].iter().zip(floor).map(|(o, f)| o / f).collect();
-        if ratios.is_empty() {
-            return (0.0, 0.0, 0.0);
-        }
-        ratios.sort_by(f64::total_cmp);
-        (median(ratios.clone()), ratios[0], ratios[ratios.len() - 1])
-    };
+    // The lock's rate over a floor's in the same round (see `PairedRatio`).
+    let paired = |floor: &Vec<f64>| PairedRatio::of(&rates[2], floor).unwrap_or_default();
     let [all, third, ours] = [of(&rates[0]), of(&rates[1]), of(&rates[2])];
     let [all_cpu, third_cpu, our_cpu] = [of(&cpus[0]), of(&cpus[1]), of(&cpus[2])];
-    let ((to_third, third_low, third_high), (to_all, all_low, all_high)) =
-        (paired(&rates[1]), paired(&rates[0]));
+    let (to_third, to_all) = (paired(&rates[1]), paired(&rates[0]));
     println!(
-        "redlock over {NODES} nodes, 1 task (the lock's commands on every side): floor waiting for all {all:>6.0} cycles/s, floor returning at the 3rd grant {third:>6.0} cycles/s, Lock {ours:>6.0} cycles/s; ratio to the 3rd-grant floor {to_third:.3} ({third_low:.3} to {third_high:.3} over rounds), to the wait-for-all floor {to_all:.3} ({all_low:.3} to {all_high:.3}); client CPU per cycle: {all_cpu:.1} / {third_cpu:.1} / {our_cpu:.1} µs (medians of {rounds} interleaved rounds of {cycles})",
+        "redlock over {NODES} nodes, 1 task (the lock's commands on every side): floor waiting for all {all:>6.0} cycles/s, floor returning at the 3rd grant {third:>6.0} cycles/s, Lock {ours:>6.0} cycles/s; ratio to the 3rd-grant floor {to_third}, to the wait-for-all floor {to_all}; client CPU per cycle: {all_cpu:.1} / {third_cpu:.1} / {our_cpu:.1} µs (medians of {rounds} interleaved rounds of {cycles})",
     );
     drop(servers);
 }
