@@ -149,22 +149,11 @@ impl<K: Kind> Engine<K> {
             let cutoff = deadline
                 .filter(|_| self.topology.cuts_attempts())
                 .and_then(|deadline| Some(deadline.max(now.checked_add(floor)?)));
-            let step = match cutoff {
-                None => attempt().await,
-                Some(cutoff) => match crate::cut::cut_at(cutoff, attempt()).await {
-                    Ok(step) => step,
-                    // Cut: the SET may have landed, so the token is released
-                    // in the background (the pending acquire's drop).
-                    Err(_) => AcquireStep::Fail {
-                        error: Error::TimedOut {
-                            operation: Operation::Acquire,
-                            key: self.key().to_owned(),
-                            after: Some(cutoff - started),
-                            source: timed_out(cutoff - started),
-                        },
-                        maybe_set: true,
-                    },
-                },
+            let step = match crate::cut::cut_at(cutoff, attempt()).await {
+                Ok(step) => step,
+                // Cut: the SET may have landed, so the token is released
+                // in the background (the pending acquire's drop).
+                Err(_) => self.cut_attempt(cutoff, started),
             };
             let (failed, holder_named) = match step {
                 AcquireStep::Acquired {
@@ -227,6 +216,24 @@ impl<K: Kind> Engine<K> {
                 }));
             }
             now = Instant::now();
+        }
+    }
+}
+
+impl<K: Kind> Engine<K> {
+    /// The step of an attempt cut at `cutoff` (set: only an attempt with a
+    /// cutoff is cut). Out of line: almost no attempt is cut.
+    #[cold]
+    fn cut_attempt(&self, cutoff: Option<Instant>, started: Instant) -> AcquireStep {
+        let after = cutoff.map_or(started.elapsed(), |cutoff| cutoff - started);
+        AcquireStep::Fail {
+            error: Error::TimedOut {
+                operation: Operation::Acquire,
+                key: self.key().to_owned(),
+                after: Some(after),
+                source: timed_out(after),
+            },
+            maybe_set: true,
         }
     }
 }

@@ -20,11 +20,13 @@ use crate::alarm::{self, Alarm};
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Elapsed;
 
-/// `future`, ended with [`Elapsed`] unless ready by `cutoff`.
-pub(crate) fn cut_at<F: Future>(cutoff: tokio::time::Instant, future: F) -> Cut<F> {
+/// `future`, ended with [`Elapsed`] unless ready by `cutoff`; never cut
+/// without one. (One type for both, so that a caller awaits one future
+/// where it may cut or not, and its code holds the inner future once.)
+pub(crate) fn cut_at<F: Future>(cutoff: Option<tokio::time::Instant>, future: F) -> Cut<F> {
     Cut {
         future,
-        alarm: alarm::at(cutoff.into_std()),
+        alarm: cutoff.map(|cutoff| alarm::at(cutoff.into_std())),
     }
 }
 
@@ -34,7 +36,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct Cut<F> {
         #[pin]
         future: F,
-        alarm: Alarm,
+        alarm: Option<Alarm>,
     }
 }
 
@@ -44,10 +46,15 @@ impl<F: Future> Future for Cut<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Poll::Ready(output) = this.future.poll(cx) {
-            this.alarm.disarm();
+            if let Some(alarm) = this.alarm {
+                alarm.disarm();
+            }
             return Poll::Ready(Ok(output));
         }
-        Pin::new(this.alarm).poll(cx).map(|()| Err(Elapsed))
+        match this.alarm {
+            Some(alarm) => Pin::new(alarm).poll(cx).map(|()| Err(Elapsed)),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -86,7 +93,7 @@ mod tests {
     async fn a_future_that_never_ends_is_cut_at_its_cutoff_not_before() {
         let started = Instant::now();
         let cut = cut_at(
-            after(Duration::from_millis(100)),
+            Some(after(Duration::from_millis(100))),
             std::future::pending::<()>(),
         );
         assert_eq!(cut.await, Err(Elapsed));
@@ -101,7 +108,7 @@ mod tests {
         let waker = Waker::from(counted.clone());
         let mut cx = Context::from_waker(&waker);
         let mut cut = pin!(cut_at(
-            after(Duration::from_secs(30)),
+            Some(after(Duration::from_secs(30))),
             ready_at_second_poll()
         ));
         assert!(cut.as_mut().poll(&mut cx).is_pending());
@@ -119,10 +126,21 @@ mod tests {
     }
 
     #[test]
+    fn without_a_cutoff_nothing_is_cut_and_no_alarm_is_set() {
+        let counted = Arc::new(Counted);
+        let waker = Waker::from(counted.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut cut = pin!(cut_at(None, ready_at_second_poll()));
+        assert!(cut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(Arc::strong_count(&counted), 2, "no alarm holds the waker");
+        assert_eq!(cut.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
+    }
+
+    #[test]
     fn a_future_ready_at_once_never_sets_an_alarm() {
         let counted = Arc::new(Counted);
         let waker = Waker::from(counted.clone());
-        let mut cut = pin!(cut_at(after(Duration::from_secs(30)), async {}));
+        let mut cut = pin!(cut_at(Some(after(Duration::from_secs(30))), async {}));
         let polled = cut.as_mut().poll(&mut Context::from_waker(&waker));
         assert_eq!(polled, Poll::Ready(Ok(())));
         assert_eq!(Arc::strong_count(&counted), 2);

@@ -125,10 +125,9 @@ impl Node {
     /// Sends a token-checked script (release or extend): `true` when it
     /// replied 1 (done), `false` for 0 (the token no longer holds the lease).
     async fn send_checked(&self, call: ScriptCall) -> RedisResult<bool> {
-        let done: i64 = self
-            .send(Request::Script(call))
-            .await
-            .and_then(from_value)?;
+        // By hash, as `send` would, without its other kinds of request.
+        let reply = call.by_hash(self.publish(), &mut self.connection()).await;
+        let done: i64 = reply.and_then(from_value)?;
         Ok(done == 1)
     }
 

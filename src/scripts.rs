@@ -129,9 +129,11 @@ impl ScriptCall {
             &rebuilt
         };
         match evalsha.query_async(connection).await {
+            // Boxed: rare (a fresh or flushed server), and inline its two
+            // round trips would make every script call's future and code
+            // larger.
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                script.load_async(connection).await?;
-                evalsha.query_async(connection).await
+                Box::pin(load_and_resend(script, evalsha, connection)).await
             }
             answered => answered,
         }
@@ -158,6 +160,16 @@ impl ScriptCall {
         }
         cmd
     }
+}
+
+/// After `NOSCRIPT`: loads `script` and sends `evalsha` again.
+async fn load_and_resend(
+    script: &redis::Script,
+    evalsha: &Cmd,
+    connection: &mut impl ConnectionLike,
+) -> RedisResult<Value> {
+    script.load_async(connection).await?;
+    evalsha.query_async(connection).await
 }
 
 /// A call's arguments are all plain: written by `ToRedisArgs`, never a
