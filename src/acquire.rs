@@ -218,9 +218,7 @@ impl<K: Kind> Engine<K> {
             now = Instant::now();
         }
     }
-}
 
-impl<K: Kind> Engine<K> {
     /// The step of an attempt cut at `cutoff` (set: only an attempt with a
     /// cutoff is cut). Out of line: almost no attempt is cut.
     #[cold]
