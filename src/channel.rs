@@ -12,6 +12,7 @@
 //!   [`route::LINGER`], and until its leave is announced.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -19,6 +20,7 @@ use tokio::time::Instant;
 use crate::recent::RecentTokens;
 use crate::route::{self, Announcement, Heard, Message, Route};
 use crate::seen::{self, HeldUntil, Signal};
+use crate::token::HolderToken;
 
 pub(crate) struct Channel {
     /// The key whose releases the channel announces.
@@ -47,6 +49,13 @@ pub(crate) struct Channel {
     pub(crate) recent: RecentTokens,
     /// Where releases are named for one process (a mutex on one node).
     pub(crate) route: Option<Route>,
+    /// With a route: this process's inbox on the channel, where releases
+    /// named for it arrive (see [`route::inbox`]).
+    pub(crate) inbox: Option<Arc<str>>,
+    /// The server refused to subscribe the inbox: not asked again while the
+    /// channel has waiters (releases named for this process then reach it
+    /// as plain releases on the channel: nobody heard them in the inbox).
+    pub(crate) inbox_refused: bool,
     /// Since when a channel with a route has had no waiters: it stays
     /// subscribed, and keeps its view, for [`route::LINGER`], so that a
     /// process whose waiters come and go does not subscribe again each
@@ -67,8 +76,9 @@ pub(crate) enum ForTask {
 
 impl Channel {
     /// A channel for `key` with no waiters yet; `live`: already confirmed
-    /// on the current connection; `directed`: releases may name one process.
-    pub(crate) fn new(key: Arc<str>, live: bool, directed: bool) -> Channel {
+    /// on the current connection; `inbox`: releases may name one process,
+    /// this one in that inbox.
+    pub(crate) fn new(key: Arc<str>, live: bool, inbox: Option<Arc<str>>) -> Channel {
         Channel {
             key,
             waiters: 0,
@@ -84,7 +94,9 @@ impl Channel {
             holder_as_of: 0,
             woken_as_of: None,
             recent: RecentTokens::default(),
-            route: directed.then(Route::default),
+            route: inbox.is_some().then(Route::default),
+            inbox,
+            inbox_refused: false,
             idle_since: None,
         }
     }
@@ -183,6 +195,30 @@ impl Channel {
             Announcement::Answer => route::answer(me),
             Announcement::Leaving => route::leaving(me),
         })
+    }
+
+    /// An attempt here is about to be sent, with `token` and `ttl` when a
+    /// busy answer naming that token is to be known as this process's (see
+    /// `recent`); the releases heard so far.
+    pub(crate) fn sending(&mut self, token: Option<(HolderToken, Duration)>) -> u64 {
+        if let Some((token, ttl)) = token {
+            self.recent.sending(token, ttl);
+        }
+        self.releases
+    }
+
+    /// A waiter here took a release wake-up (`true`), or its attempt after
+    /// one ended (`false`): see `woken_as_of`.
+    pub(crate) fn woken(&mut self, woken: bool) {
+        self.woken_as_of = woken.then_some(self.releases);
+    }
+
+    /// Tells the waiters here who holds the lock now (`None`: not known),
+    /// as seen after `as_of` releases were heard; only a change that can
+    /// end a sleep sooner wakes them (see `seen`).
+    pub(crate) fn saw_holder(&mut self, holder: Option<HeldUntil>, as_of: u64) {
+        self.holder_as_of = as_of;
+        seen::saw_holder(&self.signal, holder);
     }
 
     /// The holder as seen by a waiter here since the last release, or as

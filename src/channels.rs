@@ -22,18 +22,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use redis::{PushInfo, PushKind};
 use tokio::sync::{Notify, watch};
 
 use crate::channel::{Channel, ForTask};
+use crate::kind::NamedWakeUp;
 use tokio::time::Instant;
 
-use crate::recent::SentHold;
 use crate::route::{self, Announcement, Message, Route};
-use crate::seen::{self, HeldUntil, Signal};
-use crate::token::HolderToken;
+use crate::seen::{self, Signal};
 
 /// Locks the mutex, ignoring poisoning: every critical section here leaves
 /// the state consistent at each step, and nothing in them panics.
@@ -131,8 +129,9 @@ impl Shared {
             Some((name, _)) => name.clone(),
             None => channel.into(),
         };
+        let inbox = directed.then(|| route::inbox(&channel, &self.id).into());
         let entry = (state.channels.entry(channel.clone()))
-            .or_insert_with(|| Channel::new(key.clone(), live, directed));
+            .or_insert_with(|| Channel::new(key.clone(), live, inbox));
         let announce = entry.join();
         let signal = entry.signal.subscribe();
         let released = entry.released.clone();
@@ -186,6 +185,11 @@ impl Shared {
                     Some(redis::Value::BulkString(bytes)) => bytes.as_slice(),
                     _ => &[],
                 };
+                // A message in this process's inbox is heard on its channel.
+                let channel = match state.channels.contains_key(channel) {
+                    true => channel,
+                    false => route::channel_of_inbox(channel, &self.id).unwrap_or(channel),
+                };
                 if state.heard(channel, payload, &self.id) {
                     drop(state);
                     self.work.notify_one();
@@ -212,7 +216,7 @@ impl Shared {
                 state.awaiting.remove(channel);
                 // Not asked for by the task (the channel still has waiters):
                 // the server dropped it (its slot moved); subscribe again.
-                if state.channels.contains_key(channel) {
+                if state.owns(channel, &self.id) {
                     drop(state);
                     self.work.notify_one();
                 }
@@ -260,16 +264,16 @@ impl Shared {
             entry.fire_watchdog(now);
         }
         state.end_lingering(now);
-        let wanted: Vec<Arc<str>> = state
-            .channels
-            .iter()
-            .filter(|(name, entry)| {
-                entry.waiters > 0
-                    && !entry.refused
-                    && !state.confirmed.contains(*name)
-                    && !state.awaiting.contains(*name)
+        let asked =
+            |name: &Arc<str>| state.confirmed.contains(name) || state.awaiting.contains(name);
+        let wanted: Vec<Arc<str>> = (state.channels.iter())
+            .filter(|(_, entry)| entry.waiters > 0 && !entry.refused)
+            .flat_map(|(name, entry)| {
+                let inbox = entry.inbox.as_ref().filter(|_| !entry.inbox_refused);
+                [Some(name), inbox].into_iter().flatten()
             })
-            .map(|(name, _)| name.clone())
+            .filter(|name| !asked(name))
+            .cloned()
             .collect();
         let up = state.connected && connection == Some(state.epoch);
         if !up {
@@ -286,10 +290,8 @@ impl Shared {
         if !posts.is_empty() {
             return Step::Publish(posts);
         }
-        let unwanted: Vec<Arc<str>> = state
-            .confirmed
-            .iter()
-            .filter(|name| !state.channels.contains_key(*name))
+        let unwanted: Vec<Arc<str>> = (state.confirmed.iter())
+            .filter(|name| !state.owns(name, &self.id))
             .cloned()
             .collect();
         if unwanted.is_empty() {
@@ -317,10 +319,19 @@ impl Shared {
             ..
         } = &mut *state;
         for (channel, refused) in channels.iter().zip(refused) {
-            let Some(entry) = entries.get_mut(channel) else {
-                continue;
+            let (entry, inbox) = match entries.get_mut(&**channel) {
+                Some(entry) => (entry, false),
+                None => {
+                    let of = route::channel_of_inbox(channel, &self.id);
+                    match of.and_then(|of| entries.get_mut(of)) {
+                        Some(entry) => (entry, true),
+                        None => continue,
+                    }
+                }
             };
-            if *refused {
+            if *refused && inbox {
+                entry.inbox_refused = true;
+            } else if *refused {
                 entry.refused = true;
             } else if !confirmed.contains(channel) {
                 awaiting.insert(channel.clone());
@@ -362,84 +373,41 @@ impl Shared {
         }
     }
 
-    /// The message a release on `channel` by this process publishes to wake
-    /// the next waiting process alone, when it knows one (it waits there
-    /// too, on a live subscription); `None`: wake every process.
-    pub(crate) fn next_waiter(&self, channel: &str) -> Option<String> {
+    /// Whom a release on `channel` by this process wakes alone, when it
+    /// knows the next waiting process and has waiters there itself (on a
+    /// live subscription); `None`: wake every process. Only the named
+    /// process hears the release, so this one takes it in as heard, named
+    /// for another, before it is sent: its waiters count it, and its
+    /// watchdog (see `route`) looks at the lock if it hears no release
+    /// within the grace.
+    pub(crate) fn next_waiter(&self, channel: &str) -> Option<NamedWakeUp> {
         let mut state = self.state();
         let entry = state.channels.get_mut(channel)?;
-        if !entry.signal.borrow().live {
+        if entry.waiters == 0 || !entry.signal.borrow().live {
             return None;
         }
         let now = Instant::now();
-        let route = entry.route.as_mut()?;
-        let next = route.next(&self.id, now)?.to_owned();
-        Some(if route.sign_release(now) {
-            route::named_by(&next, &self.id)
-        } else {
-            route::named(&next)
+        let next = entry.route.as_ref()?.next(&self.id, now)?.to_owned();
+        let task = entry.heard(Message::Named(&next), &self.id, now);
+        drop(state);
+        if task != ForTask::Nothing {
+            self.work.notify_one();
+        }
+        Some(NamedWakeUp {
+            inbox: route::inbox(channel, &next),
+            message: route::named(&next),
         })
     }
 
-    /// Releases heard on `channel` so far.
-    pub(crate) fn releases_heard(&self, channel: &str) -> u64 {
-        self.state()
-            .channels
-            .get(channel)
-            .map_or(0, |entry| entry.releases)
-    }
-
-    /// An attempt on `channel` is about to be sent, with `token` and `ttl`
-    /// when a busy answer naming that token is to be known as this
-    /// process's (see `recent`); the releases heard on it so far.
-    pub(crate) fn sending(&self, channel: &str, token: Option<(HolderToken, Duration)>) -> u64 {
-        let mut state = self.state();
-        let Some(entry) = state.channels.get_mut(channel) else {
-            return 0;
-        };
-        if let Some((token, ttl)) = token {
-            entry.recent.sending(token, ttl);
-        }
-        entry.releases
-    }
-
-    /// The hold of a recent attempt of this process on `channel` that sent
-    /// `token` (see `recent`).
-    pub(crate) fn sent_here(&self, channel: &str, token: HolderToken) -> Option<SentHold> {
-        self.state().channels.get(channel)?.recent.hold_of(token)
-    }
-
-    /// The recent attempt on `channel` that sent `token` got the lease, as
-    /// seen `at` (see `recent`).
-    pub(crate) fn granted(&self, channel: &str, token: HolderToken, at: Instant) {
-        if let Some(entry) = self.state().channels.get_mut(channel) {
-            entry.recent.granted(token, at);
-        }
-    }
-
-    /// The holder as seen on `channel` in this busy period, if it has not
-    /// expired by `now` (see `Channel::known_holder`).
-    pub(crate) fn known_holder(&self, channel: &str, now: Instant) -> Option<HeldUntil> {
-        self.state().channels.get(channel)?.known_holder(now)
-    }
-
-    /// A waiter on `channel` took a release wake-up (`true`), or its
-    /// attempt after one ended (`false`): see `Channel::woken_as_of`.
-    pub(crate) fn woken(&self, channel: &str, woken: bool) {
-        if let Some(entry) = self.state().channels.get_mut(channel) {
-            entry.woken_as_of = woken.then_some(entry.releases);
-        }
-    }
-
-    /// Tells `channel`'s waiters who holds the lock now (`None`: not
-    /// known), as seen after `as_of` releases were heard; only a change
-    /// that can end a sleep sooner wakes them (see `seen`).
-    pub(crate) fn saw_holder(&self, channel: &str, holder: Option<HeldUntil>, as_of: u64) {
-        let mut state = self.state();
-        if let Some(entry) = state.channels.get_mut(channel) {
-            entry.holder_as_of = as_of;
-            seen::saw_holder(&entry.signal, holder);
-        }
+    /// `f` on what the waiters of `channel` share (see `Channel`), while
+    /// it has waiters or lingers: local work under the state's lock, no
+    /// command. `None` when the channel is gone.
+    pub(crate) fn on_channel<R>(
+        &self,
+        channel: &str,
+        f: impl FnOnce(&mut Channel) -> R,
+    ) -> Option<R> {
+        self.state().channels.get_mut(channel).map(f)
     }
 
     /// A waiter on `channel` is gone: the last one lets the task
@@ -455,9 +423,15 @@ impl Shared {
             return;
         }
         if entry.leave(Instant::now()) {
+            let inbox = entry.inbox.clone();
             state.channels.remove(channel);
             state.awaiting.remove(channel);
-            if !state.confirmed.contains(channel) {
+            if let Some(inbox) = &inbox {
+                state.awaiting.remove(inbox);
+            }
+            let subscribed = state.confirmed.contains(channel)
+                || inbox.is_some_and(|inbox| state.confirmed.contains(&inbox));
+            if !subscribed {
                 return;
             }
         }
@@ -496,9 +470,21 @@ impl State {
             let ends = entry.lingered(now);
             if ends {
                 awaiting.remove(name);
+                if let Some(inbox) = &entry.inbox {
+                    awaiting.remove(inbox);
+                }
             }
             !ends
         });
+    }
+
+    /// Whether `name` is a channel someone here waits on (or lingers on),
+    /// or the inbox of one for process `me`: to stay subscribed.
+    fn owns(&self, name: &str, me: &str) -> bool {
+        self.channels.contains_key(name)
+            || route::channel_of_inbox(name, me)
+                .and_then(|channel| self.channels.get(channel))
+                .is_some_and(|entry| entry.inbox.as_deref() == Some(name))
     }
 
     fn route_mut(&mut self, channel: &str) -> Option<&mut Route> {
@@ -513,9 +499,6 @@ impl State {
             return false;
         };
         let now = Instant::now();
-        if let (Some(route), Some(sender)) = (entry.route.as_mut(), route::sender(payload)) {
-            route.heard_from(sender, now);
-        }
         match entry.heard(Message::parse(payload), me, now) {
             ForTask::Nothing => false,
             ForTask::Wake => true,
@@ -639,18 +622,41 @@ mod tests {
         notified.poll(&mut context).is_ready()
     }
 
-    /// A release named for another process wakes no waiter here and leaves
-    /// the lease known to be held (a busy answer asks no one); one named
-    /// for this process, or for everyone, wakes one waiter; and when
-    /// nothing more is heard within the grace, the watchdog wakes one, with
-    /// the holder no longer known, so that it looks.
+    /// A directed channel is subscribed with this process's inbox, and the
+    /// inbox stays subscribed with it. A release this process names for
+    /// another goes to that process's inbox, unheard here: it is taken in
+    /// as heard before it is sent, so it wakes no waiter here and leaves the
+    /// lease known to be held (a busy answer asks no one). A release in this
+    /// process's inbox, or for everyone, wakes one waiter; when no release
+    /// is heard within the grace of one named for another, the watchdog
+    /// wakes one, with the holder no longer known, so that it looks. A
+    /// process without waiters of its own names no one.
     #[test]
     fn a_release_named_for_another_process_wakes_no_waiter_here() {
         let shared = Arc::new(Shared::default());
         let key: Arc<str> = "k".into();
         let waiter = shared.join(&key, "c", true).expect("a new channel");
         let epoch = shared.next_epoch();
+        let inbox = route::inbox("c", &shared.id);
+        let asked = wants(&shared, epoch);
+        assert_eq!(asked, [Arc::from("c"), Arc::from(&*inbox)]);
+        shared.subscribed(epoch, &asked, &[false, false]);
         shared.on_push(epoch, push(redis::PushKind::Subscribe, "c"));
+        shared.on_push(epoch, push(redis::PushKind::Subscribe, &inbox));
+        match shared.next_step(Some(epoch), Instant::now()) {
+            Step::Publish(posts) => {
+                assert_eq!(posts, [(Arc::from("c"), route::waiting(&shared.id))]);
+                shared.published(epoch, &posts, Instant::now());
+            }
+            _ => panic!("the announcement is due"),
+        }
+        assert!(
+            matches!(
+                shared.next_step(Some(epoch), Instant::now()),
+                Step::Sleep(_)
+            ),
+            "the inbox stays subscribed"
+        );
         let other = if &*shared.id == "00000000000000ff" {
             "00000000000000fe"
         } else {
@@ -658,30 +664,53 @@ mod tests {
         };
         assert_eq!(shared.next_waiter("c"), None, "no one announced yet");
         shared.on_push(epoch, message("c", &route::waiting(other)));
-        assert_eq!(shared.next_waiter("c"), Some(route::named(other)));
-
-        shared.on_push(epoch, message("c", &route::named(other)));
+        let named = NamedWakeUp {
+            inbox: route::inbox("c", other),
+            message: route::named(other),
+        };
+        assert_eq!(shared.next_waiter("c"), Some(named.clone()));
         assert!(!woken(&waiter.released), "named for another process");
         let now = Instant::now();
         assert!(
-            shared.known_holder("c", now).is_some(),
+            shared
+                .on_channel("c", |c| c.known_holder(now))
+                .flatten()
+                .is_some(),
             "held, for all we know"
         );
 
-        shared.on_push(epoch, message("c", &route::named(&shared.id)));
-        assert!(woken(&waiter.released), "named for this process");
-        assert!(shared.known_holder("c", now).is_none(), "to be looked at");
+        shared.on_push(epoch, message(&inbox, &route::named(&shared.id)));
+        assert!(woken(&waiter.released), "in this process's inbox");
+        assert!(
+            shared
+                .on_channel("c", |c| c.known_holder(now))
+                .flatten()
+                .is_none(),
+            "to be looked at"
+        );
         shared.on_push(epoch, message("c", ""));
         assert!(woken(&waiter.released), "for everyone");
 
-        shared.on_push(epoch, message("c", &route::named(other)));
+        assert_eq!(shared.next_waiter("c"), Some(named));
         let _ = shared.next_step(Some(epoch), Instant::now());
         assert!(!woken(&waiter.released), "not before the grace");
         let _ = shared.next_step(Some(epoch), Instant::now() + route::GRACE);
         assert!(woken(&waiter.released), "the watchdog wakes one");
-        assert!(shared.known_holder("c", Instant::now()).is_none());
+        assert!(
+            shared
+                .on_channel("c", |c| c.known_holder(Instant::now()))
+                .flatten()
+                .is_none()
+        );
         assert_eq!(shared.next_waiter("c"), None, "the silent one is dropped");
+
+        shared.on_push(epoch, message("c", &route::waiting(other)));
         shared.leave(&waiter.channel);
+        assert_eq!(
+            shared.next_waiter("c"),
+            None,
+            "no waiter here to look if the named one does not take it"
+        );
     }
 
     /// A busy answer right after a release, while the waiter here woken for
@@ -696,22 +725,52 @@ mod tests {
         let epoch = shared.next_epoch();
         shared.on_push(epoch, push(redis::PushKind::Subscribe, "c"));
         let now = Instant::now();
-        let held = HeldUntil {
+        let held = crate::seen::HeldUntil {
             expires: now + std::time::Duration::from_secs(10),
             announces: true,
         };
-        shared.saw_holder("c", Some(held), 0);
-        assert!(shared.known_holder("c", now).is_some(), "seen");
+        shared.on_channel("c", |c| c.saw_holder(Some(held), 0));
+        assert!(
+            shared
+                .on_channel("c", |c| c.known_holder(now))
+                .flatten()
+                .is_some(),
+            "seen"
+        );
         shared.on_push(epoch, message("c", ""));
-        assert!(shared.known_holder("c", now).is_none(), "released since");
+        assert!(
+            shared
+                .on_channel("c", |c| c.known_holder(now))
+                .flatten()
+                .is_none(),
+            "released since"
+        );
         assert!(woken(&waiter.released));
-        shared.woken("c", true);
-        assert!(shared.known_holder("c", now).is_some(), "to be shown");
-        shared.woken("c", false);
-        assert!(shared.known_holder("c", now).is_none(), "not shown");
-        shared.woken("c", true);
+        shared.on_channel("c", |c| c.woken(true));
+        assert!(
+            shared
+                .on_channel("c", |c| c.known_holder(now))
+                .flatten()
+                .is_some(),
+            "to be shown"
+        );
+        shared.on_channel("c", |c| c.woken(false));
+        assert!(
+            shared
+                .on_channel("c", |c| c.known_holder(now))
+                .flatten()
+                .is_none(),
+            "not shown"
+        );
+        shared.on_channel("c", |c| c.woken(true));
         shared.on_push(epoch, message("c", ""));
-        assert!(shared.known_holder("c", now).is_none(), "a later release");
+        assert!(
+            shared
+                .on_channel("c", |c| c.known_holder(now))
+                .flatten()
+                .is_none(),
+            "a later release"
+        );
         shared.leave(&waiter.channel);
     }
 }

@@ -91,9 +91,18 @@ pub(crate) enum Announce<'a> {
     Nobody,
     /// One waiter in every process (an empty message).
     Everyone,
-    /// One waiter of one process, whom the message names (see `route`):
-    /// only for a kind that [directs its wake-ups](Kind::directs_wake_ups).
-    Named(&'a str),
+    /// One waiter of one process, in its inbox (see `route`): only for a
+    /// kind that [directs its wake-ups](Kind::directs_wake_ups).
+    Named(&'a NamedWakeUp),
+}
+
+/// A release's wake-up for one waiting process (see `route`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NamedWakeUp {
+    /// The process's inbox on the kind's channel.
+    pub(crate) inbox: String,
+    /// What the release publishes there.
+    pub(crate) message: String,
 }
 
 impl Announce<'_> {

@@ -26,21 +26,27 @@ use crate::token;
 use crate::ttl::{gone_within, millis};
 
 /// Deletes the lock only while it still holds our token (`ARGV[1]`), and
-/// then publishes on `ARGV[2]`, the lock's release channel, when given, to
-/// wake the waiters: `ARGV[3]`, the process to wake (see `route`), or an
-/// empty message, for one waiter in every process. In the same script, so a waiter never
-/// hears of a release that did not happen or misses one that did. Returns 1
-/// when deleted, 0 when the key is gone or holds another token (nothing is
-/// published then).
+/// then publishes on `ARGV[2]`, when given, to wake the waiters: either the
+/// lock's release channel, with an empty message, for one waiter in every
+/// process; or one process's inbox (see `route`), with `ARGV[3]` naming it,
+/// and when nobody there hears it (the process is gone, or never subscribed
+/// it), an empty message on the release channel, `ARGV[4]`, instead. In the
+/// same script, so a waiter never hears of a release that did not happen or
+/// misses one that did. Returns 1 when deleted, 0 when the key is gone or
+/// holds another token (nothing is published then).
 ///
 /// `pcall`: a publish the server refuses (an ACL without the channel) must
 /// not turn a release that already deleted the key into an error; waiters
-/// then find out by their TTL-bounded wait.
+/// then find out by their TTL-bounded wait. An inbox refused is as one
+/// nobody hears.
 const RELEASE_LUA: &str = r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then
     redis.call("DEL", KEYS[1])
     if ARGV[2] then
-        redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")
+        local heard = redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")
+        if ARGV[4] and (type(heard) ~= "number" or heard == 0) then
+            redis.pcall("PUBLISH", ARGV[4], "")
+        end
     end
     return 1
 end
@@ -200,7 +206,7 @@ impl Kind for MutexLease {
             // Without a channel the script deletes and publishes nothing.
             Announce::Nobody => call,
             Announce::Everyone => call.arg(&*self.channel),
-            Announce::Named(message) => call.arg(&*self.channel).arg(message),
+            Announce::Named(wake) => (call.arg(&wake.inbox).arg(&wake.message)).arg(&*self.channel),
         }
     }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use redis::{Cmd, RedisResult, Value};
 
 use crate::connection::{DynConnection, LockConnection, SharedConnection};
-use crate::kind::{Announce, Grant, Holder, Kind};
+use crate::kind::{Announce, Grant, Holder, Kind, NamedWakeUp};
 use crate::retry::Doubling;
 use crate::rt::spawn_release;
 use crate::scripts::{Publish, Request, ScriptCall};
@@ -169,13 +169,13 @@ impl Node {
         kind.read_acquire(reply, token)
     }
 
-    /// Release, announced to waiters (to one process when `named` gives
-    /// the message, see `route`): `true` when our hold was deleted.
+    /// Release, announced to waiters (to one process when `named`, see
+    /// `route`): `true` when our hold was deleted.
     pub(crate) async fn release<K: Kind>(
         &self,
         kind: &K,
         token: &str,
-        named: Option<&str>,
+        named: Option<&NamedWakeUp>,
     ) -> RedisResult<bool> {
         let announce = named.map_or(Announce::Everyone, Announce::Named);
         self.send_checked(kind.release(token, announce)).await

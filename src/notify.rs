@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::channels::{Shared, lock};
 use crate::keys;
+use crate::kind::NamedWakeUp;
 use crate::rt::spawn_if_runtime;
 use crate::scripts::Publish;
 use crate::subscriber::{Source, run};
@@ -155,10 +156,10 @@ impl Notifier {
         }
     }
 
-    /// The message a release on `channel` publishes to wake the next
-    /// waiting process alone, when this process waits there too and knows
-    /// it (see `route`); `None`: wake one waiter in every process.
-    pub(crate) fn next_waiter(&self, channel: &str) -> Option<String> {
+    /// Whom a release on `channel` wakes alone: the next waiting process,
+    /// when this process waits there too and knows it (see `route`);
+    /// `None`: wake one waiter in every process.
+    pub(crate) fn next_waiter(&self, channel: &str) -> Option<NamedWakeUp> {
         self.shared.next_waiter(channel)
     }
 

@@ -1,6 +1,6 @@
 //! Directed wake-ups: a release of a mutex wakes one waiting process, not
 //! one waiter in every process that waits, so a handoff costs the same
-//! commands however many processes wait.
+//! commands however many processes wait, and wakes no other process.
 //!
 //! How it works, per release channel:
 //! - A process (a notifier: one per server and process) has a random id.
@@ -10,28 +10,39 @@
 //!   that announces itself and that it did not know: a newcomer does not
 //!   hear what was published before it subscribed. It announces leaving
 //!   (`-<id>`) when its last waiter leaves.
+//! - Besides the channel, a process with waiters there subscribes its own
+//!   *inbox*, the channel's name followed by `:<id>` ([`inbox`]): in the
+//!   channel's slot, and matched by a channel pattern that matches the
+//!   channel's name followed by anything.
 //! - Every subscriber hears the same announcements, so each process keeps a
 //!   view of the waiting processes ([`Route`]). A releaser whose process
-//!   waits on the channel too names the next process after its own in that
-//!   view, in the order of the ids (`=<id>`): round robin over the
-//!   processes. Only the named process wakes a waiter; the others count
-//!   the release and keep sleeping. A releaser that knows no other
-//!   waiting process wakes everyone.
+//!   has waiters on the channel too names the next process after its own in
+//!   that view, in the order of the ids, round robin over the processes: it
+//!   publishes `=<id>` in that process's inbox alone, and only that process
+//!   wakes a waiter. When nobody hears it there (the process is gone, or its
+//!   inbox was never subscribed), the same script publishes a plain release
+//!   on the channel. A releaser that knows no other waiting process, or has
+//!   no waiters of its own there, wakes everyone.
 //! - Anything else on the channel (an empty message: a releaser without a
-//!   view, another kind of lease, an older version of this crate; or a
-//!   forced release) wakes one waiter per process, as before.
+//!   view, another kind of lease, another library; or a forced release)
+//!   wakes one waiter per process, as before; so does a `=<id>` heard on the
+//!   channel for this process (a wake-up passed on, see `channel`).
 //!
 //! Invariants:
 //! - A wake-up is a hint: exclusion is the lock's `SET NX`, never this.
-//! - A named wake-up that nobody takes (the process died, lost its
-//!   connection, or left as it was named) is not lost for long: a process
-//!   that hears nothing more on the channel within [`GRACE`] of a release
-//!   named for another drops that process from its view and wakes one
-//!   waiter of its own, which looks at the lock. A named process whose
-//!   waiters are all gone passes the wake-up on to everyone.
+//! - A named wake-up that nobody takes (the process stopped, died, lost its
+//!   connection, or left as it was named) is not lost for long: the
+//!   releaser's process, which has waiters on the channel, takes the
+//!   release as named for another ([`Route::heard`] with
+//!   [`Message::Named`]) before the release is sent, which arms its
+//!   watchdog; when it hears no release within [`GRACE`] it drops that
+//!   process from its view and wakes one waiter of its own, which looks at
+//!   the lock. A named process whose waiters are all gone passes the
+//!   wake-up on. A process that is gone is not subscribed: the release
+//!   script then wakes everyone at once.
 //! - A process whose announcements are not heard (not yet, or refused by an
-//!   ACL) is still woken by releasers that do not know it only through
-//!   [`GRACE`]; it is named once its announcement is heard, at most a
+//!   ACL) is woken by plain releases only, and by the watchdogs of the
+//!   others' waiters; it is named once its announcement is heard, at most a
 //!   [`HEARTBEAT`] later.
 
 use std::collections::BTreeMap;
@@ -73,19 +84,20 @@ pub(crate) fn named(id: &str) -> String {
     format!("={id}")
 }
 
-/// The message a release by process `me`, which waits on the channel
-/// too, publishes to wake one waiter of process `id`: it also tells the
-/// others that `me` waits, in place of its next heartbeat.
-pub(crate) fn named_by(id: &str, me: &str) -> String {
-    format!("={id}+{me}")
+/// The inbox of process `id` on `channel`: where releases named for it are
+/// published. `channel` followed by `:<id>`: in `channel`'s slot (the
+/// process id has no braces, so the first hash tag stays the channel's).
+/// Never another key's release channel of the form `{key}:released`; one of
+/// the form `released:key` only for a key that ends in this process's
+/// random id, whose waiters here would then take a named wake-up for a
+/// release: a needless try, no more (see `keys::release_channel`).
+pub(crate) fn inbox(channel: &str, id: &str) -> String {
+    format!("{channel}:{id}")
 }
 
-/// The process that published a release named by [`named_by`], which
-/// waits on the channel.
-pub(crate) fn sender(payload: &[u8]) -> Option<&str> {
-    let (named, by) = payload.strip_prefix(b"=")?.split_at_checked(16)?;
-    parse_id(named)?;
-    parse_id(by.strip_prefix(b"+")?)
+/// The channel whose inbox for process `me` is `name`, if it is one.
+pub(crate) fn channel_of_inbox<'a>(name: &'a str, me: &str) -> Option<&'a str> {
+    name.strip_suffix(me)?.strip_suffix(':')
 }
 
 /// A process id: 16 hex digits.
@@ -124,10 +136,6 @@ impl Message<'_> {
     pub(crate) fn parse(payload: &[u8]) -> Message<'_> {
         let id = parse_id;
         match payload.split_first() {
-            // `=<id>`, or `=<id>+<sender>` (see `sender`).
-            Some((b'=', rest)) if sender(payload).is_some() => {
-                id(&rest[..16]).map_or(Message::Everyone, Message::Named)
-            }
             Some((b'=', rest)) => id(rest).map_or(Message::Everyone, Message::Named),
             Some((b'+', rest)) => id(rest).map_or(Message::Everyone, Message::Waiting),
             Some((b'*', rest)) => id(rest).map_or(Message::Everyone, Message::Answer),
@@ -290,28 +298,6 @@ impl Route {
         }
     }
 
-    /// Heard that process `id` waits (it named another in a release, see
-    /// [`named_by`]): as its announcement, needing no answer.
-    pub(crate) fn heard_from(&mut self, id: &str, now: Instant) {
-        let peer = Peer {
-            heard: now,
-            waits: true,
-        };
-        self.peers.insert(id.into(), peer);
-    }
-
-    /// A release by this process is about to name another: whether it is
-    /// to say that this process waits too, in place of the next heartbeat
-    /// (it waits, and announced itself on this connection already, so the
-    /// others answered it if they did not know it).
-    pub(crate) fn sign_release(&mut self, now: Instant) -> bool {
-        let signs = self.waiting_here && self.announced.is_some();
-        if signs {
-            self.announced = Some(now);
-        }
-        signs
-    }
-
     /// Whether this process has waiters on the channel now.
     pub(crate) fn set_waiting_here(&mut self, waiting: bool) {
         self.waiting_here = waiting;
@@ -404,40 +390,16 @@ mod tests {
         );
     }
 
-    /// A named release may carry its sender, which waits: the release
-    /// stands in for that process's heartbeat. Malformed, it wakes everyone.
+    /// An inbox is its channel's name and the process id: found again from
+    /// it for that process alone.
     #[test]
-    fn a_named_release_can_carry_a_waiting_sender() {
-        let signed = named_by(A, B);
-        assert_eq!(Message::parse(signed.as_bytes()), Message::Named(A));
-        assert_eq!(sender(signed.as_bytes()), Some(B));
-        assert_eq!(sender(named(A).as_bytes()), None);
-        for bad in [format!("={A}+"), format!("={A}+{B}0"), format!("={A}-{B}")] {
-            assert_eq!(Message::parse(bad.as_bytes()), Message::Everyone, "{bad}");
-            assert_eq!(sender(bad.as_bytes()), None, "{bad}");
-        }
-
-        let now = Instant::now();
-        let mut route = Route::default();
-        route.set_waiting_here(true);
-        assert!(
-            !route.sign_release(now),
-            "not announced yet: announce first"
-        );
-        route.announced(Announcement::Waiting, now);
-        let later = now + HEARTBEAT / 2;
-        assert!(route.sign_release(later));
-        assert_eq!(route.to_announce(now + HEARTBEAT), None, "the release told");
-        assert_eq!(
-            route.to_announce(later + HEARTBEAT),
-            Some(Announcement::Waiting)
-        );
-        route.set_waiting_here(false);
-        assert!(!route.sign_release(later), "waits no more");
-
-        let mut other = Route::default();
-        other.heard_from(B, now);
-        assert_eq!(other.next(A, now), Some(B), "heard as waiting");
+    fn an_inbox_names_its_channel_and_process() {
+        let channel = "{jobs}:released";
+        let inbox = inbox(channel, A);
+        assert_eq!(inbox, "{jobs}:released:000000000000000a");
+        assert_eq!(channel_of_inbox(&inbox, A), Some(channel));
+        assert_eq!(channel_of_inbox(&inbox, B), None, "another's");
+        assert_eq!(channel_of_inbox(channel, A), None, "the channel itself");
     }
 
     /// Round robin in the order of the ids, each releaser naming the one

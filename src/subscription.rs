@@ -82,7 +82,9 @@ impl Subscription {
     /// naming it are to be known as this process's (see `recent`).
     pub(crate) fn arm(&mut self, sending: Option<(HolderToken, Duration)>) -> bool {
         if sending.is_some() {
-            self.releases_at_arm = self.shared.sending(&self.channel, sending);
+            self.releases_at_arm = (self.shared)
+                .on_channel(&self.channel, |c| c.sending(sending))
+                .unwrap_or(0);
         }
         if self.armed.is_none() {
             let mut armed = Box::pin(self.released.clone().notified_owned());
@@ -112,7 +114,7 @@ impl Subscription {
     fn took_wake_up(&mut self) {
         self.armed = None;
         self.woken = true;
-        self.shared.woken(&self.channel, true);
+        self.shared.on_channel(&self.channel, |c| c.woken(true));
     }
 
     /// The attempt after this waiter's wake-up ended: it failed (busy), or
@@ -127,7 +129,7 @@ impl Subscription {
     /// busy answers here inspect again.
     pub(crate) fn attempt_ended(&self) {
         if self.woken {
-            self.shared.woken(&self.channel, false);
+            self.shared.on_channel(&self.channel, |c| c.woken(false));
         }
     }
 
@@ -151,7 +153,9 @@ impl Subscription {
     /// Releases heard on the channel so far: taken before an inspection,
     /// given back with what it saw ([`saw_holder`](Self::saw_holder)).
     pub(crate) fn releases_heard(&self) -> u64 {
-        self.shared.releases_heard(&self.channel)
+        (self.shared)
+            .on_channel(&self.channel, |c| c.releases)
+            .unwrap_or(0)
     }
 
     /// When a busy answer named `holder`, a token that a recent attempt of
@@ -159,28 +163,34 @@ impl Subscription {
     /// releases heard before the attempt this answer replied to (what the
     /// answer shows is as of then at the earliest).
     pub(crate) fn sent_here(&self, holder: HolderToken) -> Option<(SentHold, u64)> {
-        let hold = self.shared.sent_here(&self.channel, holder)?;
+        let hold = (self.shared)
+            .on_channel(&self.channel, |c| c.recent.hold_of(holder))
+            .flatten()?;
         Some((hold, self.releases_at_arm))
     }
 
     /// This process's attempt that sent `token` got the lease, as seen `at`:
     /// a busy answer naming it shows a key gone by its TTL after `at`.
     pub(crate) fn granted(&self, token: HolderToken, at: Instant) {
-        self.shared.granted(&self.channel, token, at);
+        self.shared
+            .on_channel(&self.channel, |c| c.recent.granted(token, at));
     }
 
     /// The holder as seen by a waiter of this process since the last
     /// release heard, if it has not expired by `now`: the same busy period,
     /// so a busy answer needs no inspection of its own.
     pub(crate) fn known_holder(&self, now: Instant) -> Option<HeldUntil> {
-        self.shared.known_holder(&self.channel, now)
+        (self.shared)
+            .on_channel(&self.channel, |c| c.known_holder(now))
+            .flatten()
     }
 
     /// Tells the channel's other waiters who holds the lock now (`None`:
     /// not known), as seen after `as_of` releases were heard (see
-    /// [`Shared::saw_holder`]).
+    /// `Channel::saw_holder`).
     pub(crate) fn saw_holder(&self, holder: Option<HeldUntil>, as_of: u64) {
-        self.shared.saw_holder(&self.channel, holder, as_of);
+        self.shared
+            .on_channel(&self.channel, |c| c.saw_holder(holder, as_of));
     }
 
     /// Completes at this waiter's release wake-up, or when the signal
@@ -213,7 +223,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         if self.woken {
-            self.shared.woken(&self.channel, false);
+            self.shared.on_channel(&self.channel, |c| c.woken(false));
             // Pass the wake-up on. (An armed one that fired but was never
             // taken is passed on by tokio when it is dropped.)
             self.released.notify_one();

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::attempt::AcquireStep;
 use crate::error::{Error, Operation, Result};
-use crate::kind::{Grant, Kind};
+use crate::kind::{Grant, Kind, NamedWakeUp};
 use crate::node::Node;
 use crate::notify::Notifier;
 use crate::quorum::Quorum;
@@ -223,17 +223,17 @@ impl Topology {
     pub(crate) async fn release<K: Kind>(&self, kind: &K, token: &str) -> Result<bool> {
         match &self.servers {
             Servers::Single(node) => node
-                .release(kind, token, self.named_wake_up(kind).as_deref())
+                .release(kind, token, self.named_wake_up(kind).as_ref())
                 .await
                 .map_err(|e| Error::from_redis(Operation::Release, kind.key(), e)),
             Servers::Quorum(quorum) => Box::pin(quorum.release(kind, token)).await,
         }
     }
 
-    /// The message a release of `kind` on one node publishes to wake the
-    /// next waiting process alone, when the kind directs its wake-ups and
-    /// this process waits on the key too (see `route`).
-    fn named_wake_up<K: Kind>(&self, kind: &K) -> Option<String> {
+    /// Whom a release of `kind` on one node wakes alone: the next waiting
+    /// process, when the kind directs its wake-ups and this process waits
+    /// on the key too (see `route`).
+    fn named_wake_up<K: Kind>(&self, kind: &K) -> Option<NamedWakeUp> {
         if !kind.directs_wake_ups() {
             return None;
         }

@@ -132,7 +132,7 @@ async fn a_release_wakes_one_process_and_the_processes_take_turns() {
     let server = RedisServer::start();
     let url = server.url();
     // What the processes say on the channel, for a failure's message.
-    let (_listening, mut heard) = listen(&server).await;
+    let (_listening, mut heard) = listen(&server, true).await;
     let (holder, _) = notified_lock(&url).await;
     let first = holder.acquire().await.unwrap();
     let mut children: Vec<Child> = (1..PROCESSES)
@@ -218,10 +218,14 @@ async fn directed_contender_process() {
     contend(&child::url(), &tag).await;
 }
 
-/// Messages published on the lock's channel, as a raw RESP3 subscriber
-/// hears them (keep the connection while listening).
+/// Messages published on the lock's channel, and with `inboxes` in the
+/// processes' inboxes on it (`<channel>:<process id>`), as a raw RESP3
+/// subscriber hears them (keep the connection while listening). A pattern
+/// subscriber hears every inbox, so with `inboxes` no release finds an
+/// inbox that nobody hears.
 async fn listen(
     server: &RedisServer,
+    inboxes: bool,
 ) -> (
     MultiplexedConnection,
     tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -230,9 +234,12 @@ async fn listen(
     let client = redis::Client::open(format!("{}?protocol=resp3", server.url())).unwrap();
     let config =
         redis::AsyncConnectionConfig::new().set_push_sender(move |push: redis::PushInfo| {
-            if push.kind == redis::PushKind::Message
-                && let Some(redis::Value::BulkString(payload)) = push.data.get(1)
-            {
+            let payload = match push.kind {
+                redis::PushKind::Message => push.data.get(1),
+                redis::PushKind::PMessage => push.data.get(2),
+                _ => None,
+            };
+            if let Some(redis::Value::BulkString(payload)) = payload {
                 let _ = sender.send(String::from_utf8_lossy(payload).into_owned());
             }
             Ok::<(), std::convert::Infallible>(())
@@ -242,6 +249,9 @@ async fn listen(
         .await
         .unwrap();
     connection.subscribe(CHANNEL).await.unwrap();
+    if inboxes {
+        connection.psubscribe(format!("{CHANNEL}:*")).await.unwrap();
+    }
     (connection, receiver)
 }
 
@@ -270,7 +280,7 @@ fn signal(child: &Child, signal: &str) {
 async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() {
     let server = RedisServer::start();
     let url = server.url();
-    let (_listening, mut heard) = listen(&server).await;
+    let (_listening, mut heard) = listen(&server, true).await;
     let (lock, _) = notified_lock(&url).await;
     let first = lock.acquire().await.unwrap();
     let mut other = child::spawn("directed_waiter_process", &url);
@@ -322,10 +332,9 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
     first.release().await.unwrap();
     let named = loop {
         let message = heard.recv().await.unwrap();
-        // `=<named>`, or `=<named>+<sender>` when the releaser's process
-        // waits too.
+        // `=<named>`, in the named process's inbox.
         if let Some(id) = message.strip_prefix('=') {
-            break id.split('+').next().unwrap_or_default().to_owned();
+            break id.to_owned();
         }
     };
     assert!(
@@ -358,6 +367,71 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
     assert_eq!(step, "acquired");
     let status = tokio::task::block_in_place(|| other.wait().unwrap());
     assert!(status.success());
+}
+
+/// A release names the only other waiting process, which was killed
+/// (SIGKILL) and whose inbox nobody hears any more: the release script
+/// publishes a plain release on the channel at once, and the waiter here
+/// takes the lock without waiting for the grace (500 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_wake_up_nobody_hears_wakes_everyone_at_once() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let (_listening, mut heard) = listen(&server, false).await;
+    let (lock, _) = notified_lock(&url).await;
+    let first = lock.acquire().await.unwrap();
+    let mut other = child::spawn("directed_waiter_process", &url);
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    eventually(Duration::from_secs(20), "both processes subscribe", || {
+        subscribers(&server, CHANNEL) == 3
+    })
+    .await;
+    // Two announcements from each: this process knows the other waits.
+    let mut announcements: BTreeMap<String, usize> = BTreeMap::new();
+    while announcements.len() < 2 || announcements.values().any(|n| *n < 2) {
+        let message = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+            .await
+            .expect("both processes announce that they wait, every second")
+            .unwrap();
+        if let Some(id) = message.strip_prefix('+') {
+            *announcements.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+
+    // Killed right after a heartbeat: the others keep it in their view for
+    // 3 s, and this process names it.
+    other.kill().unwrap();
+    let _ = tokio::task::block_in_place(|| other.wait());
+    eventually(Duration::from_secs(5), "its subscription goes", || {
+        subscribers(&server, CHANNEL) == 2
+    })
+    .await;
+    server.reset_stats();
+    let released = Instant::now();
+    first.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter here gets the lock")
+        .unwrap();
+    let waited = released.elapsed();
+    let publishes = server.command_calls("publish");
+    assert!(
+        publishes >= 2,
+        "the release named the killed process, in its inbox, then everyone: {publishes} publishes"
+    );
+    assert!(
+        waited < Duration::from_millis(300),
+        "a wake-up named for a killed process held the others up for {waited:?}"
+    );
+    let mut plain = false;
+    while let Ok(message) = heard.try_recv() {
+        plain |= message.is_empty();
+    }
+    assert!(plain, "a plain release was published on the channel");
+    guard.release().await.unwrap();
 }
 
 /// The other process of the test above: waits for the lock, says so when

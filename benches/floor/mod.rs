@@ -29,14 +29,17 @@ return 0
 /// The crate's release script, word for word (`RELEASE_LUA` in
 /// `src/mutex.rs`, whose unit test checks that this file holds its text): the
 /// compare-and-delete, then the `PUBLISH` on the release channel
-/// (`ARGV[2]`) of an empty message (`ARGV[3]` absent), by `pcall`. Being
+/// (`ARGV[2]`) of an empty message (`ARGV[3]` and `ARGV[4]` absent), by `pcall`. Being
 /// the same text it has the same SHA1, so the floor and the lock share one
 /// cached script on the server.
 pub const CRATE_RELEASE_LUA: &str = r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then
     redis.call("DEL", KEYS[1])
     if ARGV[2] then
-        redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")
+        local heard = redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")
+        if ARGV[4] and (type(heard) ~= "number" or heard == 0) then
+            redis.pcall("PUBLISH", ARGV[4], "")
+        end
     end
     return 1
 end
