@@ -20,7 +20,8 @@
 //!   handoff after a hold does); over several processes, the
 //!   share of handoffs that went to a waiter of another process, and their
 //!   own p50. `PERF_PROCESSES=2` runs one count of processes instead of 1
-//!   and 4.
+//!   and 4, `PERF_WAITERS=8` one count of waiters, `PERF_HOLD_US=200000`
+//!   one hold (200 ms), `PERF_HANDOFFS=100` fewer handoffs a run (400).
 //! - `redlock`: acquire + release cycles/s of 1 task over a Redlock of 5
 //!   local servers, as a ratio to two floors of the raw `redis` crate
 //!   sending the lock's commands to all 5 at once (`SET NX GET PX`, then
@@ -131,6 +132,11 @@ const CYCLES: usize = 3_200;
 const TASKS: usize = 32;
 const WARM_UP: u64 = 50;
 const HANDOFFS: u64 = 400;
+
+/// Handoffs a run: [`HANDOFFS`], or `PERF_HANDOFFS` (fewer, for long holds).
+fn handoffs_a_run() -> u64 {
+    env("PERF_HANDOFFS").map_or(HANDOFFS, |n| n as u64)
+}
 
 /// A count the environment sets for a profile or an experiment, if set.
 fn env(name: &str) -> Option<usize> {
@@ -618,7 +624,7 @@ async fn take_turns(url: &str, run: &str, tasks: usize, hold: Duration, floor: b
         )
     };
     let taken = Arc::new(watch::channel(0u64).0);
-    let end = WARM_UP + HANDOFFS;
+    let end = WARM_UP + handoffs_a_run();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..tasks {
         let (lock, taken, mut admin) = (lock.clone(), taken.clone(), connection.clone());
@@ -797,7 +803,7 @@ fn handoff_run(
     };
     for pair in by_number
         .windows(2)
-        .filter(|pair| pair[0].number >= WARM_UP && pair[1].number <= WARM_UP + HANDOFFS)
+        .filter(|pair| pair[0].number >= WARM_UP && pair[1].number <= WARM_UP + handoffs_a_run())
     {
         let took = Duration::from_nanos(pair[1].acquired.saturating_sub(pair[0].released));
         handoffs.all.push(took);
@@ -820,7 +826,13 @@ fn round_trip(
     let mut samples = runtime.block_on(async {
         let mut connection = timed_conn(server).await;
         let mut samples = Vec::new();
-        for _ in 0..500 {
+        // 500 pings, or as many as fit in about 10 s of pauses (at least 20).
+        let pings = if pause.is_zero() {
+            500
+        } else {
+            (Duration::from_secs(10).as_nanos() / pause.as_nanos()).clamp(20, 500)
+        };
+        for _ in 0..pings {
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
@@ -838,10 +850,11 @@ fn round_trip(
 
 fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
     println!(
-        "handoff: {HANDOFFS} handoffs a run; RTs = p50 handoff / p50 of a back-to-back PING measured just before the run; \
+        "handoff: {} handoffs a run; RTs = p50 handoff / p50 of a back-to-back PING measured just before the run; \
          paced = p50 handoff / p50 of a PING after a pause as long as the hold (the same as RTs with zero hold); \
          each crate row is followed by its floor (raw redis, one SET per woken process, see benches/floor/pubsub.rs), \
-         and x floor = the crate's p50 / the floor's"
+         and x floor = the crate's p50 / the floor's",
+        handoffs_a_run()
     );
     println!(
         "{:>9} {:>7} {:>6} {:>5} | {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} | {:>6} | {:>9} {:>7} {:>7} {:>6} {:>7} | {:>6} {:>9}",
@@ -866,9 +879,14 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
     );
     // `PERF_PROCESSES=2` (say): one count of processes instead of 1 and 4.
     let process_counts = env("PERF_PROCESSES").map_or(vec![1, 4], |n| vec![n]);
+    // `PERF_WAITERS=8`, `PERF_HOLD_US=200000`: one count, one hold.
+    let waiter_counts = env("PERF_WAITERS").map_or(vec![8, 64, 256], |n| vec![n]);
+    let holds = env("PERF_HOLD_US").map_or(vec![Duration::ZERO, Duration::from_millis(2)], |us| {
+        vec![Duration::from_micros(us as u64)]
+    });
     for processes in process_counts {
-        for waiters in [8, 64, 256] {
-            for hold in [Duration::ZERO, Duration::from_millis(2)] {
+        for &waiters in &waiter_counts {
+            for &hold in &holds {
                 let mut crate_p50 = 0.0;
                 for floor in [false, true] {
                     let round_trip_paced = round_trip(runtime, server, hold);
@@ -879,7 +897,7 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
                     };
                     let (calls, mut handoffs, cpu) =
                         handoff_run(runtime, server, processes, waiters, hold, floor);
-                    let n = HANDOFFS as f64;
+                    let n = handoffs_a_run() as f64;
                     let per = |command: &str| *calls.get(command).unwrap_or(&0) as f64 / n;
                     let all: f64 = calls
                         .iter()
