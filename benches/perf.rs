@@ -857,7 +857,7 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
         handoffs_a_run()
     );
     println!(
-        "{:>9} {:>7} {:>6} {:>5} | {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} | {:>6} | {:>9} {:>7} {:>7} {:>6} {:>7} | {:>6} {:>9}",
+        "{:>9} {:>7} {:>6} {:>5} | {:>8} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6} | {:>6} | {:>9} {:>7} {:>7} {:>6} {:>7} | {:>6} {:>9}",
         "processes",
         "waiters",
         "hold",
@@ -867,6 +867,7 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
         "EVAL",
         "GET",
         "PTTL",
+        "PUB",
         "(UN)SUB",
         "CPU µs",
         "p50 µs",
@@ -931,12 +932,13 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
                         format!("{:>7}", "")
                     };
                     println!(
-                        "{processes:>9} {waiters:>7} {:>4}ms {:>5} | {all:>8.2} {:>5.2} {evals:>5.2} {:>5.2} {:>5.2} {:>7.2} | {cpu:>6.1} | {p50:>9.1} {:>7.2} {round_trip:>7.1} {:>6.2} {against} | {:>5.0}% {moved_p50}",
+                        "{processes:>9} {waiters:>7} {:>4}ms {:>5} | {all:>8.2} {:>5.2} {evals:>5.2} {:>5.2} {:>5.2} {:>5.2} {:>7.2} | {cpu:>6.1} | {p50:>9.1} {:>7.2} {round_trip:>7.1} {:>6.2} {against} | {:>5.0}% {moved_p50}",
                         hold.as_millis(),
                         if floor { "floor" } else { "crate" },
                         per("set"),
                         per("get") - evals,
                         per("pttl"),
+                        per("publish") - evals,
                         per("subscribe") + per("unsubscribe"),
                         p50 / round_trip,
                         p50 / round_trip_paced,
@@ -947,7 +949,7 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
         }
     }
     println!(
-        "(commands: all the server ran per handoff, the release script's GET, DEL and PUBLISH included; GET: outside scripts; CPU: client CPU time per acquisition, waiting included, summed over the processes; \
+        "(commands: all the server ran per handoff, the release script's GET, DEL and PUBLISH included; GET: outside scripts; PUB: PUBLISHes beyond one per release script (announcements and heartbeats, a script's fallback); CPU: client CPU time per acquisition, waiting included, summed over the processes; \
          moved: the share of handoffs that went to a waiter of another process, and their p50 in round trips)"
     );
 }
