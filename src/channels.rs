@@ -671,23 +671,11 @@ mod tests {
         assert_eq!(shared.next_waiter("c"), Some(named.clone()));
         assert!(!woken(&waiter.released), "named for another process");
         let now = Instant::now();
-        assert!(
-            shared
-                .on_channel("c", |c| c.known_holder(now))
-                .flatten()
-                .is_some(),
-            "held, for all we know"
-        );
+        assert!(knows_holder(&shared, now), "held, for all we know");
 
         shared.on_push(epoch, message(&inbox, &route::named(&shared.id)));
         assert!(woken(&waiter.released), "in this process's inbox");
-        assert!(
-            shared
-                .on_channel("c", |c| c.known_holder(now))
-                .flatten()
-                .is_none(),
-            "to be looked at"
-        );
+        assert!(!knows_holder(&shared, now), "to be looked at");
         shared.on_push(epoch, message("c", ""));
         assert!(woken(&waiter.released), "for everyone");
 
@@ -696,12 +684,7 @@ mod tests {
         assert!(!woken(&waiter.released), "not before the grace");
         let _ = shared.next_step(Some(epoch), Instant::now() + route::GRACE);
         assert!(woken(&waiter.released), "the watchdog wakes one");
-        assert!(
-            shared
-                .on_channel("c", |c| c.known_holder(Instant::now()))
-                .flatten()
-                .is_none()
-        );
+        assert!(!knows_holder(&shared, Instant::now()));
         assert_eq!(shared.next_waiter("c"), None, "the silent one is dropped");
 
         shared.on_push(epoch, message("c", &route::waiting(other)));
@@ -711,6 +694,14 @@ mod tests {
             None,
             "no waiter here to look if the named one does not take it"
         );
+    }
+
+    /// Whether the process knows a holder of channel `c` at `at`.
+    fn knows_holder(shared: &Shared, at: Instant) -> bool {
+        shared
+            .on_channel("c", |c| c.known_holder(at))
+            .flatten()
+            .is_some()
     }
 
     /// A busy answer right after a release, while the waiter here woken for
@@ -730,47 +721,17 @@ mod tests {
             announces: true,
         };
         shared.on_channel("c", |c| c.saw_holder(Some(held), 0));
-        assert!(
-            shared
-                .on_channel("c", |c| c.known_holder(now))
-                .flatten()
-                .is_some(),
-            "seen"
-        );
+        assert!(knows_holder(&shared, now), "seen");
         shared.on_push(epoch, message("c", ""));
-        assert!(
-            shared
-                .on_channel("c", |c| c.known_holder(now))
-                .flatten()
-                .is_none(),
-            "released since"
-        );
+        assert!(!knows_holder(&shared, now), "released since");
         assert!(woken(&waiter.released));
         shared.on_channel("c", |c| c.woken(true));
-        assert!(
-            shared
-                .on_channel("c", |c| c.known_holder(now))
-                .flatten()
-                .is_some(),
-            "to be shown"
-        );
+        assert!(knows_holder(&shared, now), "to be shown");
         shared.on_channel("c", |c| c.woken(false));
-        assert!(
-            shared
-                .on_channel("c", |c| c.known_holder(now))
-                .flatten()
-                .is_none(),
-            "not shown"
-        );
+        assert!(!knows_holder(&shared, now), "not shown");
         shared.on_channel("c", |c| c.woken(true));
         shared.on_push(epoch, message("c", ""));
-        assert!(
-            shared
-                .on_channel("c", |c| c.known_holder(now))
-                .flatten()
-                .is_none(),
-            "a later release"
-        );
+        assert!(!knows_holder(&shared, now), "a later release");
         shared.leave(&waiter.channel);
     }
 }

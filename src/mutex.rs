@@ -206,7 +206,7 @@ impl Kind for MutexLease {
             // Without a channel the script deletes and publishes nothing.
             Announce::Nobody => call,
             Announce::Everyone => call.arg(&*self.channel),
-            Announce::Named(wake) => (call.arg(&wake.inbox).arg(&wake.message)).arg(&*self.channel),
+            Announce::Named(wake) => call.arg(&wake.inbox).arg(&wake.message).arg(&*self.channel),
         }
     }
 

@@ -255,6 +255,25 @@ async fn listen(
     (connection, receiver)
 }
 
+/// Waits until two processes have each announced twice (`+<id>`, at once
+/// and at the next heartbeat): by then each has taken in the other.
+/// Returns their ids.
+async fn two_announcements_from_each(
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> Vec<String> {
+    let mut announcements: BTreeMap<String, usize> = BTreeMap::new();
+    while announcements.len() < 2 || announcements.values().any(|n| *n < 2) {
+        let message = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+            .await
+            .expect("both processes announce that they wait, every second")
+            .unwrap();
+        if let Some(id) = message.strip_prefix('+') {
+            *announcements.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    announcements.into_keys().collect()
+}
+
 /// Whether every thread of `child` is stopped: `kill -STOP` returns once
 /// the signal is sent, and a thread of a loaded machine may run on for a
 /// moment after it.
@@ -302,22 +321,7 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
     // its waiter's try could come after the release. (A loaded full run
     // once saw the waiter here woken in 2 ms; that run was not traced, and
     // the late stop below may have been its cause.)
-    let mut announced: Vec<String> = Vec::new();
-    let mut heartbeats: Vec<String> = Vec::new();
-    while announced.len() < 2 || heartbeats.len() < 2 {
-        let message = tokio::time::timeout(Duration::from_secs(5), heard.recv())
-            .await
-            .expect("both processes announce that they wait, every second")
-            .unwrap();
-        if let Some(id) = message.strip_prefix('+') {
-            let id = id.to_owned();
-            if !announced.contains(&id) {
-                announced.push(id);
-            } else if !heartbeats.contains(&id) {
-                heartbeats.push(id);
-            }
-        }
-    }
+    let announced = two_announcements_from_each(&mut heard).await;
 
     // Released only once the other process is stopped for certain: one that
     // ran on for a moment after the signal heard the release named for it
@@ -389,17 +393,8 @@ async fn a_named_wake_up_nobody_hears_wakes_everyone_at_once() {
         subscribers(&server, CHANNEL) == 3
     })
     .await;
-    // Two announcements from each: this process knows the other waits.
-    let mut announcements: BTreeMap<String, usize> = BTreeMap::new();
-    while announcements.len() < 2 || announcements.values().any(|n| *n < 2) {
-        let message = tokio::time::timeout(Duration::from_secs(5), heard.recv())
-            .await
-            .expect("both processes announce that they wait, every second")
-            .unwrap();
-        if let Some(id) = message.strip_prefix('+') {
-            *announcements.entry(id.to_owned()).or_default() += 1;
-        }
-    }
+    // This process knows the other waits.
+    let _ = two_announcements_from_each(&mut heard).await;
 
     // Killed right after a heartbeat: the others keep it in their view for
     // 3 s, and this process names it.
