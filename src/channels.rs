@@ -396,6 +396,7 @@ impl Shared {
         Some(NamedWakeUp {
             inbox: route::inbox(channel, &next),
             message: route::named(&next),
+            unheard: route::unheard(&next),
         })
     }
 
@@ -667,6 +668,7 @@ mod tests {
         let named = NamedWakeUp {
             inbox: route::inbox("c", other),
             message: route::named(other),
+            unheard: route::unheard(other),
         };
         assert_eq!(shared.next_waiter("c"), Some(named.clone()));
         assert!(!woken(&waiter.released), "named for another process");

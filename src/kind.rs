@@ -103,6 +103,8 @@ pub(crate) struct NamedWakeUp {
     pub(crate) inbox: String,
     /// What the release publishes there.
     pub(crate) message: String,
+    /// What it publishes on the channel instead when nobody hears it there.
+    pub(crate) unheard: String,
 }
 
 impl Announce<'_> {

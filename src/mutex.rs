@@ -30,7 +30,8 @@ use crate::ttl::{gone_within, millis};
 /// lock's release channel, with an empty message, for one waiter in every
 /// process; or one process's inbox (see `route`), with `ARGV[3]` naming it,
 /// and when nobody there hears it (the process is gone, or never subscribed
-/// it), an empty message on the release channel, `ARGV[4]`, instead. In the
+/// it), `ARGV[5]` on the release channel, `ARGV[4]`, instead (a release for
+/// everyone that names the process nobody heard). In the
 /// same script, so a waiter never hears of a release that did not happen or
 /// misses one that did. Returns 1 when deleted, 0 when the key is gone or
 /// holds another token (nothing is published then).
@@ -45,7 +46,7 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
     if ARGV[2] then
         local heard = redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")
         if ARGV[4] and (type(heard) ~= "number" or heard == 0) then
-            redis.pcall("PUBLISH", ARGV[4], "")
+            redis.pcall("PUBLISH", ARGV[4], ARGV[5] or "")
         end
     end
     return 1
@@ -206,7 +207,9 @@ impl Kind for MutexLease {
             // Without a channel the script deletes and publishes nothing.
             Announce::Nobody => call,
             Announce::Everyone => call.arg(&*self.channel),
-            Announce::Named(wake) => call.arg(&wake.inbox).arg(&wake.message).arg(&*self.channel),
+            Announce::Named(wake) => (call.arg(&wake.inbox).arg(&wake.message))
+                .arg(&*self.channel)
+                .arg(&wake.unheard),
         }
     }
 

@@ -8,8 +8,9 @@
 //!   (`+<id>`): when its subscription is confirmed and every
 //!   [`HEARTBEAT`]. It answers (`*<id>`, never answered in turn) a process
 //!   that announces itself and that it did not know: a newcomer does not
-//!   hear what was published before it subscribed. It announces leaving
-//!   (`-<id>`) when its last waiter leaves.
+//!   hear what was published before it subscribed (nor, once it has
+//!   unsubscribed after lingering, what it had heard before). It announces
+//!   leaving (`-<id>`) when its last waiter leaves.
 //! - Besides the channel, a process with waiters there subscribes its own
 //!   *inbox*, the channel's name followed by `:<id>` ([`inbox`]): in the
 //!   channel's slot, and matched by a channel pattern that matches the
@@ -20,9 +21,11 @@
 //!   that view, in the order of the ids, round robin over the processes: it
 //!   publishes `=<id>` in that process's inbox alone, and only that process
 //!   wakes a waiter. When nobody hears it there (the process is gone, or its
-//!   inbox was never subscribed), the same script publishes a plain release
-//!   on the channel. A releaser that knows no other waiting process, or has
-//!   no waiters of its own there, wakes everyone.
+//!   inbox was never subscribed), the same script publishes on the channel
+//!   a release for everyone that names the process nobody heard
+//!   (`!<id>`): every process drops it from its view. A releaser that knows
+//!   no other waiting process, or has no waiters of its own there, wakes
+//!   everyone.
 //! - Anything else on the channel (an empty message: a releaser without a
 //!   view, another kind of lease, another library; or a forced release)
 //!   wakes one waiter per process, as before; so does a `=<id>` heard on the
@@ -39,7 +42,11 @@
 //!   process from its view and wakes one waiter of its own, which looks at
 //!   the lock. A named process whose waiters are all gone passes the
 //!   wake-up on. A process that is gone is not subscribed: the release
-//!   script then wakes everyone at once.
+//!   script then wakes everyone at once, and it leaves every view.
+//! - Views forget by evidence (a leave, a release nobody heard, a
+//!   watchdog), and by time only as a safety net ([`FORGET_AFTER`], three
+//!   [`HEARTBEAT`]s): the heartbeats cost one `PUBLISH` per waiting process
+//!   per [`HEARTBEAT`], whatever the rate of handoffs.
 //! - A process whose announcements are not heard (not yet, or refused by an
 //!   ACL) is woken by plain releases only, and by the watchdogs of the
 //!   others' waiters; it is named once its announcement is heard, at most a
@@ -52,10 +59,17 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::time::Instant;
 
-/// How often a waiting process announces itself on a channel.
-pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
-/// A process not heard from for this long is dropped from the view.
-const FORGET_AFTER: Duration = Duration::from_secs(3);
+/// How often a waiting process announces itself on a channel. Views learn
+/// of a process from its first announcement (or its answer to theirs) and
+/// forget it by evidence: heartbeats only bring back one that a watchdog
+/// dropped while it was stopped, or that a view missed (its own
+/// subscription was down meanwhile), and keep a process that is still
+/// there from being forgotten by time.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(10);
+/// A process not heard from for this long is dropped from the view: one
+/// that went without a word (its leave lost with its connection) and was
+/// never named since, which would have shown it gone.
+const FORGET_AFTER: Duration = Duration::from_secs(30);
 /// How long after a release named for another process this one waits for
 /// more news on the channel before it suspects the wake-up was lost.
 pub(crate) const GRACE: Duration = Duration::from_millis(500);
@@ -65,9 +79,10 @@ pub(crate) const GRACE: Duration = Duration::from_millis(500);
 /// watchdog asks for the real expiry when nothing more is heard).
 pub(crate) const ASSUMED_HOLD: Duration = Duration::from_secs(5);
 /// How long a process keeps its subscription and view of a channel after
-/// its last waiter there left: as long as the others remember it, so that
-/// one that comes back within it needs no answers.
-pub(crate) const LINGER: Duration = FORGET_AFTER;
+/// its last waiter there left, so that waiters that come and go do not
+/// subscribe again each time. One that comes back within it kept its view
+/// and needs no answers; one back later is answered (see [`Route::heard`]).
+pub(crate) const LINGER: Duration = Duration::from_secs(3);
 
 /// A process's id: 16 hex digits. Not a secret: it only routes wake-ups.
 pub(crate) fn new_id() -> Box<str> {
@@ -82,6 +97,14 @@ pub(crate) fn waiting(id: &str) -> String {
 /// The message a release publishes to wake one waiter of process `id`.
 pub(crate) fn named(id: &str) -> String {
     format!("={id}")
+}
+
+/// The message a release script publishes on the channel when nobody
+/// heard it in the inbox of process `id`: a release for everyone (any
+/// message that is not an announcement is one, for other libraries and
+/// older versions too), and process `id` is gone.
+pub(crate) fn unheard(id: &str) -> String {
+    format!("!{id}")
 }
 
 /// The inbox of process `id` on `channel`: where releases named for it are
@@ -124,6 +147,9 @@ pub(crate) enum Message<'a> {
     Everyone,
     /// A release for one waiter of the process with this id.
     Named(&'a str),
+    /// A release for one waiter of every process, which the process with
+    /// this id did not hear in its inbox: it is gone.
+    Unheard(&'a str),
     /// The process waits on the channel.
     Waiting(&'a str),
     /// The process waits on the channel, answering a newcomer.
@@ -137,6 +163,7 @@ impl Message<'_> {
         let id = parse_id;
         match payload.split_first() {
             Some((b'=', rest)) => id(rest).map_or(Message::Everyone, Message::Named),
+            Some((b'!', rest)) => id(rest).map_or(Message::Everyone, Message::Unheard),
             Some((b'+', rest)) => id(rest).map_or(Message::Everyone, Message::Waiting),
             Some((b'*', rest)) => id(rest).map_or(Message::Everyone, Message::Answer),
             Some((b'-', rest)) => id(rest).map_or(Message::Everyone, Message::Leaving),
@@ -207,19 +234,28 @@ impl Route {
                 self.watchdog = None;
                 Heard::Wake
             }
+            Message::Unheard(id) => {
+                self.watchdog = None;
+                if let Some(peer) = self.peers.get_mut(id) {
+                    peer.waits = false;
+                }
+                Heard::Wake
+            }
             Message::Named(id) => {
                 let armed = self.watchdog.is_none();
                 self.watchdog = Some((now + GRACE, id.into()));
                 Heard::Named { armed }
             }
             Message::Waiting(id) | Message::Answer(id) => {
-                // A process heard lately heard us too (it listened while it
-                // lingered): only one not heard lately needs an answer, and
-                // an answer is never answered.
-                let new = self
-                    .peers
-                    .get(id)
-                    .is_none_or(|peer| now.saturating_duration_since(peer.heard) >= FORGET_AFTER);
+                // A process known to wait heard us too; so did one that
+                // left and is back within its lingering (it listened
+                // meanwhile). Any other may have no view of us: one not
+                // known, forgotten, or left (or dropped) longer ago than it
+                // lingers. An answer is never answered.
+                let new = self.peers.get(id).is_none_or(|peer| {
+                    let quiet = now.saturating_duration_since(peer.heard);
+                    quiet >= FORGET_AFTER || (!peer.waits && quiet >= LINGER)
+                });
                 let peer = Peer {
                     heard: now,
                     waits: true,
@@ -253,7 +289,7 @@ impl Route {
     pub(crate) fn heard_undirected(message: Message<'_>) -> Heard {
         match message {
             Message::Waiting(_) | Message::Answer(_) | Message::Leaving(_) => Heard::Nothing,
-            Message::Everyone | Message::Named(_) => Heard::Wake,
+            Message::Everyone | Message::Named(_) | Message::Unheard(_) => Heard::Wake,
         }
     }
 
@@ -370,12 +406,15 @@ mod tests {
         assert_eq!(Message::parse(b"=000000000000000a"), Message::Named(A));
         assert_eq!(Message::parse(b"+000000000000000a"), Message::Waiting(A));
         assert_eq!(Message::parse(b"-000000000000000a"), Message::Leaving(A));
+        assert_eq!(Message::parse(b"!000000000000000a"), Message::Unheard(A));
+        assert_eq!(Message::parse(unheard(A).as_bytes()), Message::Unheard(A));
         for other in [
             &b""[..],
             b"forced",
             b"=",
             b"=00000000000000zz",
             b"+0a",
+            b"!",
             b"\xff",
         ] {
             assert_eq!(Message::parse(other), Message::Everyone, "{other:?}");
@@ -453,6 +492,24 @@ mod tests {
         assert_eq!(route.next(A, now), Some(C), "B dropped");
     }
 
+    /// A release that nobody heard in the inbox it named wakes everyone,
+    /// disarms the watchdog, and drops that process from the view at once,
+    /// long before time would.
+    #[test]
+    fn a_process_nobody_heard_in_its_inbox_leaves_the_view() {
+        let now = Instant::now();
+        let mut route = Route::default();
+        route.heard(Message::Waiting(B), A, now);
+        route.heard(Message::Waiting(C), A, now);
+        route.heard(Message::Named(B), A, now);
+        assert_eq!(route.heard(Message::Unheard(B), A, now), Heard::Wake);
+        assert_eq!(route.watchdog(), None);
+        assert_eq!(route.next(A, now), Some(C), "B dropped");
+        assert_eq!(route.heard(Message::Unheard(C), A, now), Heard::Wake);
+        assert_eq!(route.next(A, now), None, "C dropped");
+        assert_eq!(Route::heard_undirected(Message::Unheard(C)), Heard::Wake);
+    }
+
     /// A process that waits answers a newcomer (one not heard lately: one
     /// back from lingering heard us), and no answer is answered.
     #[test]
@@ -483,9 +540,21 @@ mod tests {
         assert_eq!(
             route.heard(Message::Waiting(C), A, now),
             Heard::Nothing,
-            "back from lingering"
+            "back within its lingering: it kept its view"
         );
-        let later = now + FORGET_AFTER;
+        route.heard(Message::Leaving(C), A, now);
+        assert_eq!(
+            route.heard(Message::Waiting(C), A, now + LINGER),
+            Heard::Newcomer,
+            "back after it unsubscribed: its view is gone"
+        );
+        route.announced(Announcement::Answer, now + LINGER);
+        assert_eq!(
+            route.heard(Message::Waiting(C), A, now + LINGER + HEARTBEAT),
+            Heard::Nothing,
+            "a heartbeat of one known to wait"
+        );
+        let later = now + LINGER + HEARTBEAT + FORGET_AFTER;
         assert_eq!(
             route.heard(Message::Answer(B), A, later),
             Heard::Nothing,

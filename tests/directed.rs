@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -255,23 +255,29 @@ async fn listen(
     (connection, receiver)
 }
 
-/// Waits until two processes have each announced twice (`+<id>`, at once
-/// and at the next heartbeat): by then each has taken in the other.
-/// Returns their ids.
-async fn two_announcements_from_each(
+/// Waits until two processes have announced that they wait (`+<id>`) and
+/// one has answered the other (`*<id>`), then a moment more: by then each
+/// knows the other (the one that answered heard the other's announcement;
+/// the other hears the answer as this listener does, and takes it in right
+/// away), and each one's waiter has made the try that follows its
+/// subscription. Heartbeats come every 10 s: this needs none. Returns the
+/// two ids.
+async fn both_processes_know_each_other(
     heard: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Vec<String> {
-    let mut announcements: BTreeMap<String, usize> = BTreeMap::new();
-    while announcements.len() < 2 || announcements.values().any(|n| *n < 2) {
+    let (mut announced, mut answered) = (BTreeSet::new(), false);
+    while announced.len() < 2 || !answered {
         let message = tokio::time::timeout(Duration::from_secs(5), heard.recv())
             .await
-            .expect("both processes announce that they wait, every second")
+            .expect("both processes announce that they wait, and one answers")
             .unwrap();
         if let Some(id) = message.strip_prefix('+') {
-            *announcements.entry(id.to_owned()).or_default() += 1;
+            announced.insert(id.to_owned());
         }
+        answered |= message.starts_with('*');
     }
-    announcements.into_keys().collect()
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    announced.into_iter().collect()
 }
 
 /// Whether every thread of `child` is stopped: `kill -STOP` returns once
@@ -314,14 +320,14 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
         subscribers(&server, CHANNEL) == 3
     })
     .await;
-    // Then a second heartbeat (every second) from each: by then this
-    // process has taken in the other's announcement, and its waiter has made
-    // the try that follows its subscription. Released at the first
-    // announcements, under load this process could still know no other, or
-    // its waiter's try could come after the release. (A loaded full run
-    // once saw the waiter here woken in 2 ms; that run was not traced, and
-    // the late stop below may have been its cause.)
-    let announced = two_announcements_from_each(&mut heard).await;
+    // Then the answer, and a moment: by then this process has taken in the
+    // other's announcement, and its waiter has made the try that follows
+    // its subscription. Released at the first announcements, under load
+    // this process could still know no other, or its waiter's try could
+    // come after the release. (A loaded full run once saw the waiter here
+    // woken in 2 ms; that run was not traced, and the late stop below may
+    // have been its cause.)
+    let announced = both_processes_know_each_other(&mut heard).await;
 
     // Released only once the other process is stopped for certain: one that
     // ran on for a moment after the signal heard the release named for it
@@ -375,8 +381,10 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
 
 /// A release names the only other waiting process, which was killed
 /// (SIGKILL) and whose inbox nobody hears any more: the release script
-/// publishes a plain release on the channel at once, and the waiter here
-/// takes the lock without waiting for the grace (500 ms).
+/// publishes a release for everyone on the channel at once, naming the
+/// process nobody heard (`!<id>`), and a waiter here takes the lock without
+/// waiting for the grace (500 ms). The views drop that process at once: the
+/// next release names no one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_wake_up_nobody_hears_wakes_everyone_at_once() {
     let server = RedisServer::start();
@@ -385,19 +393,20 @@ async fn a_named_wake_up_nobody_hears_wakes_everyone_at_once() {
     let (lock, _) = notified_lock(&url).await;
     let first = lock.acquire().await.unwrap();
     let mut other = child::spawn("directed_waiter_process", &url);
-    let waiter = {
+    let waiter = || {
         let lock = lock.clone();
         tokio::spawn(async move { lock.acquire().await.unwrap() })
     };
+    let (mut waiter, mut second_waiter) = (waiter(), waiter());
     eventually(Duration::from_secs(20), "both processes subscribe", || {
         subscribers(&server, CHANNEL) == 3
     })
     .await;
     // This process knows the other waits.
-    let _ = two_announcements_from_each(&mut heard).await;
+    let announced = both_processes_know_each_other(&mut heard).await;
 
-    // Killed right after a heartbeat: the others keep it in their view for
-    // 3 s, and this process names it.
+    // Killed without a word: the others keep it in their view (up to 30 s
+    // by time), and this process names it.
     other.kill().unwrap();
     let _ = tokio::task::block_in_place(|| other.wait());
     eventually(Duration::from_secs(5), "its subscription goes", || {
@@ -407,10 +416,17 @@ async fn a_named_wake_up_nobody_hears_wakes_everyone_at_once() {
     server.reset_stats();
     let released = Instant::now();
     first.release().await.unwrap();
-    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
+    // The one queued first here is woken.
+    let woken = async {
+        tokio::select! {
+            guard = &mut waiter => (guard, second_waiter),
+            guard = &mut second_waiter => (guard, waiter),
+        }
+    };
+    let (guard, second_waiter) = tokio::time::timeout(Duration::from_secs(10), woken)
         .await
-        .expect("the waiter here gets the lock")
-        .unwrap();
+        .expect("a waiter here gets the lock");
+    let guard = guard.unwrap();
     let waited = released.elapsed();
     let publishes = server.command_calls("publish");
     assert!(
@@ -421,12 +437,42 @@ async fn a_named_wake_up_nobody_hears_wakes_everyone_at_once() {
         waited < Duration::from_millis(300),
         "a wake-up named for a killed process held the others up for {waited:?}"
     );
-    let mut plain = false;
+    let mut unheard = Vec::new();
     while let Ok(message) = heard.try_recv() {
-        plain |= message.is_empty();
+        unheard.extend(message.strip_prefix('!').map(str::to_owned));
     }
-    assert!(plain, "a plain release was published on the channel");
+    assert_eq!(
+        unheard.len(),
+        1,
+        "one release for everyone, naming the one nobody heard"
+    );
+    assert!(
+        announced.contains(&unheard[0]),
+        "{unheard:?} of {announced:?}"
+    );
+
+    // The second waiter here is still waiting: a release that still knew
+    // the killed process would name it again (and publish `!<id>` again).
     guard.release().await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), second_waiter)
+        .await
+        .expect("the second waiter here gets the lock")
+        .unwrap();
+    second.release().await.unwrap();
+    // What the listener hears of both releases: the second's comes with it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut after = Vec::new();
+    while let Ok(message) = heard.try_recv() {
+        after.push(message);
+    }
+    assert!(
+        after.first().is_some_and(String::is_empty),
+        "the release after woke everyone, named no one: {after:?}"
+    );
+    assert!(
+        !after.iter().any(|message| message.starts_with('!')),
+        "the release after named the killed process again: {after:?}"
+    );
 }
 
 /// The other process of the test above: waits for the lock, says so when

@@ -38,7 +38,7 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
     if ARGV[2] then
         local heard = redis.pcall("PUBLISH", ARGV[2], ARGV[3] or "")
         if ARGV[4] and (type(heard) ~= "number" or heard == 0) then
-            redis.pcall("PUBLISH", ARGV[4], "")
+            redis.pcall("PUBLISH", ARGV[4], ARGV[5] or "")
         end
     end
     return 1
