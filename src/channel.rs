@@ -61,6 +61,10 @@ pub(crate) struct Channel {
     /// process whose waiters come and go does not subscribe again each
     /// time, and its holder's release can still name the next process.
     pub(crate) idle_since: Option<Instant>,
+    /// The process a release named, whose watchdog fired: the next
+    /// attempt here tells the route whether the wake-up was taken (busy)
+    /// or lost (see [`Route::looked`]). Cleared by a release heard.
+    pub(crate) suspect: Option<Box<str>>,
 }
 
 /// What a message heard on a channel asks of the subscription task.
@@ -98,6 +102,7 @@ impl Channel {
             inbox,
             inbox_refused: false,
             idle_since: None,
+            suspect: None,
         }
     }
 
@@ -134,6 +139,9 @@ impl Channel {
             Some(route) => route.heard(message, me, now),
             None => Route::heard_undirected(message),
         };
+        if matches!(heard, Heard::Wake | Heard::Named { .. }) {
+            self.suspect = None;
+        }
         match heard {
             // Named for this process, which waits here no more (it
             // lingers): pass it on, to the next process it knows of.
@@ -173,9 +181,18 @@ impl Channel {
     /// Wakes one waiter if the watchdog is due by `now`, as for a release,
     /// without the holder known: it looks at the lock.
     pub(crate) fn fire_watchdog(&mut self, now: Instant) {
-        if self.route.as_mut().is_some_and(|route| route.fire(now)) {
+        if let Some(suspect) = self.route.as_mut().and_then(|route| route.fire(now)) {
+            self.suspect = Some(suspect);
             self.releases += 1;
             self.released.notify_one();
+        }
+    }
+
+    /// An attempt here was answered: `busy`, or it got the lease. After a
+    /// watchdog fired, that says whether the named wake-up was taken.
+    pub(crate) fn attempt_answered(&mut self, busy: bool) {
+        if let (Some(suspect), Some(route)) = (self.suspect.take(), self.route.as_mut()) {
+            route.looked(&suspect, busy);
         }
     }
 

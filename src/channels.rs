@@ -687,6 +687,8 @@ mod tests {
         let _ = shared.next_step(Some(epoch), Instant::now() + route::GRACE);
         assert!(woken(&waiter.released), "the watchdog wakes one");
         assert!(!knows_holder(&shared, Instant::now()));
+        // Its attempt got the lease: the named one never took it.
+        shared.on_channel("c", |c| c.attempt_answered(false));
         assert_eq!(shared.next_waiter("c"), None, "the silent one is dropped");
 
         shared.on_push(epoch, message("c", &route::waiting(other)));

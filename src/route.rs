@@ -38,13 +38,15 @@
 //!   releaser's process, which has waiters on the channel, takes the
 //!   release as named for another ([`Route::heard`] with
 //!   [`Message::Named`]) before the release is sent, which arms its
-//!   watchdog; when it hears no release within [`GRACE`] it drops that
-//!   process from its view and wakes one waiter of its own, which looks at
-//!   the lock. A named process whose waiters are all gone passes the
+//!   watchdog; when it hears no release within the grace ([`GRACE`], and
+//!   longer while looks find the wake-ups taken: [`MAX_GRACE`]) it wakes one
+//!   waiter of its own, whose attempt looks at the lock: held, the wake-up
+//!   was taken; free, it was lost, and the named process leaves the view.
+//!   A named process whose waiters are all gone passes the
 //!   wake-up on. A process that is gone is not subscribed: the release
 //!   script then wakes everyone at once, and it leaves every view.
 //! - Views forget by evidence (a leave, a release nobody heard, a
-//!   watchdog), and by time only as a safety net ([`FORGET_AFTER`], three
+//!   watchdog's look that found the lock free), and by time only as a safety net ([`FORGET_AFTER`], three
 //!   [`HEARTBEAT`]s): the heartbeats cost one `PUBLISH` per waiting process
 //!   per [`HEARTBEAT`], whatever the rate of handoffs.
 //! - A process whose announcements are not heard (not yet, or refused by an
@@ -71,8 +73,14 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(10);
 /// never named since, which would have shown it gone.
 const FORGET_AFTER: Duration = Duration::from_secs(30);
 /// How long after a release named for another process this one waits for
-/// more news on the channel before it suspects the wake-up was lost.
+/// more news on the channel before it suspects the wake-up was lost, at
+/// first and after a wake-up that was: the *grace*.
 pub(crate) const GRACE: Duration = Duration::from_millis(500);
+/// The longest grace: each look that finds the named wake-up taken (the
+/// lock held again: holds are long, and the lock goes round the other
+/// processes before it comes back here) doubles it, up to this; one that
+/// finds it lost brings it back to [`GRACE`]. Below [`ASSUMED_HOLD`].
+pub(crate) const MAX_GRACE: Duration = Duration::from_secs(4);
 /// After a release named for one process, the lease is taken to be held
 /// by a waiter of that process for this long, unless more is heard: past
 /// the [`GRACE`], so that no sleeper wakes before the watchdog would (the
@@ -198,6 +206,8 @@ pub(crate) struct Route {
     peers: BTreeMap<Box<str>, Peer>,
     /// A release named for another process, and when to suspect it lost.
     watchdog: Option<(Instant, Box<str>)>,
+    /// How many times the grace doubled (see [`MAX_GRACE`]).
+    grace_doublings: u32,
     /// Whether this process has waiters on the channel.
     waiting_here: bool,
     /// When this process last announced that it waits, on the current
@@ -243,7 +253,7 @@ impl Route {
             }
             Message::Named(id) => {
                 let armed = self.watchdog.is_none();
-                self.watchdog = Some((now + GRACE, id.into()));
+                self.watchdog = Some((now + self.grace(), id.into()));
                 Heard::Named { armed }
             }
             Message::Waiting(id) | Message::Answer(id) => {
@@ -316,21 +326,38 @@ impl Route {
         self.watchdog.as_ref().map(|(due, _)| *due)
     }
 
-    /// If the watchdog is due by `now`: the named process is taken as not
-    /// waiting (until it is heard again), and `true`: wake one waiter here
-    /// to look at the lock.
-    pub(crate) fn fire(&mut self, now: Instant) -> bool {
+    /// The grace a release named now gets (see [`MAX_GRACE`]).
+    pub(crate) fn grace(&self) -> Duration {
+        let doubled = GRACE.saturating_mul(1 << self.grace_doublings.min(8));
+        doubled.min(MAX_GRACE)
+    }
+
+    /// If the watchdog is due by `now`: the named process, now suspect
+    /// (wake one waiter here to look at the lock, and tell
+    /// [`looked`](Route::looked) what it found).
+    pub(crate) fn fire(&mut self, now: Instant) -> Option<Box<str>> {
         match self.watchdog.take() {
-            Some((due, id)) if due <= now => {
-                if let Some(peer) = self.peers.get_mut(&id) {
-                    peer.waits = false;
-                }
-                true
-            }
+            Some((due, id)) if due <= now => Some(id),
             other => {
                 self.watchdog = other;
-                false
+                None
             }
+        }
+    }
+
+    /// What an attempt here found after the watchdog fired for `suspect`:
+    /// the lock held (`taken`: by the named process, for all this one
+    /// knows; it stays in the view, and the next grace is longer), or free,
+    /// the wake-up lost: the named process is taken as not waiting (until
+    /// it is heard again), and the grace is back to [`GRACE`].
+    pub(crate) fn looked(&mut self, suspect: &str, taken: bool) {
+        if taken {
+            self.grace_doublings = (self.grace_doublings + 1).min(8);
+            return;
+        }
+        self.grace_doublings = 0;
+        if let Some(peer) = self.peers.get_mut(suspect) {
+            peer.waits = false;
         }
     }
 
@@ -480,16 +507,45 @@ mod tests {
             "running already: the task need not wake"
         );
         assert_eq!(route.watchdog(), Some(now + GRACE));
-        assert!(!route.fire(now + GRACE / 2));
+        assert_eq!(route.fire(now + GRACE / 2), None);
         assert_eq!(route.heard(Message::Named(A), A, now), Heard::Wake);
         assert_eq!(route.watchdog(), None, "named for us: disarmed");
         route.heard(Message::Named(B), A, now);
         assert_eq!(route.heard(Message::Everyone, A, now), Heard::Wake);
         assert_eq!(route.watchdog(), None, "a release for everyone");
         route.heard(Message::Named(B), A, now);
-        assert!(route.fire(now + GRACE));
+        assert_eq!(route.fire(now + GRACE).as_deref(), Some(B));
         assert_eq!(route.watchdog(), None);
-        assert_eq!(route.next(A, now), Some(C), "B dropped");
+        assert_eq!(route.next(A, now), Some(B), "suspect, not dropped yet");
+        route.looked(B, false);
+        assert_eq!(route.next(A, now), Some(C), "found lost: B dropped");
+    }
+
+    /// Each look that finds the named wake-up taken doubles the grace, up
+    /// to its longest; one that finds it lost brings it back.
+    #[test]
+    fn the_grace_grows_while_named_wake_ups_are_taken() {
+        let now = Instant::now();
+        let mut route = Route::default();
+        route.heard(Message::Waiting(B), A, now);
+        assert_eq!(route.grace(), GRACE);
+        let mut graces = Vec::new();
+        for _ in 0..6 {
+            route.heard(Message::Named(B), A, now);
+            let due = route.watchdog().unwrap();
+            graces.push(due - now);
+            assert_eq!(route.fire(due).as_deref(), Some(B));
+            route.looked(B, true);
+        }
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(
+            graces,
+            [ms(500), ms(1000), ms(2000), MAX_GRACE, MAX_GRACE, MAX_GRACE]
+        );
+        assert_eq!(route.next(A, now), Some(B), "taken: kept");
+        assert!(MAX_GRACE < ASSUMED_HOLD);
+        route.looked(B, false);
+        assert_eq!(route.grace(), GRACE);
     }
 
     /// A release that nobody heard in the inbox it named wakes everyone,

@@ -117,6 +117,13 @@ impl Subscription {
         self.shared.on_channel(&self.channel, |c| c.woken(true));
     }
 
+    /// An attempt of this waiter was answered: `busy`, or it got the lease
+    /// (see `Channel::attempt_answered`).
+    pub(crate) fn answered(&self, busy: bool) {
+        self.shared
+            .on_channel(&self.channel, |c| c.attempt_answered(busy));
+    }
+
     /// The attempt after this waiter's wake-up ended: it failed (busy), or
     /// got a lease that uses the wake-up up.
     pub(crate) fn wake_up_used(&mut self) {

@@ -153,7 +153,10 @@ impl<'a, K: Kind> Waiter<'a, K> {
         match self.subscription.as_mut() {
             // The attempt after its wake-up found the lease taken: the new
             // holder will announce its release in turn.
-            Some(subscription) => subscription.wake_up_used(),
+            Some(subscription) => {
+                subscription.answered(true);
+                subscription.wake_up_used();
+            }
             None => {
                 self.subscription =
                     wake.notifier
@@ -201,6 +204,7 @@ impl<'a, K: Kind> Waiter<'a, K> {
         let Some(subscription) = self.subscription.as_mut() else {
             return;
         };
+        subscription.answered(false);
         if complete && self.kind.exclusive() {
             // Shown before the wake-up's mark goes: a busy answer here in
             // between would inspect.

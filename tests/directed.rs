@@ -288,6 +288,20 @@ fn stopped(child: &Child) -> bool {
     !states.is_empty() && states.iter().all(|state| matches!(state, 'T' | 't'))
 }
 
+/// Kills a child process when dropped: a test that fails while its child
+/// is stopped leaves none behind (it would hold the test run's output open,
+/// and the run with it).
+struct Reaper(u32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 fn signal(child: &Child, signal: &str) {
     let status = std::process::Command::new("kill")
         .args([signal, &child.id().to_string()])
@@ -299,8 +313,10 @@ fn signal(child: &Child, signal: &str) {
 /// A release names the only other waiting process, which is stopped
 /// (SIGSTOP) and cannot take it: the waiter here hears nothing for it, and
 /// takes the lock once the grace (500 ms) has passed without news, not at
-/// the holder's expiry (10 s) or its next poll (5 s). The stopped process
-/// gets the lock after it resumes.
+/// the holder's expiry (10 s) or its next poll (5 s). Its attempt found the
+/// lock free, the wake-up lost: the stopped process leaves this one's view,
+/// and the next release wakes the second waiter here at once. The stopped
+/// process gets the lock after it resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() {
     let server = RedisServer::start();
@@ -309,10 +325,18 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
     let (lock, _) = notified_lock(&url).await;
     let first = lock.acquire().await.unwrap();
     let mut other = child::spawn("directed_waiter_process", &url);
+    let _reaper = Reaper(other.id());
     let mut steps = child::Steps::of(&mut other);
-    let waiter = {
+    let waiter = || {
         let lock = lock.clone();
         tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    let (mut waiter, mut second_waiter) = (waiter(), waiter());
+    let first_here = async {
+        tokio::select! {
+            guard = &mut waiter => (guard, second_waiter),
+            guard = &mut second_waiter => (guard, waiter),
+        }
     };
     // Both processes wait (this one's subscription and the other's), and
     // both announced it.
@@ -351,7 +375,9 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
         announced.contains(&named),
         "the release names a waiting process: {named} of {announced:?}"
     );
-    let Ok(guard) = tokio::time::timeout(Duration::from_secs(10), waiter).await else {
+    let Ok((guard, second_waiter)) =
+        tokio::time::timeout(Duration::from_secs(10), first_here).await
+    else {
         panic!(
             "the waiter here did not get the lock within 10 s of the release named {named} \
              (announced: {announced:?}); the lock holds {:?} with {} ms left, {} subscribers",
@@ -371,8 +397,22 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
         "a wake-up named for a stopped process held the others up for {waited:?}"
     );
 
-    signal(&other, "-CONT");
+    // Still stopped: a release that named it again would hold the second
+    // waiter here up for the grace once more.
+    let released = Instant::now();
     guard.release().await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), second_waiter)
+        .await
+        .expect("the second waiter here gets the lock")
+        .unwrap();
+    let waited = released.elapsed();
+    assert!(
+        waited < Duration::from_millis(300),
+        "the release after named the stopped process again: {waited:?}"
+    );
+
+    signal(&other, "-CONT");
+    second.release().await.unwrap();
     let step = tokio::task::block_in_place(|| steps.next());
     assert_eq!(step, "acquired");
     let status = tokio::task::block_in_place(|| other.wait().unwrap());
