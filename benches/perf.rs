@@ -21,7 +21,8 @@
 //!   share of handoffs that went to a waiter of another process, and their
 //!   own p50. `PERF_PROCESSES=2` runs one count of processes instead of 1
 //!   and 4, `PERF_WAITERS=8` one count of waiters, `PERF_HOLD_US=200000`
-//!   one hold (200 ms), `PERF_HANDOFFS=100` fewer handoffs a run (400).
+//!   one hold (200 ms), `PERF_HANDOFFS=100` fewer handoffs a run (400),
+//!   `PERF_HANDOFF_ONLY=crate` (or `floor`) one side alone, for a profile.
 //! - `redlock`: acquire + release cycles/s of 1 task over a Redlock of 5
 //!   local servers, as a ratio to two floors of the raw `redis` crate
 //!   sending the lock's commands to all 5 at once (`SET NX GET PX`, then
@@ -885,11 +886,19 @@ fn handoff(runtime: &tokio::runtime::Runtime, server: &support::RedisServer) {
     let holds = env("PERF_HOLD_US").map_or(vec![Duration::ZERO, Duration::from_millis(2)], |us| {
         vec![Duration::from_micros(us as u64)]
     });
+    // `PERF_HANDOFF_ONLY=crate` (or `floor`): that side alone, for a
+    // profile of one side (`perf record`).
+    let sides = match std::env::var("PERF_HANDOFF_ONLY").as_deref() {
+        Ok("crate") => vec![false],
+        Ok("floor") => vec![true],
+        Ok(other) => panic!("PERF_HANDOFF_ONLY: crate or floor, not {other}"),
+        Err(_) => vec![false, true],
+    };
     for processes in process_counts {
         for &waiters in &waiter_counts {
             for &hold in &holds {
                 let mut crate_p50 = 0.0;
-                for floor in [false, true] {
+                for &floor in &sides {
                     let round_trip_paced = round_trip(runtime, server, hold);
                     let round_trip = if hold.is_zero() {
                         round_trip_paced
