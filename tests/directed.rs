@@ -288,6 +288,28 @@ fn stopped(child: &Child) -> bool {
     !states.is_empty() && states.iter().all(|state| matches!(state, 'T' | 't'))
 }
 
+type Waiting = tokio::task::JoinHandle<redis_mutex::LockGuard>;
+
+/// A task here that waits for `lock`.
+fn spawn_waiter(lock: &Lock) -> Waiting {
+    let lock = lock.clone();
+    tokio::spawn(async move { lock.acquire().await.unwrap() })
+}
+
+/// The first of two waiters here to get the lock (which one is queued
+/// first is not known), and the other, still waiting.
+async fn first_of(
+    [mut one, mut two]: [Waiting; 2],
+) -> (
+    Result<redis_mutex::LockGuard, tokio::task::JoinError>,
+    Waiting,
+) {
+    tokio::select! {
+        guard = &mut one => (guard, two),
+        guard = &mut two => (guard, one),
+    }
+}
+
 /// Kills a child process when dropped: a test that fails while its child
 /// is stopped leaves none behind (it would hold the test run's output open,
 /// and the run with it).
@@ -327,17 +349,7 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
     let mut other = child::spawn("directed_waiter_process", &url);
     let _reaper = Reaper(other.id());
     let mut steps = child::Steps::of(&mut other);
-    let waiter = || {
-        let lock = lock.clone();
-        tokio::spawn(async move { lock.acquire().await.unwrap() })
-    };
-    let (mut waiter, mut second_waiter) = (waiter(), waiter());
-    let first_here = async {
-        tokio::select! {
-            guard = &mut waiter => (guard, second_waiter),
-            guard = &mut second_waiter => (guard, waiter),
-        }
-    };
+    let waiters = [spawn_waiter(&lock), spawn_waiter(&lock)];
     // Both processes wait (this one's subscription and the other's), and
     // both announced it.
     eventually(Duration::from_secs(20), "both processes subscribe", || {
@@ -376,7 +388,7 @@ async fn a_named_wake_up_its_process_cannot_take_is_passed_on_after_the_grace() 
         "the release names a waiting process: {named} of {announced:?}"
     );
     let Ok((guard, second_waiter)) =
-        tokio::time::timeout(Duration::from_secs(10), first_here).await
+        tokio::time::timeout(Duration::from_secs(10), first_of(waiters)).await
     else {
         panic!(
             "the waiter here did not get the lock within 10 s of the release named {named} \
@@ -433,11 +445,7 @@ async fn a_named_wake_up_nobody_hears_wakes_everyone_at_once() {
     let (lock, _) = notified_lock(&url).await;
     let first = lock.acquire().await.unwrap();
     let mut other = child::spawn("directed_waiter_process", &url);
-    let waiter = || {
-        let lock = lock.clone();
-        tokio::spawn(async move { lock.acquire().await.unwrap() })
-    };
-    let (mut waiter, mut second_waiter) = (waiter(), waiter());
+    let waiters = [spawn_waiter(&lock), spawn_waiter(&lock)];
     eventually(Duration::from_secs(20), "both processes subscribe", || {
         subscribers(&server, CHANNEL) == 3
     })
@@ -457,13 +465,7 @@ async fn a_named_wake_up_nobody_hears_wakes_everyone_at_once() {
     let released = Instant::now();
     first.release().await.unwrap();
     // The one queued first here is woken.
-    let woken = async {
-        tokio::select! {
-            guard = &mut waiter => (guard, second_waiter),
-            guard = &mut second_waiter => (guard, waiter),
-        }
-    };
-    let (guard, second_waiter) = tokio::time::timeout(Duration::from_secs(10), woken)
+    let (guard, second_waiter) = tokio::time::timeout(Duration::from_secs(10), first_of(waiters))
         .await
         .expect("a waiter here gets the lock");
     let guard = guard.unwrap();
