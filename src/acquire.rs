@@ -31,6 +31,7 @@ use crate::hold::Hold;
 use crate::kind::Kind;
 use crate::lease::Lease;
 use crate::metrics::{self, LossReason};
+use crate::out_of_line::out_of_line;
 use crate::retry::WaitPolicy;
 use crate::timeout::timed_out;
 use crate::token::{HolderToken, Token};
@@ -165,7 +166,8 @@ impl<K: Kind> Engine<K> {
                     // token; count validity from the first one.
                     let from = if from_earlier_send { started } else { sent_at };
                     if let Some(sync) = &self.replica_sync
-                        && let Err(error) = self.topology.replicate(sync, self.key()).await
+                        && let Err(error) =
+                            out_of_line(self.topology.replicate(sync, self.key())).await
                     {
                         // Not confirmed: undo now, so that the failed acquire
                         // leaves nothing; Drop retries if this goes unanswered.
@@ -208,7 +210,7 @@ impl<K: Kind> Engine<K> {
                 }
             };
             waiting.start(&self.meter);
-            if !waiter.wait(holder_named, pending.token_str()).await {
+            if !out_of_line(waiter.wait(holder_named, pending.token_str())).await {
                 return Err(failed.unwrap_or_else(|| Error::Busy {
                     key: self.key().to_owned(),
                     waited: started.elapsed(),

@@ -106,6 +106,7 @@ mod mutex;
 mod node;
 mod node_failure;
 mod notify;
+mod out_of_line;
 mod owner;
 mod permit;
 mod permit_set;

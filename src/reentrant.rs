@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::hold::Hold;
 use crate::kind::Kind;
 use crate::lease::Lease;
+use crate::out_of_line::out_of_line;
 use crate::owner::{Found, HoldKey, Owner, Registration};
 use crate::renew::Renewal;
 use crate::retry::WaitPolicy;
@@ -60,7 +61,11 @@ impl<K: Kind> Engine<K> {
     ) -> Result<Held<K>> {
         match owner {
             None => self.acquire(policy).await.map(Held::Alone),
-            Some(owner) => self.acquire_as(owner, policy).await.map(Held::Shared),
+            // Out of line: an owner's acquire is the rarer one, and its
+            // code would sit among the plain acquire's.
+            Some(owner) => out_of_line(self.acquire_as(owner, policy))
+                .await
+                .map(Held::Shared),
         }
     }
 
@@ -294,15 +299,26 @@ impl<K: Kind> Held<K> {
     /// answer from Redis); any other sends nothing and says
     /// [`Error::NotHeld`] only when the shared lease is known lost.
     pub(crate) async fn release(self) -> Result<()> {
-        let shared = match self {
-            Held::Alone(hold) => return hold.release().await,
-            Held::Shared(shared) => shared,
+        // One await of the hold's release for both kinds of guard: its
+        // future and its code once in this one's, not twice.
+        let hold = match self {
+            Held::Alone(hold) => hold,
+            Held::Shared(shared) => match Held::last_guard(shared) {
+                Ok(hold) => hold,
+                Err(answer) => return answer,
+            },
         };
+        hold.release().await
+    }
+
+    /// The hold of `shared`, to release, when this was its last guard;
+    /// otherwise what releasing a nested guard answers.
+    fn last_guard(shared: Arc<SharedHold<K>>) -> std::result::Result<Hold<K>, Result<()>> {
         let not_held = shared.hold.lease().is_lost().then(|| Error::NotHeld {
             key: shared.hold.key().to_owned(),
         });
         let Some(last) = Arc::into_inner(shared) else {
-            return not_held.map_or(Ok(()), Err);
+            return Err(not_held.map_or(Ok(()), Err));
         };
         let SharedHold {
             registration,
@@ -311,7 +327,7 @@ impl<K: Kind> Held<K> {
         } = last;
         drop(renewal);
         drop(registration);
-        hold.release().await
+        Ok(hold)
     }
 
     /// `Debug` for a kind's guard named `name`: never the whole token.
