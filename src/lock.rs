@@ -246,11 +246,18 @@ impl Lock {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self) -> Result<LockGuard> {
-        let owner = self.acting_owner();
-        self.inner
-            .acquire_held(owner.as_ref(), self.inner.wait)
-            .await
-            .map(LockGuard::new)
+        // The engine's acquire awaited here, not through `acquire_held`:
+        // on the uncontended path every layer of futures costs its moves
+        // and its lines of the instruction cache.
+        let wait = self.inner.wait;
+        match self.acting_owner() {
+            None => self.inner.acquire(wait).await.map(LockGuard::alone),
+            Some(owner) => self
+                .inner
+                .acquire_owned(&owner, wait)
+                .await
+                .map(LockGuard::new),
+        }
     }
 
     /// [`acquire`](Lock::acquire) as `owner`'s: re-enters `owner`'s hold

@@ -61,12 +61,21 @@ impl<K: Kind> Engine<K> {
     ) -> Result<Held<K>> {
         match owner {
             None => self.acquire(policy).await.map(Held::Alone),
-            // Out of line: an owner's acquire is the rarer one, and its
-            // code would sit among the plain acquire's.
-            Some(owner) => out_of_line(self.acquire_as(owner, policy))
-                .await
-                .map(Held::Shared),
+            Some(owner) => self.acquire_owned(owner, policy).await,
         }
+    }
+
+    /// `owner`'s acquire, as a guard's hold. Out of line: an owner's
+    /// acquire is the rarer one, and its code would sit among the plain
+    /// acquire's.
+    pub(crate) async fn acquire_owned(
+        self: &Arc<Self>,
+        owner: &Owner,
+        policy: WaitPolicy,
+    ) -> Result<Held<K>> {
+        out_of_line(self.acquire_as(owner, policy))
+            .await
+            .map(Held::Shared)
     }
 
     /// One attempt (a nested acquire always succeeds, unless lost).
@@ -299,16 +308,19 @@ impl<K: Kind> Held<K> {
     /// answer from Redis); any other sends nothing and says
     /// [`Error::NotHeld`] only when the shared lease is known lost.
     pub(crate) async fn release(self) -> Result<()> {
-        // One await of the hold's release for both kinds of guard: its
-        // future and its code once in this one's, not twice.
-        let hold = match self {
-            Held::Alone(hold) => hold,
-            Held::Shared(shared) => match Held::last_guard(shared) {
-                Ok(hold) => hold,
-                Err(answer) => return answer,
-            },
-        };
-        hold.release().await
+        match self.into_release() {
+            Ok(hold) => hold.release().await,
+            Err(answer) => answer,
+        }
+    }
+
+    /// The hold to release now, or the answer of a guard whose release
+    /// sends nothing: for a caller that awaits the hold's release itself.
+    pub(crate) fn into_release(self) -> std::result::Result<Hold<K>, Result<()>> {
+        match self {
+            Held::Alone(hold) => Ok(hold),
+            Held::Shared(shared) => Held::last_guard(shared),
+        }
     }
 
     /// The hold of `shared`, to release, when this was its last guard;
